@@ -1,0 +1,657 @@
+//! The product (catalogue entry) aggregate: creation, renaming, description,
+//! pricing, categorisation and discontinuation of a sellable SKU.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::values::{Currency, Money, Sku};
+
+/// Longest accepted product name, in characters.
+pub const NAME_MAX_LEN: usize = 200;
+/// Longest accepted category, in characters.
+pub const CATEGORY_MAX_LEN: usize = 100;
+/// Longest accepted description, in characters.
+pub const DESCRIPTION_MAX_LEN: usize = 10_000;
+
+/// Commands accepted by [`Product`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProductCommand {
+    Create {
+        sku: Sku,
+        name: String,
+        description: String,
+        category: String,
+        price: Money,
+        created_at: DateTime<Utc>,
+    },
+    Rename {
+        name: String,
+    },
+    Describe {
+        description: String,
+    },
+    Reprice {
+        price: Money,
+    },
+    Categorise {
+        category: String,
+    },
+    Discontinue {
+        at: DateTime<Utc>,
+    },
+}
+
+/// Events of the product stream (wire contract, version "1").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub enum ProductEvent {
+    ProductCreated {
+        sku: Sku,
+        name: String,
+        description: String,
+        category: String,
+        price: Money,
+        created_at: DateTime<Utc>,
+    },
+    ProductRenamed {
+        name: String,
+    },
+    ProductDescribed {
+        description: String,
+    },
+    ProductRepriced {
+        price: Money,
+    },
+    ProductCategorised {
+        category: String,
+    },
+    ProductDiscontinued {
+        at: DateTime<Utc>,
+    },
+}
+
+/// Every [`ProductEvent`] variant name, as returned by `event_type()`.
+pub const EVENT_TYPES: &[&str] = &[
+    "ProductCreated",
+    "ProductRenamed",
+    "ProductDescribed",
+    "ProductRepriced",
+    "ProductCategorised",
+    "ProductDiscontinued",
+];
+
+impl DomainEvent for ProductEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ProductCreated { .. } => "ProductCreated",
+            Self::ProductRenamed { .. } => "ProductRenamed",
+            Self::ProductDescribed { .. } => "ProductDescribed",
+            Self::ProductRepriced { .. } => "ProductRepriced",
+            Self::ProductCategorised { .. } => "ProductCategorised",
+            Self::ProductDiscontinued { .. } => "ProductDiscontinued",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+/// Why a product command was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProductError {
+    #[error("product already exists")]
+    AlreadyExists,
+    #[error("product not found")]
+    NotFound,
+    #[error("product is discontinued")]
+    Discontinued,
+    #[error("product name must not be empty")]
+    EmptyName,
+    #[error("product name must be at most {max} characters", max = NAME_MAX_LEN)]
+    NameTooLong,
+    #[error("product category must not be empty")]
+    EmptyCategory,
+    #[error("product category must be at most {max} characters", max = CATEGORY_MAX_LEN)]
+    CategoryTooLong,
+    #[error("product description must be at most {max} characters", max = DESCRIPTION_MAX_LEN)]
+    DescriptionTooLong,
+    #[error("price must be positive, got {0}")]
+    NonPositivePrice(Money),
+    #[error("price currency cannot change from {from} to {to}")]
+    CurrencyChange { from: Currency, to: Currency },
+}
+
+/// Current state of a created product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductDetails {
+    pub sku: Sku,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    pub created_at: DateTime<Utc>,
+    pub discontinued_at: Option<DateTime<Utc>>,
+}
+
+/// The product aggregate; `None` until created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    details: Option<ProductDetails>,
+}
+
+fn valid_name(name: &str) -> Result<String, ProductError> {
+    let name = name.trim();
+    if name.is_empty() {
+        Err(ProductError::EmptyName)
+    } else if name.chars().count() > NAME_MAX_LEN {
+        Err(ProductError::NameTooLong)
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+fn valid_category(category: &str) -> Result<String, ProductError> {
+    let category = category.trim();
+    if category.is_empty() {
+        Err(ProductError::EmptyCategory)
+    } else if category.chars().count() > CATEGORY_MAX_LEN {
+        Err(ProductError::CategoryTooLong)
+    } else {
+        Ok(category.to_owned())
+    }
+}
+
+fn valid_description(description: &str) -> Result<String, ProductError> {
+    let description = description.trim();
+    if description.chars().count() > DESCRIPTION_MAX_LEN {
+        Err(ProductError::DescriptionTooLong)
+    } else {
+        Ok(description.to_owned())
+    }
+}
+
+fn valid_price(price: Money) -> Result<Money, ProductError> {
+    if price.is_positive() {
+        Ok(price)
+    } else {
+        Err(ProductError::NonPositivePrice(price))
+    }
+}
+
+impl Product {
+    pub fn details(&self) -> Option<&ProductDetails> {
+        self.details.as_ref()
+    }
+
+    pub fn is_discontinued(&self) -> bool {
+        self.details
+            .as_ref()
+            .is_some_and(|d| d.discontinued_at.is_some())
+    }
+
+    /// Decides which events `command` produces against the current state.
+    pub fn decide(&self, command: ProductCommand) -> Result<Vec<ProductEvent>, ProductError> {
+        use ProductCommand as C;
+        use ProductEvent as E;
+
+        let Some(details) = &self.details else {
+            return match command {
+                C::Create {
+                    sku,
+                    name,
+                    description,
+                    category,
+                    price,
+                    created_at,
+                } => Ok(vec![E::ProductCreated {
+                    sku,
+                    name: valid_name(&name)?,
+                    description: valid_description(&description)?,
+                    category: valid_category(&category)?,
+                    price: valid_price(price)?,
+                    created_at,
+                }]),
+                _ => Err(ProductError::NotFound),
+            };
+        };
+
+        let event = match command {
+            C::Create { .. } => return Err(ProductError::AlreadyExists),
+            C::Discontinue { at } => details
+                .discontinued_at
+                .is_none()
+                .then_some(E::ProductDiscontinued { at }),
+            _ if details.discontinued_at.is_some() => return Err(ProductError::Discontinued),
+            C::Rename { name } => {
+                let name = valid_name(&name)?;
+                (name != details.name).then_some(E::ProductRenamed { name })
+            }
+            C::Describe { description } => {
+                let description = valid_description(&description)?;
+                (description != details.description)
+                    .then_some(E::ProductDescribed { description })
+            }
+            C::Reprice { price } => {
+                let price = valid_price(price)?;
+                if price.currency != details.price.currency {
+                    return Err(ProductError::CurrencyChange {
+                        from: details.price.currency,
+                        to: price.currency,
+                    });
+                }
+                (price != details.price).then_some(E::ProductRepriced { price })
+            }
+            C::Categorise { category } => {
+                let category = valid_category(&category)?;
+                (category != details.category).then_some(E::ProductCategorised { category })
+            }
+        };
+        Ok(event.into_iter().collect())
+    }
+}
+
+impl Aggregate for Product {
+    const TYPE: &'static str = "product";
+    type Command = ProductCommand;
+    type Event = ProductEvent;
+    type Error = ProductError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _service: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use ProductEvent as E;
+        match event {
+            E::ProductCreated {
+                sku,
+                name,
+                description,
+                category,
+                price,
+                created_at,
+            } => {
+                self.details = Some(ProductDetails {
+                    sku,
+                    name,
+                    description,
+                    category,
+                    price,
+                    created_at,
+                    discontinued_at: None,
+                });
+            }
+            other => {
+                let Some(d) = self.details.as_mut() else {
+                    return;
+                };
+                match other {
+                    E::ProductCreated { .. } => {}
+                    E::ProductRenamed { name } => d.name = name,
+                    E::ProductDescribed { description } => d.description = description,
+                    E::ProductRepriced { price } => d.price = price,
+                    E::ProductCategorised { category } => d.category = category,
+                    E::ProductDiscontinued { at } => d.discontinued_at = Some(at),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use cqrs_es::test::TestFramework;
+
+    type F = TestFramework<Product>;
+
+    fn created() -> ProductEvent {
+        ProductEvent::ProductCreated {
+            sku: sku("MUG-1"),
+            name: "Mug".into(),
+            description: "A mug".into(),
+            category: "Kitchen".into(),
+            price: eur(1299),
+            created_at: t(0),
+        }
+    }
+
+    fn discontinued() -> ProductEvent {
+        ProductEvent::ProductDiscontinued { at: t(10) }
+    }
+
+    fn create_cmd() -> ProductCommand {
+        ProductCommand::Create {
+            sku: sku("MUG-1"),
+            name: "  Mug ".into(),
+            description: "A mug".into(),
+            category: "Kitchen".into(),
+            price: eur(1299),
+            created_at: t(0),
+        }
+    }
+
+    #[test]
+    fn create_emits_created_with_trimmed_name() {
+        F::with(())
+            .given_no_previous_events()
+            .when(create_cmd())
+            .then_expect_events(vec![created()]);
+    }
+
+    #[test]
+    fn create_twice_is_rejected() {
+        F::with(())
+            .given(vec![created()])
+            .when(create_cmd())
+            .then_expect_error(ProductError::AlreadyExists);
+    }
+
+    #[test]
+    fn create_rejects_empty_name() {
+        let mut cmd = create_cmd();
+        if let ProductCommand::Create { name, .. } = &mut cmd {
+            *name = "   ".into();
+        }
+        F::with(())
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(ProductError::EmptyName);
+    }
+
+    #[test]
+    fn create_rejects_too_long_name() {
+        let mut cmd = create_cmd();
+        if let ProductCommand::Create { name, .. } = &mut cmd {
+            *name = "x".repeat(NAME_MAX_LEN + 1);
+        }
+        F::with(())
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(ProductError::NameTooLong);
+    }
+
+    #[test]
+    fn create_rejects_empty_category() {
+        let mut cmd = create_cmd();
+        if let ProductCommand::Create { category, .. } = &mut cmd {
+            *category = "".into();
+        }
+        F::with(())
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(ProductError::EmptyCategory);
+    }
+
+    #[test]
+    fn create_rejects_too_long_category() {
+        let mut cmd = create_cmd();
+        if let ProductCommand::Create { category, .. } = &mut cmd {
+            *category = "c".repeat(CATEGORY_MAX_LEN + 1);
+        }
+        F::with(())
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(ProductError::CategoryTooLong);
+    }
+
+    #[test]
+    fn create_rejects_too_long_description() {
+        let mut cmd = create_cmd();
+        if let ProductCommand::Create { description, .. } = &mut cmd {
+            *description = "d".repeat(DESCRIPTION_MAX_LEN + 1);
+        }
+        F::with(())
+            .given_no_previous_events()
+            .when(cmd)
+            .then_expect_error(ProductError::DescriptionTooLong);
+    }
+
+    #[test]
+    fn create_rejects_zero_and_negative_price() {
+        for amount in [0, -1] {
+            let mut cmd = create_cmd();
+            if let ProductCommand::Create { price, .. } = &mut cmd {
+                *price = eur(amount);
+            }
+            F::with(())
+                .given_no_previous_events()
+                .when(cmd)
+                .then_expect_error(ProductError::NonPositivePrice(eur(amount)));
+        }
+    }
+
+    #[test]
+    fn every_command_before_create_is_not_found() {
+        for cmd in [
+            ProductCommand::Rename { name: "X".into() },
+            ProductCommand::Describe {
+                description: "X".into(),
+            },
+            ProductCommand::Reprice { price: eur(1) },
+            ProductCommand::Categorise {
+                category: "X".into(),
+            },
+            ProductCommand::Discontinue { at: t(1) },
+        ] {
+            F::with(())
+                .given_no_previous_events()
+                .when(cmd)
+                .then_expect_error(ProductError::NotFound);
+        }
+    }
+
+    #[test]
+    fn rename() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Rename {
+                name: "Big mug".into(),
+            })
+            .then_expect_events(vec![ProductEvent::ProductRenamed {
+                name: "Big mug".into(),
+            }]);
+    }
+
+    #[test]
+    fn rename_to_same_name_is_noop() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Rename {
+                name: " Mug ".into(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn rename_rejects_empty_name() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Rename { name: "".into() })
+            .then_expect_error(ProductError::EmptyName);
+    }
+
+    #[test]
+    fn describe() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Describe {
+                description: "A big mug".into(),
+            })
+            .then_expect_events(vec![ProductEvent::ProductDescribed {
+                description: "A big mug".into(),
+            }]);
+    }
+
+    #[test]
+    fn describe_same_is_noop_and_empty_is_allowed() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Describe {
+                description: "A mug".into(),
+            })
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Describe {
+                description: "".into(),
+            })
+            .then_expect_events(vec![ProductEvent::ProductDescribed {
+                description: "".into(),
+            }]);
+    }
+
+    #[test]
+    fn describe_rejects_too_long() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Describe {
+                description: "d".repeat(DESCRIPTION_MAX_LEN + 1),
+            })
+            .then_expect_error(ProductError::DescriptionTooLong);
+    }
+
+    #[test]
+    fn reprice() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Reprice { price: eur(999) })
+            .then_expect_events(vec![ProductEvent::ProductRepriced { price: eur(999) }]);
+    }
+
+    #[test]
+    fn reprice_same_is_noop() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Reprice { price: eur(1299) })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn reprice_rejects_non_positive_and_currency_change() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Reprice { price: eur(0) })
+            .then_expect_error(ProductError::NonPositivePrice(eur(0)));
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Reprice { price: usd(1299) })
+            .then_expect_error(ProductError::CurrencyChange {
+                from: currency("EUR"),
+                to: currency("USD"),
+            });
+    }
+
+    #[test]
+    fn categorise() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Categorise {
+                category: "Home".into(),
+            })
+            .then_expect_events(vec![ProductEvent::ProductCategorised {
+                category: "Home".into(),
+            }]);
+    }
+
+    #[test]
+    fn categorise_same_is_noop_and_empty_rejected() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Categorise {
+                category: "Kitchen".into(),
+            })
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Categorise {
+                category: " ".into(),
+            })
+            .then_expect_error(ProductError::EmptyCategory);
+    }
+
+    #[test]
+    fn discontinue() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Discontinue { at: t(10) })
+            .then_expect_events(vec![discontinued()]);
+    }
+
+    #[test]
+    fn discontinue_twice_is_noop() {
+        F::with(())
+            .given(vec![created(), discontinued()])
+            .when(ProductCommand::Discontinue { at: t(20) })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn changes_after_discontinue_are_rejected() {
+        for cmd in [
+            ProductCommand::Rename { name: "X".into() },
+            ProductCommand::Describe {
+                description: "X".into(),
+            },
+            ProductCommand::Reprice { price: eur(1) },
+            ProductCommand::Categorise {
+                category: "X".into(),
+            },
+        ] {
+            F::with(())
+                .given(vec![created(), discontinued()])
+                .when(cmd)
+                .then_expect_error(ProductError::Discontinued);
+        }
+        F::with(())
+            .given(vec![created(), discontinued()])
+            .when(create_cmd())
+            .then_expect_error(ProductError::AlreadyExists);
+    }
+
+    #[test]
+    fn state_follows_events() {
+        let mut p = Product::default();
+        for e in [
+            created(),
+            ProductEvent::ProductRenamed { name: "B".into() },
+            discontinued(),
+        ] {
+            p.apply(e);
+        }
+        let d = p.details().unwrap();
+        assert_eq!(d.name, "B");
+        assert!(p.is_discontinued());
+    }
+
+    #[test]
+    fn events_round_trip_and_types_are_listed() {
+        let events = vec![
+            created(),
+            ProductEvent::ProductRenamed { name: "B".into() },
+            ProductEvent::ProductDescribed {
+                description: "D".into(),
+            },
+            ProductEvent::ProductRepriced { price: eur(5) },
+            ProductEvent::ProductCategorised {
+                category: "C".into(),
+            },
+            discontinued(),
+        ];
+        assert_round_trip(&events, EVENT_TYPES);
+    }
+}

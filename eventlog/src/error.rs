@@ -1,0 +1,36 @@
+//! Errors of the event-log layer.
+
+/// What can go wrong talking to the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored event {event_type} v{event_version} of {aggregate_type}/{aggregate_id} #{sequence} cannot be read: {reason}")]
+    Deserialize {
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        event_type: String,
+        event_version: String,
+        reason: String,
+    },
+    #[error("event cannot be stored: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("migration {version} ({name}) was changed after it was applied")]
+    MigrationChanged { version: i64, name: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// SQLSTATEs that mean "another writer got there first": retry the command.
+pub(crate) fn is_conflict(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // unique_violation (two appends of one sequence), serialization_failure (our chain
+            // trigger's xid-order guard), deadlock_detected
+            Some("23505") | Some("40001") | Some("40P01")
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,23 @@
+//! The event log: shop's PostgreSQL event store and everything that reads it in order.
+//!
+//! - [`store`]: a cqrs-es [`cqrs_es::EventStore`] over the postgres-es `events` table, with
+//!   metadata, snapshots and upcasting, plus [`store::PgEventStore::execute`], which runs a command
+//!   with bounded retries on concurrency conflicts and reports the log position it wrote.
+//! - [`log`]: the gap-safe reader; [`checkpoint`]: durable subscription positions.
+//! - [`audit`]: the per-stream hash chain and its verifier.
+//! - [`migrate`]: the schema, applied idempotently by `shop migrate`.
+
+pub mod audit;
+pub mod checkpoint;
+pub mod error;
+pub mod log;
+pub mod metadata;
+pub mod migrate;
+pub mod store;
+pub mod testing;
+pub mod upcast;
+
+pub use error::{Error, Result};
+pub use log::{LogPosition, RecordedEvent};
+pub use metadata::{Actor, EventMetadata};
+pub use store::{CommandReceipt, ExecuteError, PgEventStore};

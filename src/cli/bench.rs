@@ -1,0 +1,186 @@
+//! `shop bench <scenario>`: measurements against the real stores, each with a progress line and a
+//! final throughput line.
+//!
+//! - `append`: one command = one transaction through the event store (load, decide, append), with
+//!   N concurrent writers; each command creates a product on a new stream.
+//! - `append-batch`: bulk appends of 1,000 events per transaction (imports, generators).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use domain::product::{Product, ProductCommand};
+use domain::{Currency, Money, Sku};
+use eventlog::store::{append_bulk, NewEvent};
+use eventlog::{Actor, EventMetadata, PgEventStore};
+use serde_json::json;
+
+use crate::config::StoreConfig;
+
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// Single-command appends per second with N concurrent writers.
+    Append {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 1)]
+        writers: u32,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Bulk append throughput: events per second in 1,000-event transactions.
+    AppendBatch {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Events to write in all.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+    },
+}
+
+pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
+    match scenario {
+        Scenario::Append {
+            mut stores,
+            writers,
+            seconds,
+        } => {
+            stores.db_max_connections = writers + 2;
+            append(&stores, writers, Duration::from_secs(seconds)).await
+        }
+        Scenario::AppendBatch {
+            stores,
+            events,
+            batch,
+        } => append_batch(&stores, events, batch.max(1)).await,
+    }
+}
+
+async fn append(stores: &StoreConfig, writers: u32, duration: Duration) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(stores).await?;
+    let store = Arc::new(PgEventStore::<Product>::new(pool));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let eur = Currency::parse("EUR").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metadata = EventMetadata::new(Actor::system("bench"));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..writers {
+        let (store, done, failed, metadata) =
+            (store.clone(), done.clone(), failed.clone(), metadata.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+                let Ok(sku) = Sku::parse(format!("B-{id}")) else {
+                    continue;
+                };
+                let command = ProductCommand::Create {
+                    sku: sku.clone(),
+                    name: "Bench product".into(),
+                    description: "A product created by the append benchmark.".into(),
+                    category: "bench".into(),
+                    price: Money::new(1_000, eur),
+                    created_at: chrono::Utc::now(),
+                };
+                let begun = Instant::now();
+                match store.execute(sku.as_str(), command, &metadata).await {
+                    Ok(_) => {
+                        latencies.push(begun.elapsed());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        });
+    }
+    let progress = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = done.load(Ordering::Relaxed);
+                eprintln!("  {} commands, {} /s", now, now - last);
+                last = now;
+            }
+        }
+    });
+    let mut latencies = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        latencies.extend(result?);
+    }
+    progress.abort();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let count = done.load(Ordering::Relaxed);
+    let errors = failed.load(Ordering::Relaxed);
+    println!(
+        "append: {writers} writers, {count} commands in {elapsed:.1} s = {:.0} commands/s; p50 {:.2} ms, p99 {:.2} ms; {errors} errors",
+        count as f64 / elapsed,
+        percentile(0.50),
+        percentile(0.99),
+    );
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn append_batch(stores: &StoreConfig, events: u64, batch: u64) -> anyhow::Result<ExitCode> {
+    const EVENTS_PER_STREAM: u64 = 10;
+    let pool = super::connect(stores).await?;
+    let bar = super::progress_bar(events, "appending");
+    let metadata = serde_json::to_value(EventMetadata::new(Actor::system("bench")).to_map())?;
+    let started = Instant::now();
+    let mut written = 0;
+    while written < events {
+        let size = batch.min(events - written);
+        let mut rows = Vec::with_capacity(size as usize);
+        let mut stream = String::new();
+        for n in 0..size {
+            if n % EVENTS_PER_STREAM == 0 {
+                stream = format!("BULK-{}", uuid::Uuid::new_v4().simple());
+            }
+            rows.push(NewEvent {
+                aggregate_type: "inventory".into(),
+                aggregate_id: stream.clone(),
+                sequence: (n % EVENTS_PER_STREAM + 1) as i64,
+                event_type: "StockAdjusted".into(),
+                event_version: "1".into(),
+                payload: json!({"StockAdjusted": {"delta": n as i64 % 7 + 1, "reason": "bulk benchmark"}}),
+                metadata: metadata.clone(),
+            });
+        }
+        let mut tx = pool.begin().await?;
+        append_bulk(&mut tx, &rows).await?;
+        tx.commit().await?;
+        written += size;
+        bar.set_position(written);
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "append-batch: {written} events in {elapsed:.2} s = {:.0} events/s ({batch} per transaction)",
+        written as f64 / elapsed
+    );
+    Ok(ExitCode::SUCCESS)
+}

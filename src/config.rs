@@ -1,0 +1,125 @@
+//! Configuration: from flags or the environment (`DATABASE_URL`, `REDIS_URL`, `SHOP_*`), validated
+//! once at start with a message that says which setting is wrong and why.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Args;
+use sqlx::postgres::PgConnectOptions;
+
+/// Where the stores are.
+#[derive(Args, Debug, Clone)]
+pub struct StoreConfig {
+    /// PostgreSQL URL of the event store and read models.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/shop",
+        value_parser = parse_database_url,
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Redis URL of the Redis read models.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = parse_redis_url,
+        hide_env_values = true
+    )]
+    pub redis_url: url::Url,
+
+    /// Largest number of PostgreSQL connections this process opens.
+    #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+}
+
+/// A validated PostgreSQL URL. Its `Debug` hides the password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    pub options: PgConnectOptions,
+    shown: String,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+fn parse_database_url(text: &str) -> Result<DatabaseUrl, String> {
+    let mut url = url::Url::parse(text)
+        .map_err(|e| format!("not a URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "scheme `{}` is not PostgreSQL; expected postgres://USER@HOST:PORT/DATABASE",
+            url.scheme()
+        ));
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        return Err("no database name; expected postgres://USER@HOST:PORT/DATABASE".to_owned());
+    }
+    let options = PgConnectOptions::from_str(text).map_err(|e| e.to_string())?;
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    Ok(DatabaseUrl {
+        options,
+        shown: url.to_string(),
+    })
+}
+
+fn parse_redis_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("not a URL ({e}); expected redis://HOST:PORT"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "scheme `{}` is not Redis; expected redis://HOST:PORT",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host; expected redis://HOST:PORT".to_owned());
+    }
+    Ok(url)
+}
+
+/// Where the HTTP APIs listen.
+#[derive(Args, Debug, Clone)]
+pub struct ListenConfig {
+    /// Address of the command API (REST).
+    #[arg(long, env = "SHOP_COMMAND_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub command_api_addr: SocketAddr,
+    /// Address of the query API (GraphQL).
+    #[arg(long, env = "SHOP_QUERY_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub query_api_addr: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_checked_and_passwords_hidden() {
+        let url = parse_database_url("postgres://shop:s3cret@db:5432/shop").unwrap();
+        assert_eq!(url.to_string(), "postgres://shop:***@db:5432/shop");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(parse_database_url("mysql://db/shop").unwrap_err().contains("not PostgreSQL"));
+        assert!(parse_database_url("postgres://db").unwrap_err().contains("no database name"));
+        assert!(parse_database_url("not a url").is_err());
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_redis_url("http://127.0.0.1").unwrap_err().contains("not Redis"));
+    }
+}

@@ -1,0 +1,66 @@
+//! `shop`: one binary, a subcommand per role and per operation.
+
+mod cli;
+mod config;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ListenConfig, StoreConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "shop", version, about = "event-sourced commerce backend")]
+struct Shop {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply database migrations (idempotent).
+    Migrate {
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Load a demo catalog with stock (idempotent: existing products are left alone).
+    Seed {
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Auditor operations on the event log.
+    Audit {
+        #[command(subcommand)]
+        command: cli::audit::AuditCommand,
+    },
+    /// Run every role in one process.
+    Serve {
+        #[command(flatten)]
+        stores: StoreConfig,
+        #[command(flatten)]
+        listen: ListenConfig,
+    },
+    /// Benchmarks against the real stores.
+    Bench {
+        #[command(subcommand)]
+        scenario: cli::bench::Scenario,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cli::init_tracing();
+    let shop = Shop::parse();
+    let outcome = match shop.command {
+        Command::Migrate { stores } => cli::migrate::run(&stores).await,
+        Command::Seed { stores } => cli::seed::run(&stores).await,
+        Command::Audit { command } => cli::audit::run(command).await,
+        Command::Serve { stores, listen } => cli::serve::run(&stores, &listen).await,
+        Command::Bench { scenario } => cli::bench::run(scenario).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
