@@ -7,7 +7,9 @@ use cqrs_es::{Aggregate, DomainEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Address, CartId, Currency, CustomerId, Money, OrderId, Quantity, Sku, ValueError};
+use crate::values::{
+    Address, CartId, Currency, CustomerId, Money, OrderId, Quantity, Sku, ValueError,
+};
 
 /// Most distinct lines a cart may hold.
 pub const MAX_LINES: usize = 100;
@@ -82,7 +84,9 @@ pub fn price_lines(
                 currency,
             )
         }
-        Some(Discount::Fixed(amount)) => amount.min(&Money::new(subtotal.amount_minor.max(0), currency))?,
+        Some(Discount::Fixed(amount)) => {
+            amount.min(&Money::new(subtotal.amount_minor.max(0), currency))?
+        }
     };
     let total = subtotal.checked_sub(&discount)?;
     let total = Money::new(total.amount_minor.max(0), currency);
@@ -140,6 +144,9 @@ pub enum CartCommand {
 }
 
 /// Events of a cart stream (wire contract, version "1").
+// The snapshot variant is large by design; events are moved rarely and boxing
+// would only complicate construction and matching.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum CartEvent {
     CartCreated {
@@ -214,7 +221,7 @@ impl DomainEvent for CartEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        crate::EVENT_VERSION.to_owned()
     }
 }
 
@@ -622,7 +629,9 @@ impl Aggregate for Cart {
             E::CartMergedInto { target_cart_id } => {
                 self.status = CartStatus::MergedInto(target_cart_id);
             }
-            E::CartCheckedOut { order_id, lines, .. } => {
+            E::CartCheckedOut {
+                order_id, lines, ..
+            } => {
                 self.lines = lines;
                 self.status = CartStatus::CheckedOut(order_id);
             }
@@ -1070,7 +1079,9 @@ mod tests {
                 lines: vec![line("A", 1, 1)],
             })
             .then_expect_error(CartError::QuantityCapExceeded { sku: sku("A") });
-        let many: Vec<CartLine> = (0..=MAX_LINES).map(|i| line(&format!("S{i}"), 1, 1)).collect();
+        let many: Vec<CartLine> = (0..=MAX_LINES)
+            .map(|i| line(&format!("S{i}"), 1, 1))
+            .collect();
         F::with(())
             .given(vec![created(customer())])
             .when(C::MergeFrom {
@@ -1122,7 +1133,11 @@ mod tests {
             checkout(vec![line("A", 1, 100)]),
         ] {
             F::with(())
-                .given(vec![created(CartOwner::Guest), added("A", 1, 100), merged_into()])
+                .given(vec![
+                    created(CartOwner::Guest),
+                    added("A", 1, 100),
+                    merged_into(),
+                ])
                 .when(cmd)
                 .then_expect_error(CartError::AlreadyMerged);
         }
@@ -1173,7 +1188,11 @@ mod tests {
     fn checked_out_cart_rejects_changes_and_other_orders() {
         let done = checked_out(vec![line("A", 1, 100)], None, totals(100, 0, 100));
         F::with(())
-            .given(vec![created(CartOwner::Guest), added("A", 1, 100), done.clone()])
+            .given(vec![
+                created(CartOwner::Guest),
+                added("A", 1, 100),
+                done.clone(),
+            ])
             .when(add("B", 1, 100))
             .then_expect_error(CartError::AlreadyCheckedOut);
         F::with(())

@@ -19,20 +19,38 @@ pub const EXPIRED_REASON: &str = "expired";
 #[derive(Debug, Clone, PartialEq)]
 pub enum InventoryCommand {
     /// Goods arrived; the first receipt also fixes the stream's SKU.
-    ReceiveStock { sku: Sku, quantity: Quantity },
+    ReceiveStock {
+        sku: Sku,
+        quantity: Quantity,
+    },
     /// Manual correction (stocktake, damage, ...); `reason` must be non-empty.
-    AdjustStock { delta: i64, reason: String },
+    AdjustStock {
+        delta: i64,
+        reason: String,
+    },
     Reserve {
         order_id: OrderId,
         quantity: Quantity,
         expires_at: DateTime<Utc>,
     },
-    CommitReservation { order_id: OrderId },
-    ReleaseReservation { order_id: OrderId, reason: String },
-    ExpireReservations { now: DateTime<Utc> },
+    CommitReservation {
+        order_id: OrderId,
+    },
+    ReleaseReservation {
+        order_id: OrderId,
+        reason: String,
+    },
+    ExpireReservations {
+        now: DateTime<Utc>,
+    },
     /// Goods back after a committed order was cancelled or returned.
-    ReturnStock { order_id: OrderId, quantity: Quantity },
-    SetLowStockThreshold { threshold: u64 },
+    ReturnStock {
+        order_id: OrderId,
+        quantity: Quantity,
+    },
+    SetLowStockThreshold {
+        threshold: u64,
+    },
 }
 
 /// Events of an inventory stream (wire contract, version "1").
@@ -107,7 +125,7 @@ impl DomainEvent for InventoryEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        crate::EVENT_VERSION.to_owned()
     }
 }
 
@@ -130,7 +148,9 @@ pub enum InventoryError {
     Overflow,
     #[error("order {0} has no committed stock to return")]
     NotCommitted(OrderId),
-    #[error("cannot return {requested} units for order {order_id}: only {committed} were committed")]
+    #[error(
+        "cannot return {requested} units for order {order_id}: only {committed} were committed"
+    )]
     ReturnExceedsCommitted {
         order_id: OrderId,
         committed: Quantity,
@@ -329,8 +349,7 @@ impl Inventory {
                     .ok_or(InventoryError::Overflow)?;
                 Ok(vec![E::StockReturned { order_id, quantity }])
             }
-            C::SetLowStockThreshold { threshold } => Ok(if threshold == self.low_stock_threshold
-            {
+            C::SetLowStockThreshold { threshold } => Ok(if threshold == self.low_stock_threshold {
                 vec![]
             } else {
                 vec![E::LowStockThresholdSet { threshold }]

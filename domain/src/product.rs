@@ -96,7 +96,7 @@ impl DomainEvent for ProductEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        crate::EVENT_VERSION.to_owned()
     }
 }
 
@@ -232,8 +232,7 @@ impl Product {
             }
             C::Describe { description } => {
                 let description = valid_description(&description)?;
-                (description != details.description)
-                    .then_some(E::ProductDescribed { description })
+                (description != details.description).then_some(E::ProductDescribed { description })
             }
             C::Reprice { price } => {
                 let price = valid_price(price)?;

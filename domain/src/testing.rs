@@ -56,5 +56,8 @@ pub fn assert_round_trip<E: DomainEvent>(events: &[E], event_types: &[&str]) {
     }
     let listed: std::collections::BTreeSet<String> =
         event_types.iter().map(|s| (*s).to_owned()).collect();
-    assert_eq!(seen, listed, "round-trip sample must cover every event type");
+    assert_eq!(
+        seen, listed,
+        "round-trip sample must cover every event type"
+    );
 }

@@ -47,7 +47,9 @@ pub enum ValueError {
 // ---------------------------------------------------------------- Sku
 
 /// Stock keeping unit: 1..=64 characters of `A-Z`, `0-9`, `-` and `_`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schemars(extend("pattern" = "^[A-Z0-9_-]{1,64}$"))]
 pub struct Sku(String);
@@ -286,7 +288,9 @@ impl fmt::Display for Money {
 
 /// A trimmed, lowercased e-mail address with one `@`, a non-empty local part
 /// and a domain containing a dot; at most 254 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schemars(extend("format" = "email"))]
 pub struct Email(String);
@@ -568,7 +572,10 @@ mod tests {
             Err(ValueError::SkuTooLong { len: 65 })
         );
         assert_eq!(Sku::parse("abc"), Err(ValueError::SkuLowercase('a')));
-        assert_eq!(Sku::parse("AB c"), Err(ValueError::SkuInvalidCharacter(' ')));
+        assert_eq!(
+            Sku::parse("AB c"),
+            Err(ValueError::SkuInvalidCharacter(' '))
+        );
         assert_eq!(Sku::parse("A.B"), Err(ValueError::SkuInvalidCharacter('.')));
         assert_eq!(Sku::parse("ÄB"), Err(ValueError::SkuInvalidCharacter('Ä')));
     }
@@ -653,8 +660,13 @@ mod tests {
         assert_eq!(a.min(&b), Ok(b));
         let json = serde_json::to_value(a).unwrap();
         assert_eq!(json, json!({"amount_minor": 150, "currency": "EUR"}));
-        assert!(serde_json::from_value::<Money>(json!({"amount_minor": 1, "currency": "eur"})).is_err());
-        assert!(serde_json::from_value::<Money>(json!({"amount_minor": 1.5, "currency": "EUR"})).is_err());
+        assert!(
+            serde_json::from_value::<Money>(json!({"amount_minor": 1, "currency": "eur"})).is_err()
+        );
+        assert!(
+            serde_json::from_value::<Money>(json!({"amount_minor": 1.5, "currency": "EUR"}))
+                .is_err()
+        );
     }
 
     #[test]
@@ -690,7 +702,9 @@ mod tests {
         }
         assert!(serde_json::from_value::<Email>(json!("nope")).is_err());
         assert_eq!(
-            serde_json::from_value::<Email>(json!("A@B.CD")).unwrap().as_str(),
+            serde_json::from_value::<Email>(json!("A@B.CD"))
+                .unwrap()
+                .as_str(),
             "a@b.cd"
         );
     }

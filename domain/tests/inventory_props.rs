@@ -23,12 +23,16 @@ fn command() -> impl Strategy<Value = InventoryCommand> {
     let order_id = (0u8..6).prop_map(order);
     let reason = prop_oneof![Just(String::new()), Just("stocktake".to_owned())];
     prop_oneof![
-        (prop_oneof![4 => Just("MUG-1"), 1 => Just("CUP-2")], quantity()).prop_map(|(s, quantity)| {
-            InventoryCommand::ReceiveStock {
-                sku: Sku::parse(s).expect("valid sku"),
-                quantity,
-            }
-        }),
+        (
+            prop_oneof![4 => Just("MUG-1"), 1 => Just("CUP-2")],
+            quantity()
+        )
+            .prop_map(|(s, quantity)| {
+                InventoryCommand::ReceiveStock {
+                    sku: Sku::parse(s).expect("valid sku"),
+                    quantity,
+                }
+            }),
         (-30i64..=30, reason.clone())
             .prop_map(|(delta, reason)| InventoryCommand::AdjustStock { delta, reason }),
         (order_id.clone(), quantity(), 0i64..10).prop_map(|(order_id, quantity, exp)| {
@@ -41,8 +45,9 @@ fn command() -> impl Strategy<Value = InventoryCommand> {
         order_id
             .clone()
             .prop_map(|order_id| InventoryCommand::CommitReservation { order_id }),
-        (order_id.clone(), reason)
-            .prop_map(|(order_id, reason)| InventoryCommand::ReleaseReservation { order_id, reason }),
+        (order_id.clone(), reason).prop_map(|(order_id, reason)| {
+            InventoryCommand::ReleaseReservation { order_id, reason }
+        }),
         (0i64..10).prop_map(|now| InventoryCommand::ExpireReservations { now: time(now) }),
         (order_id, quantity())
             .prop_map(|(order_id, quantity)| InventoryCommand::ReturnStock { order_id, quantity }),
