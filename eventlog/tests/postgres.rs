@@ -232,7 +232,7 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
     .collect();
     let claimed: HashSet<StreamEvent> = committed.iter().cloned().collect();
     assert_eq!(claimed.len(), committed.len(), "a writer committed one sequence twice");
-    assert_eq!(stored, claimed, "the table holds exactly what writers committed");
+    assert!(stored == claimed, "the table holds exactly what writers committed");
     let read: Vec<StreamEvent> = seen
         .gap_safe
         .iter()
@@ -240,7 +240,16 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
         .collect();
     let read_set: HashSet<StreamEvent> = read.iter().cloned().collect();
     assert_eq!(read_set.len(), read.len(), "the reader saw an event twice");
-    assert_eq!(read_set, claimed, "the reader saw exactly the committed events");
+    let missed: Vec<_> = claimed.difference(&read_set).collect();
+    let extra: Vec<_> = read_set.difference(&claimed).collect();
+    assert!(
+        missed.is_empty() && extra.is_empty(),
+        "the reader missed {} committed events (e.g. {:?}) and saw {} uncommitted ones (e.g. {:?})",
+        missed.len(),
+        missed.iter().take(3).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>()
+    );
     assert!(committed.len() > 200, "the torture wrote too little: {}", committed.len());
 
     // In an order consistent with every stream's sequence, and positions strictly increasing.
