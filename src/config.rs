@@ -112,14 +112,20 @@ mod tests {
         let url = parse_database_url("postgres://shop:s3cret@db:5432/shop").unwrap();
         assert_eq!(url.to_string(), "postgres://shop:***@db:5432/shop");
         assert!(!format!("{url:?}").contains("s3cret"));
-        assert!(parse_database_url("mysql://db/shop").unwrap_err().contains("not PostgreSQL"));
-        assert!(parse_database_url("postgres://db").unwrap_err().contains("no database name"));
+        assert!(parse_database_url("mysql://db/shop")
+            .unwrap_err()
+            .contains("not PostgreSQL"));
+        assert!(parse_database_url("postgres://db")
+            .unwrap_err()
+            .contains("no database name"));
         assert!(parse_database_url("not a url").is_err());
     }
 
     #[test]
     fn redis_urls_are_checked() {
         assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
-        assert!(parse_redis_url("http://127.0.0.1").unwrap_err().contains("not Redis"));
+        assert!(parse_redis_url("http://127.0.0.1")
+            .unwrap_err()
+            .contains("not Redis"));
     }
 }

@@ -5,19 +5,24 @@
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("stored event {event_type} v{event_version} of {aggregate_type}/{aggregate_id} #{sequence} cannot be read: {reason}")]
-    Deserialize {
-        aggregate_type: String,
-        aggregate_id: String,
-        sequence: i64,
-        event_type: String,
-        event_version: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Deserialize(Box<UnreadableEvent>),
     #[error("event cannot be stored: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error("migration {version} ({name}) was changed after it was applied")]
     MigrationChanged { version: i64, name: String },
+}
+
+/// A stored event that cannot be turned back into its Rust type.
+#[derive(Debug, thiserror::Error)]
+#[error("stored event {event_type} v{event_version} of {aggregate_type}/{aggregate_id} #{sequence} cannot be read: {reason}")]
+pub struct UnreadableEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub reason: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -21,7 +21,9 @@ use crate::Result;
 
 /// A place in the log. Positions compare in log order; [`LogPosition::START`] is before every
 /// event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct LogPosition {
     pub transaction_id: i64,
     pub global_position: i64,
@@ -169,12 +171,12 @@ pub async fn status<'e>(executor: impl PgExecutor<'e>) -> Result<LogStatus> {
     let transaction_id: Option<i64> = row.get("transaction_id");
     let global_position: Option<i64> = row.get("global_position");
     Ok(LogStatus {
-        safe_head: transaction_id.zip(global_position).map(|(transaction_id, global_position)| {
-            LogPosition {
+        safe_head: transaction_id
+            .zip(global_position)
+            .map(|(transaction_id, global_position)| LogPosition {
                 transaction_id,
                 global_position,
-            }
-        }),
+            }),
         held_back_events: row.get("held_back"),
         oldest_open_transaction_seconds: row.get("oldest"),
     })

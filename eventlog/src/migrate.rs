@@ -57,7 +57,9 @@ pub async fn run(pool: &PgPool, migrations: &[Migration]) -> Result<MigrationRep
                 .fetch_optional(&mut *tx)
                 .await?;
         match applied {
-            Some(existing) if existing == checksum => report.already_applied.push(migration.version),
+            Some(existing) if existing == checksum => {
+                report.already_applied.push(migration.version)
+            }
             Some(_) => {
                 return Err(Error::MigrationChanged {
                     version: migration.version,

@@ -10,11 +10,13 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
+};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use crate::error::is_conflict;
+use crate::error::{is_conflict, UnreadableEvent};
 use crate::log::LogPosition;
 use crate::metadata::EventMetadata;
 use crate::upcast::{upcast, Upcaster};
@@ -162,7 +164,10 @@ impl<A: Aggregate> PgEventStore<A> {
                 }
             }
         }
-        for (sequence, event, _) in self.read_stream(aggregate_id, context.current_sequence).await? {
+        for (sequence, event, _) in self
+            .read_stream(aggregate_id, context.current_sequence)
+            .await?
+        {
             context.aggregate.apply(event);
             context.current_sequence = sequence;
         }
@@ -210,13 +215,15 @@ impl<A: Aggregate> PgEventStore<A> {
         event_version: String,
         payload: Value,
     ) -> Result<A::Event> {
-        let failure = |reason: String| Error::Deserialize {
-            aggregate_type: A::TYPE.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            sequence,
-            event_type: event_type.clone(),
-            event_version: event_version.clone(),
-            reason,
+        let failure = |reason: String| {
+            Error::Deserialize(Box::new(UnreadableEvent {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                sequence,
+                event_type: event_type.clone(),
+                event_version: event_version.clone(),
+                reason,
+            }))
         };
         let (_, payload) = upcast(self.upcasters, &event_type, event_version.clone(), payload)
             .map_err(&failure)?;
@@ -428,7 +435,7 @@ fn to_aggregate_error<E: std::error::Error>(error: Error) -> AggregateError<E> {
     match error {
         Error::Database(db) if is_conflict(&db) => AggregateError::AggregateConflict,
         Error::Database(db) => AggregateError::DatabaseConnectionError(Box::new(db)),
-        Error::Deserialize { .. } | Error::Serialize(_) => {
+        Error::Deserialize(_) | Error::Serialize(_) => {
             AggregateError::DeserializationError(Box::new(error))
         }
         other => AggregateError::UnexpectedError(Box::new(other)),

@@ -52,9 +52,12 @@ impl TestDatabase {
     pub async fn drop(self) {
         self.pool.close().await;
         if let Ok(mut connection) = self.admin.connect().await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut connection)
-                .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut connection)
+            .await;
         }
     }
 }

@@ -76,10 +76,18 @@ mod tests {
 
     #[test]
     fn upcasters_chain_until_the_current_version() {
-        let (version, payload) =
-            upcast(CHAIN, "Priced", "1".into(), json!({"Priced": {"cents": 250}})).unwrap();
+        let (version, payload) = upcast(
+            CHAIN,
+            "Priced",
+            "1".into(),
+            json!({"Priced": {"cents": 250}}),
+        )
+        .unwrap();
         assert_eq!(version, "3");
-        assert_eq!(payload, json!({"Priced": {"amount_minor": 250, "currency": "EUR"}}));
+        assert_eq!(
+            payload,
+            json!({"Priced": {"amount_minor": 250, "currency": "EUR"}})
+        );
     }
 
     #[test]

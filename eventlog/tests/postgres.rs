@@ -26,7 +26,9 @@ async fn database(connections: u32) -> TestDatabase {
 /// another test's database holds this one's readers back for a moment too.
 async fn wait_for_log(pool: &PgPool, count: usize) -> Vec<log::RecordedEvent> {
     for _ in 0..500 {
-        let events = log::read_after(pool, LogPosition::START, 1_000).await.unwrap();
+        let events = log::read_after(pool, LogPosition::START, 1_000)
+            .await
+            .unwrap();
         if events.len() >= count {
             return events;
         }
@@ -104,7 +106,8 @@ async fn torture_writer(pool: PgPool, writer: u64, transactions: usize) -> Vec<S
                     format!("own-{writer}")
                 };
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..4))).await;
-                match append_next(&mut tx, &stream, json!({"writer": writer, "n": n, "e": e})).await {
+                match append_next(&mut tx, &stream, json!({"writer": writer, "n": n, "e": e})).await
+                {
                     Ok(sequence) => written.push((stream, sequence)),
                     Err(_) => {
                         conflict = true;
@@ -153,7 +156,9 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
         let naive_position = naive_position.clone();
         async move {
             let mut tx = pool.begin().await.unwrap();
-            let sequence = append_next(&mut tx, "idle", json!({"idle": true})).await.unwrap();
+            let sequence = append_next(&mut tx, "idle", json!({"idle": true}))
+                .await
+                .unwrap();
             let position: i64 = sqlx::query_scalar(
                 "SELECT global_position FROM events WHERE aggregate_type = 'torture' AND aggregate_id = 'idle'",
             )
@@ -166,7 +171,10 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
                 }
             })
             .await;
-            assert!(waited.is_ok(), "the naive reader never passed the idle event");
+            assert!(
+                waited.is_ok(),
+                "the naive reader never passed the idle event"
+            );
             tx.commit().await.unwrap();
             vec![("idle".to_owned(), sequence)]
         }
@@ -231,8 +239,15 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
     .into_iter()
     .collect();
     let claimed: HashSet<StreamEvent> = committed.iter().cloned().collect();
-    assert_eq!(claimed.len(), committed.len(), "a writer committed one sequence twice");
-    assert!(stored == claimed, "the table holds exactly what writers committed");
+    assert_eq!(
+        claimed.len(),
+        committed.len(),
+        "a writer committed one sequence twice"
+    );
+    assert!(
+        stored == claimed,
+        "the table holds exactly what writers committed"
+    );
     let read: Vec<StreamEvent> = seen
         .gap_safe
         .iter()
@@ -250,16 +265,28 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
         extra.len(),
         extra.iter().take(3).collect::<Vec<_>>()
     );
-    assert!(committed.len() > 200, "the torture wrote too little: {}", committed.len());
+    assert!(
+        committed.len() > 200,
+        "the torture wrote too little: {}",
+        committed.len()
+    );
 
     // In an order consistent with every stream's sequence, and positions strictly increasing.
     let mut heads: HashMap<&str, i64> = HashMap::new();
     for event in &seen.gap_safe {
         let head = heads.entry(&event.aggregate_id).or_insert(0);
-        assert_eq!(event.sequence, *head + 1, "stream {} out of order", event.aggregate_id);
+        assert_eq!(
+            event.sequence,
+            *head + 1,
+            "stream {} out of order",
+            event.aggregate_id
+        );
         *head = event.sequence;
     }
-    assert!(seen.gap_safe.windows(2).all(|w| w[0].position < w[1].position));
+    assert!(seen
+        .gap_safe
+        .windows(2)
+        .all(|w| w[0].position < w[1].position));
 
     // The control: following global_position alone skipped the idle transaction's event.
     let naive: HashSet<i64> = seen.naive.iter().copied().collect();
@@ -281,15 +308,27 @@ async fn the_reader_sees_every_committed_event_once_in_stream_order_under_tortur
 async fn an_open_transaction_holds_readers_back_and_shows_in_the_status() {
     let db = database(4).await;
     let store = PgEventStore::<Product>::new(db.pool.clone());
-    store.execute("A-1", create_product("A-1"), &metadata()).await.unwrap();
+    store
+        .execute("A-1", create_product("A-1"), &metadata())
+        .await
+        .unwrap();
     wait_for_log(&db.pool, 1).await;
 
     let mut open = db.pool.begin().await.unwrap();
     append_next(&mut open, "held", json!({})).await.unwrap();
-    store.execute("A-2", create_product("A-2"), &metadata()).await.unwrap();
+    store
+        .execute("A-2", create_product("A-2"), &metadata())
+        .await
+        .unwrap();
 
-    let visible = log::read_after(&db.pool, LogPosition::START, 100).await.unwrap();
-    assert_eq!(visible.len(), 1, "only the event before the open transaction is safe to read");
+    let visible = log::read_after(&db.pool, LogPosition::START, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        visible.len(),
+        1,
+        "only the event before the open transaction is safe to read"
+    );
     let status = log::status(&db.pool).await.unwrap();
     assert_eq!(status.held_back_events, 1, "A-2 is committed but held back");
     assert_eq!(status.safe_head, Some(visible[0].position));
@@ -305,14 +344,26 @@ async fn an_open_transaction_holds_readers_back_and_shows_in_the_status() {
 async fn checkpoints_persist_and_never_move_back() {
     let db = database(2).await;
     let name = "projection:test";
-    assert_eq!(checkpoint::load(&db.pool, name).await.unwrap(), LogPosition::START);
-    let later = LogPosition { transaction_id: 900, global_position: 12 };
-    let earlier = LogPosition { transaction_id: 899, global_position: 40 };
+    assert_eq!(
+        checkpoint::load(&db.pool, name).await.unwrap(),
+        LogPosition::START
+    );
+    let later = LogPosition {
+        transaction_id: 900,
+        global_position: 12,
+    };
+    let earlier = LogPosition {
+        transaction_id: 899,
+        global_position: 40,
+    };
     assert!(checkpoint::save(&db.pool, name, later).await.unwrap());
     assert!(!checkpoint::save(&db.pool, name, earlier).await.unwrap());
     assert_eq!(checkpoint::load(&db.pool, name).await.unwrap(), later);
     checkpoint::reset(&db.pool, name).await.unwrap();
-    assert_eq!(checkpoint::load(&db.pool, name).await.unwrap(), LogPosition::START);
+    assert_eq!(
+        checkpoint::load(&db.pool, name).await.unwrap(),
+        LogPosition::START
+    );
     db.drop().await;
 }
 
@@ -325,7 +376,10 @@ async fn commands_append_events_with_metadata_and_report_their_position() {
     let store = PgEventStore::<Product>::new(db.pool.clone());
     let mut meta = metadata();
     meta.request_id = Some("req-42".into());
-    let receipt = store.execute("P-1", create_product("P-1"), &meta).await.unwrap();
+    let receipt = store
+        .execute("P-1", create_product("P-1"), &meta)
+        .await
+        .unwrap();
     assert_eq!(receipt.last_sequence, 1);
     let position = receipt.position.expect("a position");
     let events = wait_for_log(&db.pool, 1).await;
@@ -334,14 +388,23 @@ async fn commands_append_events_with_metadata_and_report_their_position() {
     assert_eq!(events[0].event_type, "ProductCreated");
     assert_eq!(events[0].metadata["request_id"], "req-42");
     assert_eq!(events[0].metadata["actor_role"], "system");
-    assert_eq!(events[0].metadata["correlation_id"], meta.correlation_id.to_string());
+    assert_eq!(
+        events[0].metadata["correlation_id"],
+        meta.correlation_id.to_string()
+    );
 
     // a rejected command writes nothing and says why
     let again = store.execute("P-1", create_product("P-1"), &meta).await;
     assert!(matches!(again, Err(ExecuteError::Domain(_))));
     // a command that changes nothing writes nothing
     let same = store
-        .execute("P-1", ProductCommand::Rename { name: "Product P-1".into() }, &meta)
+        .execute(
+            "P-1",
+            ProductCommand::Rename {
+                name: "Product P-1".into(),
+            },
+            &meta,
+        )
         .await
         .unwrap();
     assert_eq!((same.position, same.last_sequence), (None, 1));
@@ -360,7 +423,10 @@ async fn concurrent_commands_on_one_stream_are_retried_not_lost() {
             store
                 .execute(
                     "HOT-1",
-                    InventoryCommand::ReceiveStock { sku: sku("HOT-1"), quantity: Quantity::new(1).unwrap() },
+                    InventoryCommand::ReceiveStock {
+                        sku: sku("HOT-1"),
+                        quantity: Quantity::new(1).unwrap(),
+                    },
                     &metadata(),
                 )
                 .await
@@ -375,7 +441,11 @@ async fn concurrent_commands_on_one_stream_are_retried_not_lost() {
         }
     }
     let context = store.load("HOT-1").await.unwrap();
-    assert_eq!(context.current_sequence, 16 - conflicts, "every success is exactly one event");
+    assert_eq!(
+        context.current_sequence,
+        16 - conflicts,
+        "every success is exactly one event"
+    );
     assert_eq!(context.aggregate.on_hand(), 16 - conflicts as u64);
     assert!(conflicts < 16);
     db.drop().await;
@@ -384,13 +454,22 @@ async fn concurrent_commands_on_one_stream_are_retried_not_lost() {
 #[tokio::test]
 async fn snapshots_give_the_same_aggregate_as_a_full_replay() {
     let db = database(4).await;
-    let policy = SnapshotPolicy { every: 3, version: 1 };
+    let policy = SnapshotPolicy {
+        every: 3,
+        version: 1,
+    };
     let snapshotting = PgEventStore::<Inventory>::new(db.pool.clone()).with_snapshots(policy);
     let replaying = PgEventStore::<Inventory>::new(db.pool.clone());
-    let receive = |n| InventoryCommand::ReceiveStock { sku: sku("SNAP-1"), quantity: Quantity::new(n).unwrap() };
+    let receive = |n| InventoryCommand::ReceiveStock {
+        sku: sku("SNAP-1"),
+        quantity: Quantity::new(n).unwrap(),
+    };
     let mut expected_on_hand = 0;
     for n in 1..=10u32 {
-        snapshotting.execute("SNAP-1", receive(n), &metadata()).await.unwrap();
+        snapshotting
+            .execute("SNAP-1", receive(n), &metadata())
+            .await
+            .unwrap();
         expected_on_hand += u64::from(n);
     }
     let order = OrderId::new(uuid::Uuid::new_v4());
@@ -428,8 +507,14 @@ async fn snapshots_give_the_same_aggregate_as_a_full_replay() {
     assert_eq!(from_events.aggregate.available(), expected_on_hand - 5);
 
     // an unreadable snapshot falls back to the events
-    sqlx::query("UPDATE snapshots SET payload = '{\"garbage\": true}'").execute(&db.pool).await.unwrap();
-    assert_eq!(snapshotting.load("SNAP-1").await.unwrap().aggregate, from_events.aggregate);
+    sqlx::query("UPDATE snapshots SET payload = '{\"garbage\": true}'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshotting.load("SNAP-1").await.unwrap().aggregate,
+        from_events.aggregate
+    );
     db.drop().await;
 }
 
@@ -437,8 +522,13 @@ async fn snapshots_give_the_same_aggregate_as_a_full_replay() {
 async fn events_cannot_be_updated_or_deleted_by_the_application() {
     let db = database(2).await;
     let store = PgEventStore::<Product>::new(db.pool.clone());
-    store.execute("IM-1", create_product("IM-1"), &metadata()).await.unwrap();
-    let update = sqlx::query("UPDATE events SET payload = '{}'").execute(&db.pool).await;
+    store
+        .execute("IM-1", create_product("IM-1"), &metadata())
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE events SET payload = '{}'")
+        .execute(&db.pool)
+        .await;
     let delete = sqlx::query("DELETE FROM events").execute(&db.pool).await;
     assert!(update.unwrap_err().to_string().contains("immutable"));
     assert!(delete.unwrap_err().to_string().contains("immutable"));
@@ -451,7 +541,11 @@ async fn migrations_are_idempotent_and_refuse_edited_history() {
     let again = migrate::run(&db.pool, migrate::MIGRATIONS).await.unwrap();
     assert!(again.applied.is_empty());
     assert_eq!(again.already_applied, vec![1]);
-    let edited = [migrate::Migration { version: 1, name: "event_store", sql: "SELECT 1" }];
+    let edited = [migrate::Migration {
+        version: 1,
+        name: "event_store",
+        sql: "SELECT 1",
+    }];
     assert!(matches!(
         migrate::run(&db.pool, &edited).await,
         Err(eventlog::Error::MigrationChanged { version: 1, .. })
@@ -465,10 +559,19 @@ async fn migrations_are_idempotent_and_refuse_edited_history() {
 async fn write_products(pool: &PgPool, codes: &[&str]) {
     let store = PgEventStore::<Product>::new(pool.clone());
     for code in codes {
-        store.execute(code, create_product(code), &metadata()).await.unwrap();
+        store
+            .execute(code, create_product(code), &metadata())
+            .await
+            .unwrap();
         for name in ["first name", "second name", "third name"] {
             store
-                .execute(code, ProductCommand::Rename { name: format!("{code} {name}") }, &metadata())
+                .execute(
+                    code,
+                    ProductCommand::Rename {
+                        name: format!("{code} {name}"),
+                    },
+                    &metadata(),
+                )
                 .await
                 .unwrap();
         }
@@ -477,10 +580,16 @@ async fn write_products(pool: &PgPool, codes: &[&str]) {
 
 async fn tamper(pool: &PgPool, sql: &str) {
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_immutable").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_immutable")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
     assert_eq!(done.rows_affected(), 1, "the tampering touched one row");
-    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_immutable").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_immutable")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -489,12 +598,20 @@ async fn verify_finds_an_edited_payload_and_a_deleted_event() {
     let db = database(4).await;
     write_products(&db.pool, &["T-A", "T-B", "T-C"]).await;
     let intact = audit::verify_all(&db.pool, |_| {}).await.unwrap();
-    assert_eq!((intact.streams, intact.events, intact.broken_links), (3, 12, 0));
-    assert!(audit::verify_stream(&db.pool, "product", "T-A").await.unwrap().is_intact());
+    assert_eq!(
+        (intact.streams, intact.events, intact.broken_links),
+        (3, 12, 0)
+    );
+    assert!(audit::verify_stream(&db.pool, "product", "T-A")
+        .await
+        .unwrap()
+        .is_intact());
 
     // the SQL trigger and the Rust verifier agree on what is hashed
     let mut progress = Vec::new();
-    audit::verify_all(&db.pool, |done| progress.push(done)).await.unwrap();
+    audit::verify_all(&db.pool, |done| progress.push(done))
+        .await
+        .unwrap();
     assert_eq!(progress.last(), Some(&12));
 
     tamper(
@@ -505,18 +622,39 @@ async fn verify_finds_an_edited_payload_and_a_deleted_event() {
     .await;
     let edited = audit::verify_all(&db.pool, |_| {}).await.unwrap();
     let link = edited.first_broken.clone().expect("the edit is found");
-    assert_eq!((link.aggregate_id.as_str(), link.sequence, &link.problem), ("T-B", 3, &Problem::ContentAltered));
+    assert_eq!(
+        (link.aggregate_id.as_str(), link.sequence, &link.problem),
+        ("T-B", 3, &Problem::ContentAltered)
+    );
     assert!(link.to_string().contains("T-B event #3"));
-    assert!(audit::verify_stream(&db.pool, "product", "T-A").await.unwrap().is_intact());
+    assert!(audit::verify_stream(&db.pool, "product", "T-A")
+        .await
+        .unwrap()
+        .is_intact());
 
-    tamper(&db.pool, "DELETE FROM events WHERE aggregate_id = 'T-C' AND sequence = 2").await;
-    let deleted = audit::verify_stream(&db.pool, "product", "T-C").await.unwrap();
+    tamper(
+        &db.pool,
+        "DELETE FROM events WHERE aggregate_id = 'T-C' AND sequence = 2",
+    )
+    .await;
+    let deleted = audit::verify_stream(&db.pool, "product", "T-C")
+        .await
+        .unwrap();
     let link = deleted.first_broken.expect("the deletion is found");
     assert_eq!(link.sequence, 3);
-    assert_eq!(link.problem, Problem::MissingEvents { expected_sequence: 2 });
+    assert_eq!(
+        link.problem,
+        Problem::MissingEvents {
+            expected_sequence: 2
+        }
+    );
     let all = audit::verify_all(&db.pool, |_| {}).await.unwrap();
     assert_eq!(all.broken_links, 2);
-    assert_eq!(all.first_broken.unwrap().aggregate_id, "T-B", "the first broken link in stream order");
+    assert_eq!(
+        all.first_broken.unwrap().aggregate_id,
+        "T-B",
+        "the first broken link in stream order"
+    );
 
     // re-hashing the edited event itself does not help: the next one no longer chains to it
     tamper(
@@ -525,7 +663,9 @@ async fn verify_finds_an_edited_payload_and_a_deleted_event() {
           WHERE aggregate_id = 'T-B' AND sequence = 3",
     )
     .await;
-    let rehashed = audit::verify_stream(&db.pool, "product", "T-B").await.unwrap();
+    let rehashed = audit::verify_stream(&db.pool, "product", "T-B")
+        .await
+        .unwrap();
     let link = rehashed.first_broken.expect("the re-hashed edit is found");
     assert_eq!((link.sequence, link.problem), (4, Problem::ChainBroken));
     db.drop().await;
@@ -552,7 +692,10 @@ async fn bulk_appends_chain_events_of_many_streams_in_one_statement() {
     assert_eq!(append_bulk(&mut tx, &events).await.unwrap(), 20);
     tx.commit().await.unwrap();
     let report = audit::verify_all(&db.pool, |_| {}).await.unwrap();
-    assert_eq!((report.streams, report.events, report.broken_links), (5, 20, 0));
+    assert_eq!(
+        (report.streams, report.events, report.broken_links),
+        (5, 20, 0)
+    );
 
     // a gap inside a batch is refused, and the whole batch with it
     let mut gap = events[..2].to_vec();

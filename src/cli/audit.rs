@@ -42,7 +42,10 @@ async fn verify(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(link) => {
-            println!("BROKEN: {} broken link(s); first: {link}", report.broken_links);
+            println!(
+                "BROKEN: {} broken link(s); first: {link}",
+                report.broken_links
+            );
             Ok(ExitCode::FAILURE)
         }
     }

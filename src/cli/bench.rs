@@ -14,7 +14,7 @@ use clap::Subcommand;
 use domain::product::{Product, ProductCommand};
 use domain::{Currency, Money, Sku};
 use eventlog::store::{append_bulk, NewEvent};
-use eventlog::{Actor, EventMetadata, PgEventStore};
+use eventlog::{Actor, EventMetadata};
 use serde_json::json;
 
 use crate::config::StoreConfig;
@@ -63,9 +63,13 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn append(stores: &StoreConfig, writers: u32, duration: Duration) -> anyhow::Result<ExitCode> {
+async fn append(
+    stores: &StoreConfig,
+    writers: u32,
+    duration: Duration,
+) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let store = Arc::new(PgEventStore::<Product>::new(pool));
+    let store = Arc::new(super::event_store::<Product>(&pool));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -75,8 +79,12 @@ async fn append(stores: &StoreConfig, writers: u32, duration: Duration) -> anyho
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..writers {
-        let (store, done, failed, metadata) =
-            (store.clone(), done.clone(), failed.clone(), metadata.clone());
+        let (store, done, failed, metadata) = (
+            store.clone(),
+            done.clone(),
+            failed.clone(),
+            metadata.clone(),
+        );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {

@@ -7,6 +7,7 @@ pub mod seed;
 pub mod serve;
 
 use anyhow::Context;
+use cqrs_es::Aggregate;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -30,6 +31,25 @@ pub async fn connect(stores: &StoreConfig) -> anyhow::Result<PgPool> {
         .connect_with(stores.database_url.options.clone())
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", stores.database_url))
+}
+
+/// The event store of one aggregate type, with its upcasters and snapshot policy.
+pub fn event_store<A>(pool: &PgPool) -> eventlog::PgEventStore<A>
+where
+    A: cqrs_es::Aggregate,
+    A::Services: Default,
+{
+    let store =
+        eventlog::PgEventStore::<A>::new(pool.clone()).with_upcasters(schemas::upcasters(A::TYPE));
+    // inventory streams of hot SKUs grow without bound (every reservation is an event)
+    if A::TYPE == domain::Inventory::TYPE {
+        store.with_snapshots(eventlog::store::SnapshotPolicy {
+            every: 200,
+            version: 1,
+        })
+    } else {
+        store
+    }
 }
 
 /// Every migration of every crate, in order.

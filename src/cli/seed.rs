@@ -8,30 +8,114 @@ use domain::inventory::{Inventory, InventoryCommand};
 use domain::product::{Product, ProductCommand, ProductError};
 use domain::{Currency, Money, Quantity, Sku};
 use eventlog::store::ExecuteError;
-use eventlog::{Actor, EventMetadata, PgEventStore};
+use eventlog::{Actor, EventMetadata};
 
 use crate::config::StoreConfig;
 
 /// (sku, name, category, price in cents, units in stock, description)
 const DEMO_CATALOG: &[(&str, &str, &str, i64, u32, &str)] = &[
-    ("HP-100", "Studio headphones", "audio", 12_900, 40, "Closed-back over-ear headphones with a detachable cable."),
-    ("HP-200", "Wireless headphones", "audio", 19_900, 25, "Noise-cancelling wireless headphones, 30 hours of battery."),
-    ("SPK-10", "Bookshelf speakers", "audio", 24_900, 12, "A pair of passive two-way bookshelf speakers."),
-    ("MIC-05", "USB microphone", "audio", 8_900, 30, "Cardioid condenser microphone for podcasts and calls."),
-    ("KB-60", "Mechanical keyboard", "computers", 11_900, 35, "Compact 60% keyboard with hot-swappable switches."),
-    ("MS-01", "Ergonomic mouse", "computers", 5_900, 60, "Vertical wireless mouse that is kind to wrists."),
-    ("MON-27", "27-inch monitor", "computers", 32_900, 8, "QHD IPS monitor with a height-adjustable stand."),
-    ("CAB-USB", "USB-C cable", "accessories", 1_500, 200, "Braided USB-C to USB-C cable, two metres, 100 W."),
-    ("BAG-15", "Laptop sleeve", "accessories", 2_900, 50, "Padded felt sleeve for 15-inch laptops."),
-    ("LMP-01", "Desk lamp", "home", 4_900, 20, "Dimmable LED desk lamp with a warm-white setting."),
-    ("MUG-01", "Coffee mug", "home", 1_200, 3, "Stoneware mug, 350 ml; only a few left."),
-    ("PLT-02", "Desk plant", "home", 1_900, 0, "A small pothos in a ceramic pot; awaiting restock."),
+    (
+        "HP-100",
+        "Studio headphones",
+        "audio",
+        12_900,
+        40,
+        "Closed-back over-ear headphones with a detachable cable.",
+    ),
+    (
+        "HP-200",
+        "Wireless headphones",
+        "audio",
+        19_900,
+        25,
+        "Noise-cancelling wireless headphones, 30 hours of battery.",
+    ),
+    (
+        "SPK-10",
+        "Bookshelf speakers",
+        "audio",
+        24_900,
+        12,
+        "A pair of passive two-way bookshelf speakers.",
+    ),
+    (
+        "MIC-05",
+        "USB microphone",
+        "audio",
+        8_900,
+        30,
+        "Cardioid condenser microphone for podcasts and calls.",
+    ),
+    (
+        "KB-60",
+        "Mechanical keyboard",
+        "computers",
+        11_900,
+        35,
+        "Compact 60% keyboard with hot-swappable switches.",
+    ),
+    (
+        "MS-01",
+        "Ergonomic mouse",
+        "computers",
+        5_900,
+        60,
+        "Vertical wireless mouse that is kind to wrists.",
+    ),
+    (
+        "MON-27",
+        "27-inch monitor",
+        "computers",
+        32_900,
+        8,
+        "QHD IPS monitor with a height-adjustable stand.",
+    ),
+    (
+        "CAB-USB",
+        "USB-C cable",
+        "accessories",
+        1_500,
+        200,
+        "Braided USB-C to USB-C cable, two metres, 100 W.",
+    ),
+    (
+        "BAG-15",
+        "Laptop sleeve",
+        "accessories",
+        2_900,
+        50,
+        "Padded felt sleeve for 15-inch laptops.",
+    ),
+    (
+        "LMP-01",
+        "Desk lamp",
+        "home",
+        4_900,
+        20,
+        "Dimmable LED desk lamp with a warm-white setting.",
+    ),
+    (
+        "MUG-01",
+        "Coffee mug",
+        "home",
+        1_200,
+        3,
+        "Stoneware mug, 350 ml; only a few left.",
+    ),
+    (
+        "PLT-02",
+        "Desk plant",
+        "home",
+        1_900,
+        0,
+        "A small pothos in a ceramic pot; awaiting restock.",
+    ),
 ];
 
 pub async fn run(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let products = PgEventStore::<Product>::new(pool.clone());
-    let inventory = PgEventStore::<Inventory>::new(pool);
+    let products = super::event_store::<Product>(&pool);
+    let inventory = super::event_store::<Inventory>(&pool);
     let metadata = EventMetadata::new(Actor::system("seed"));
     let eur = Currency::parse("EUR").map_err(|e| anyhow!("{e}"))?;
     let (mut created, mut existing) = (0, 0);

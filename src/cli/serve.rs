@@ -18,7 +18,10 @@ pub async fn run(stores: &StoreConfig, listen: &ListenConfig) -> anyhow::Result<
     let pool = super::connect(stores).await?;
     let command_api = bind(listen.command_api_addr, "command API").await?;
     let query_api = bind(listen.query_api_addr, "query API").await?;
-    println!("command API listening on http://{}", command_api.local_addr()?);
+    println!(
+        "command API listening on http://{}",
+        command_api.local_addr()?
+    );
     println!("query API listening on http://{}", query_api.local_addr()?);
 
     let shutdown = tokio_util_shutdown();

@@ -1,0 +1,183 @@
+//! End to end through the `shop` binary: migrate, seed, audit verify (and its tamper detection),
+//! config validation, and `serve` answering health checks and stopping on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+
+fn server_url() -> String {
+    std::env::var("SHOP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database URL on the test server whose database does not exist yet.
+fn fresh_database_url() -> (String, String) {
+    let name = format!("shop_cli_{}", uuid::Uuid::new_v4().simple());
+    let server = server_url();
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base);
+    (name.clone(), format!("{base}/{name}"))
+}
+
+fn shop(args: &[&str], database_url: &str) -> Output {
+    Command::new(SHOP)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run shop")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn drop_database(name: &str) {
+    let pool = sqlx::PgPool::connect(&server_url()).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
+    let (name, url) = fresh_database_url();
+
+    let first = shop(&["migrate"], &url);
+    assert!(first.status.success(), "{first:?}");
+    assert!(stdout(&first).contains("created database"));
+    let second = shop(&["migrate"], &url);
+    assert!(second.status.success());
+    assert!(stdout(&second).contains("0 applied"), "{}", stdout(&second));
+
+    let seeded = shop(&["seed"], &url);
+    assert!(seeded.status.success(), "{seeded:?}");
+    assert!(stdout(&seeded).contains("12 products created, 0 already there"));
+    let reseeded = shop(&["seed"], &url);
+    assert!(stdout(&reseeded).contains("0 products created, 12 already there"));
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let stock: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'StockReceived'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stock, 11,
+        "stock received once per stocked product, not again on re-seed"
+    );
+
+    let intact = shop(&["audit", "verify"], &url);
+    assert!(intact.status.success(), "{intact:?}");
+    assert!(stdout(&intact).contains("every hash chain is intact"));
+    assert!(stdout(&intact).contains("events/s"));
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_immutable")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE events SET payload = jsonb_set(payload, '{StockReceived,quantity}', '4000')
+          WHERE aggregate_type = 'inventory' AND aggregate_id = 'MUG-01' AND sequence = 1",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let broken = shop(&["audit", "verify"], &url);
+    assert_eq!(broken.status.code(), Some(1));
+    let report = stdout(&broken);
+    assert!(
+        report.contains("inventory/MUG-01 event #1: content was altered"),
+        "{report}"
+    );
+    pool.close().await;
+    drop_database(&name).await;
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_a_clear_message() {
+    let output = Command::new(SHOP)
+        .args(["migrate", "--database-url", "mysql://db/shop"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("--database-url"), "{message}");
+    assert!(message.contains("not PostgreSQL"), "{message}");
+
+    let output = Command::new(SHOP)
+        .args(["serve", "--command-api-addr", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let mut child = Command::new(SHOP)
+        .args([
+            "serve",
+            "--command-api-addr",
+            "127.0.0.1:0",
+            "--query-api-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", &url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let addr = line.rsplit_once("http://").unwrap().1.to_owned();
+        addresses.push((line, addr));
+    }
+    assert!(addresses[0].0.starts_with("command API listening on"));
+    assert!(addresses[1].0.starts_with("query API listening on"));
+    for (_, addr) in &addresses {
+        assert!(http_get(addr, "/health/live")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        assert!(http_get(addr, "/health/ready")
+            .await
+            .starts_with("HTTP/1.1 200"));
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(exit) = child.try_wait().unwrap() {
+            status = Some(exit);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("shop serve stopped within 5 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    drop_database(&name).await;
+}
