@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs and starts what shop needs on a Debian machine, and only what is missing: PostgreSQL,
+# Redis and the Debian packages the build needs. Safe to run twice. Sourced by run.sh and test.sh.
+set -euo pipefail
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+# Debian packages the build needs (gcc/make come with the Rust toolchain's machine image).
+BUILD_PACKAGES=(pkg-config)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        # rustup's default install location
+        [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null 2>&1 || {
+        say "cargo not found: install a Rust toolchain (rustup, stable >= 1.95) first"
+        exit 1
+    }
+}
+
+ensure_postgres() {
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
+        return 0
+    fi
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        apt_install postgresql postgresql-client
+        local version
+        version=$(ls /etc/postgresql | sort -n | tail -n 1)
+        # local development: trust connections from this machine only
+        local hba="/etc/postgresql/$version/main/pg_hba.conf"
+        if ! grep -q "shop: trust loopback" "$hba"; then
+            as_root sed -i '1i host all all 127.0.0.1/32 trust # shop: trust loopback\nhost all all ::1/128 trust # shop: trust loopback' "$hba"
+        fi
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -n | tail -n 1)
+    say "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && return 0
+        sleep 1
+    done
+    say "PostgreSQL did not start on $PG_HOST:$PG_PORT"
+    exit 1
+}
+
+ensure_redis() {
+    if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    say "starting Redis"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+        --appendonly no --dir /var/lib/redis --logfile /var/log/redis/shop.log
+    for _ in $(seq 1 30); do
+        redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    say "Redis did not start on 127.0.0.1:6379"
+    exit 1
+}
+
+# One target directory outside the checkout, shared by every checkout and CI run on this machine.
+use_build_cache() {
+    export SHOP_CACHE_DIR="${SHOP_CACHE_DIR:-$HOME/.cache/shop}"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SHOP_CACHE_DIR/target}"
+    mkdir -p "$CARGO_TARGET_DIR"
+}
+
+setup() {
+    command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
+    command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools
+    apt_install "${BUILD_PACKAGES[@]}"
+    ensure_rust
+    ensure_postgres
+    ensure_redis
+    use_build_cache
+    say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, build cache in $CARGO_TARGET_DIR"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    setup
+fi
