@@ -1,5 +1,6 @@
 -- The event store: postgres-es's `events` table, extended with a gap-safe log order
--- (transaction_id, global_position), an event id, a record time and a per-stream hash chain.
+-- (transaction_id, global_position), an event id, a record time and a per-stream hash chain
+-- (computed by the writer, checked by `shop audit verify`).
 CREATE TABLE events (
     aggregate_type  text        NOT NULL,
     aggregate_id    text        NOT NULL,
@@ -10,8 +11,8 @@ CREATE TABLE events (
     metadata        jsonb       NOT NULL,
     global_position bigint      GENERATED ALWAYS AS IDENTITY,
     transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    recorded_at     timestamptz NOT NULL DEFAULT now(),
-    event_id        uuid        NOT NULL DEFAULT gen_random_uuid(),
+    recorded_at     timestamptz NOT NULL,
+    event_id        uuid        NOT NULL,
     prev_hash       bytea       NOT NULL,
     hash            bytea       NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id, sequence)
@@ -21,52 +22,17 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_log_order ON events (transaction_id, global_position);
 CREATE UNIQUE INDEX events_event_id ON events (event_id);
 
--- What a hash covers, in one place. `shop audit verify` builds the same text in Rust from the
--- columns (eventlog::audit::hash_input) and must agree with this function byte for byte.
+-- What a hash covers, mirrored in SQL for auditors who want to check a chain by hand.
+-- The writer (eventlog::hash) computes hashes in Rust from the same fields:
+--   hash = sha256(prev_hash || event_hash_input(event)), prev_hash of a stream's first event = 32 zero bytes,
+-- where the payload and metadata texts are PostgreSQL's canonical jsonb text.
 CREATE FUNCTION event_hash_input(e events) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT concat_ws(E'\x1f',
         e.aggregate_type, e.aggregate_id, e.sequence::text, e.event_type, e.event_version,
         e.payload::text, e.metadata::text, e.event_id::text,
-        extract(epoch FROM e.recorded_at)::text)
+        (extract(epoch FROM e.recorded_at) * 1000000)::bigint::text)
 $$;
-
--- Chains each new event to its predecessor in the stream, and refuses an append whose
--- transaction id is older than its predecessor's: that would make the log order contradict
--- the stream order (a transaction that took its xid before the stream's head committed).
--- The caller retries such a conflict like any other optimistic-concurrency conflict.
-CREATE FUNCTION events_chain() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    predecessor record;
-BEGIN
-    IF NEW.sequence = 1 THEN
-        NEW.prev_hash := decode(repeat('00', 32), 'hex');
-    ELSE
-        SELECT hash, transaction_id INTO predecessor
-          FROM events
-         WHERE aggregate_type = NEW.aggregate_type
-           AND aggregate_id = NEW.aggregate_id
-           AND sequence = NEW.sequence - 1;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'event % of stream %/% has no predecessor',
-                NEW.sequence, NEW.aggregate_type, NEW.aggregate_id
-                USING ERRCODE = 'foreign_key_violation';
-        END IF;
-        IF predecessor.transaction_id > NEW.transaction_id THEN
-            RAISE EXCEPTION 'stream %/% head moved under an older transaction',
-                NEW.aggregate_type, NEW.aggregate_id
-                USING ERRCODE = 'serialization_failure';
-        END IF;
-        NEW.prev_hash := predecessor.hash;
-    END IF;
-    NEW.hash := sha256(NEW.prev_hash || convert_to(event_hash_input(NEW), 'UTF8'));
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER events_chain BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION events_chain();
 
 -- Events are immutable: the application never updates or deletes them. (A superuser can still
 -- drop the trigger; that is what the hash chain and `shop audit verify` are for.)
@@ -80,11 +46,14 @@ $$;
 CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_immutable();
 
--- postgres-es's snapshot table, with the aggregate's snapshot format version.
+-- postgres-es's snapshot table, with the aggregate's snapshot format version and what the next
+-- append needs to know of the event the snapshot ends at (its hash and transaction id).
 CREATE TABLE snapshots (
     aggregate_type   text        NOT NULL,
     aggregate_id     text        NOT NULL,
     last_sequence    bigint      NOT NULL,
+    last_hash        bytea       NOT NULL,
+    last_transaction_id bigint   NOT NULL,
     snapshot_version bigint      NOT NULL,
     payload          jsonb       NOT NULL,
     taken_at         timestamptz NOT NULL DEFAULT now(),

@@ -1,20 +1,20 @@
 //! Tamper evidence: every event's hash covers its content and its predecessor's hash in the
 //! stream, so editing, deleting or reordering a stored event breaks the chain at that point.
 //!
-//! The chain is computed at append by the `events_chain` trigger (migration 0001); [`verify_all`]
-//! and [`verify_stream`] recompute it here, independently, from the stored columns.
+//! The writer computes the chain at append ([`crate::hash`]); [`verify_all`] and
+//! [`verify_stream`] recompute it from the stored columns, hashing the payload and metadata text
+//! exactly as PostgreSQL prints them — so an edit made in SQL, or a writer that got the canonical
+//! form wrong, shows up as a broken link.
 //! Known limit: removing the *last* events of a stream leaves a shorter chain that is still
 //! intact; anchoring stream heads outside the database is the cure (see ARCHITECTURE.md).
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
+use crate::hash::{chain_hash, HashedFields, GENESIS};
 use crate::Result;
-
-/// The hash every stream's first event chains to.
-pub const GENESIS: [u8; 32] = [0; 32];
 
 /// What is wrong at a broken link.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -69,22 +69,8 @@ impl VerifyReport {
     }
 }
 
-/// The text a hash covers; must match the SQL function `event_hash_input` byte for byte.
-pub fn hash_input(fields: &[&str]) -> String {
-    fields.join("\u{1f}")
-}
-
-/// `sha256(prev_hash || hash_input)`.
-pub fn chain_hash(prev_hash: &[u8], input: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash);
-    hasher.update(input.as_bytes());
-    hasher.finalize().into()
-}
-
 const SELECT: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
-        payload::text AS payload, metadata::text AS metadata, event_id::text AS event_id,
-        extract(epoch FROM recorded_at)::text AS recorded_at, prev_hash, hash
+        payload::text AS payload, metadata::text AS metadata, event_id, recorded_at, prev_hash, hash
    FROM events";
 
 const PAGE: i64 = 5_000;
@@ -117,34 +103,31 @@ impl ChainWalker {
         }
         self.report.events += 1;
 
-        let sequence_text = sequence.to_string();
-        let texts = [
-            "event_type",
-            "event_version",
-            "payload",
-            "metadata",
-            "event_id",
-            "recorded_at",
-        ]
-        .map(|column| row.get::<String, _>(column));
-        let input = hash_input(&[
-            &aggregate_type,
-            &aggregate_id,
-            &sequence_text,
-            &texts[0],
-            &texts[1],
-            &texts[2],
-            &texts[3],
-            &texts[4],
-            &texts[5],
-        ]);
+        let (event_type, event_version, payload, metadata): (String, String, String, String) = (
+            row.get("event_type"),
+            row.get("event_version"),
+            row.get("payload"),
+            row.get("metadata"),
+        );
+        let recorded_at: DateTime<Utc> = row.get("recorded_at");
+        let fields = HashedFields {
+            aggregate_type: &aggregate_type,
+            aggregate_id: &aggregate_id,
+            sequence,
+            event_type: &event_type,
+            event_version: &event_version,
+            payload: &payload,
+            metadata: &metadata,
+            event_id: row.get("event_id"),
+            recorded_at_micros: recorded_at.timestamp_micros(),
+        };
         let problem = if sequence != self.last_sequence + 1 {
             Some(Problem::MissingEvents {
                 expected_sequence: self.last_sequence + 1,
             })
         } else if prev_hash != self.last_hash {
             Some(Problem::ChainBroken)
-        } else if chain_hash(&prev_hash, &input)[..] != hash[..] {
+        } else if chain_hash(&prev_hash, &fields)[..] != hash[..] {
             Some(Problem::ContentAltered)
         } else {
             None

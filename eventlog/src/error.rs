@@ -9,6 +9,12 @@ pub enum Error {
     Deserialize(Box<UnreadableEvent>),
     #[error("event cannot be stored: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error("another writer changed the stream first; retry")]
+    Conflict,
+    #[error("cannot append: {0}")]
+    InvalidAppend(String),
+    #[error(transparent)]
+    Canonical(#[from] crate::hash::CanonicalError),
     #[error("migration {version} ({name}) was changed after it was applied")]
     MigrationChanged { version: i64, name: String },
 }

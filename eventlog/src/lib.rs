@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod error;
+pub mod hash;
 pub mod log;
 pub mod metadata;
 pub mod migrate;

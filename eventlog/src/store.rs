@@ -9,14 +9,17 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
 
 use crate::error::{is_conflict, UnreadableEvent};
+use crate::hash::{chain_hash, jsonb_text, truncate_to_micros, HashedFields, GENESIS};
 use crate::log::LogPosition;
 use crate::metadata::EventMetadata;
 use crate::upcast::{upcast, Upcaster};
@@ -52,6 +55,10 @@ pub struct PgAggregateContext<A> {
     pub current_sequence: i64,
     /// Sequence the stored snapshot covers (0 when there is none).
     pub snapshot_sequence: i64,
+    /// Hash of the event at `current_sequence` (the chain's genesis for a new stream).
+    pub last_hash: Vec<u8>,
+    /// Transaction id of the event at `current_sequence` (0 for a new stream).
+    pub last_transaction_id: i64,
 }
 
 impl<A: Aggregate> AggregateContext<A> for PgAggregateContext<A> {
@@ -83,18 +90,12 @@ pub enum ExecuteError<E: std::error::Error> {
     Store(#[from] Error),
 }
 
-enum AppendError {
-    Conflict,
-    Store(Error),
-}
-
-impl From<sqlx::Error> for AppendError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_conflict(&error) {
-            AppendError::Conflict
-        } else {
-            AppendError::Store(Error::Database(error))
-        }
+/// A database error, with the conflicts a retry resolves told apart.
+fn classify(error: sqlx::Error) -> Error {
+    if is_conflict(&error) {
+        Error::Conflict
+    } else {
+        Error::Database(error)
     }
 }
 
@@ -136,10 +137,12 @@ impl<A: Aggregate> PgEventStore<A> {
             aggregate: A::default(),
             current_sequence: 0,
             snapshot_sequence: 0,
+            last_hash: GENESIS.to_vec(),
+            last_transaction_id: 0,
         };
         if let Some(policy) = self.snapshots {
             let row = sqlx::query(
-                "SELECT last_sequence, payload FROM snapshots
+                "SELECT last_sequence, last_hash, last_transaction_id, payload FROM snapshots
                   WHERE aggregate_type = $1 AND aggregate_id = $2 AND snapshot_version = $3",
             )
             .bind(A::TYPE)
@@ -154,6 +157,8 @@ impl<A: Aggregate> PgEventStore<A> {
                         context.aggregate = aggregate;
                         context.current_sequence = row.get("last_sequence");
                         context.snapshot_sequence = context.current_sequence;
+                        context.last_hash = row.get("last_hash");
+                        context.last_transaction_id = row.get("last_transaction_id");
                     }
                     Err(error) => tracing::warn!(
                         aggregate_type = A::TYPE,
@@ -164,12 +169,11 @@ impl<A: Aggregate> PgEventStore<A> {
                 }
             }
         }
-        for (sequence, event, _) in self
-            .read_stream(aggregate_id, context.current_sequence)
-            .await?
-        {
-            context.aggregate.apply(event);
-            context.current_sequence = sequence;
+        for stored in self.fetch(aggregate_id, context.current_sequence).await? {
+            context.aggregate.apply(stored.event);
+            context.current_sequence = stored.sequence;
+            context.last_hash = stored.hash;
+            context.last_transaction_id = stored.transaction_id;
         }
         Ok(context)
     }
@@ -180,8 +184,23 @@ impl<A: Aggregate> PgEventStore<A> {
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<(i64, A::Event, HashMap<String, String>)>> {
+        Ok(self
+            .fetch(aggregate_id, after_sequence)
+            .await?
+            .into_iter()
+            .map(|stored| (stored.sequence, stored.event, stored.metadata))
+            .collect())
+    }
+
+    async fn fetch(
+        &self,
+        aggregate_id: &str,
+        after_sequence: i64,
+    ) -> Result<Vec<Stored<A::Event>>> {
         let rows = sqlx::query(
-            "SELECT sequence, event_type, event_version, payload, metadata FROM events
+            "SELECT sequence, event_type, event_version, payload, metadata, hash,
+                    transaction_id::text::bigint AS transaction_id
+               FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
               ORDER BY sequence",
         )
@@ -200,9 +219,13 @@ impl<A: Aggregate> PgEventStore<A> {
                     row.get("event_version"),
                     row.get("payload"),
                 )?;
-                let metadata: HashMap<String, String> =
-                    serde_json::from_value(row.get("metadata")).unwrap_or_default();
-                Ok((sequence, event, metadata))
+                Ok(Stored {
+                    sequence,
+                    event,
+                    metadata: serde_json::from_value(row.get("metadata")).unwrap_or_default(),
+                    hash: row.get("hash"),
+                    transaction_id: row.get("transaction_id"),
+                })
             })
             .collect()
     }
@@ -266,8 +289,8 @@ impl<A: Aggregate> PgEventStore<A> {
                         position: Some(position),
                     })
                 }
-                Err(AppendError::Conflict) => backoff(attempt).await,
-                Err(AppendError::Store(error)) => return Err(error.into()),
+                Err(Error::Conflict) => backoff(attempt).await,
+                Err(error) => return Err(error.into()),
             }
         }
         Err(ExecuteError::Conflict {
@@ -275,108 +298,197 @@ impl<A: Aggregate> PgEventStore<A> {
         })
     }
 
-    /// Appends `events` after `context.current_sequence` in one transaction, and a snapshot of
-    /// `context.aggregate` when one is due. `context.aggregate` must already have the events
-    /// applied (cqrs-es's `EventSink` applies them as the command writes them): they are not
-    /// applied again here.
+    /// Appends `events` after `context.current_sequence` in one statement (so one round trip
+    /// and one implicit transaction), with a snapshot of `context.aggregate` when one is due.
+    /// `context.aggregate` must already have the events applied (cqrs-es's `EventSink` applies
+    /// them as the command writes them): they are not applied again here.
     async fn append(
         &self,
         context: &PgAggregateContext<A>,
         events: &[A::Event],
         metadata: &HashMap<String, String>,
-    ) -> std::result::Result<(i64, LogPosition), AppendError> {
-        let first = context.current_sequence + 1;
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
+    ) -> Result<(i64, LogPosition)> {
+        let metadata = serde_json::to_value(metadata)?;
+        let metadata_text = jsonb_text(&metadata)?;
+        let recorded_at = truncate_to_micros(Utc::now());
+        let mut columns = Columns::with_capacity(events.len());
+        let mut prev_hash = context.last_hash.clone();
         for (offset, event) in events.iter().enumerate() {
-            sequences.push(first + offset as i64);
-            types.push(event.event_type());
-            versions.push(event.event_version());
-            payloads.push(serde_json::to_value(event).map_err(|e| AppendError::Store(e.into()))?);
+            let payload = serde_json::to_value(event)?;
+            let sequence = context.current_sequence + 1 + offset as i64;
+            let (event_type, event_version) = (event.event_type(), event.event_version());
+            let event_id = Uuid::now_v7();
+            let hash = chain_hash(
+                &prev_hash,
+                &HashedFields {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: &context.aggregate_id,
+                    sequence,
+                    event_type: &event_type,
+                    event_version: &event_version,
+                    payload: &jsonb_text(&payload)?,
+                    metadata: &metadata_text,
+                    event_id,
+                    recorded_at_micros: recorded_at.timestamp_micros(),
+                },
+            )
+            .to_vec();
+            columns.push(
+                sequence,
+                event_type,
+                event_version,
+                payload,
+                event_id,
+                &prev_hash,
+                &hash,
+            );
+            prev_hash = hash;
         }
-        let last_sequence = first + events.len() as i64 - 1;
-        let metadata = serde_json::to_value(metadata).map_err(|e| AppendError::Store(e.into()))?;
-
-        let mut tx = self.pool.begin().await?;
-        let position = insert_events(
-            &mut tx,
-            A::TYPE,
-            &context.aggregate_id,
-            &sequences,
-            &types,
-            &versions,
-            &payloads,
-            &metadata,
-        )
-        .await?;
-        if let Some(policy) = self.snapshots {
-            if last_sequence - context.snapshot_sequence >= policy.every {
-                let state = serde_json::to_value(&context.aggregate)
-                    .map_err(|e| AppendError::Store(e.into()))?;
-                sqlx::query(
-                    "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, snapshot_version, payload)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                        SET last_sequence = EXCLUDED.last_sequence,
-                            snapshot_version = EXCLUDED.snapshot_version,
-                            payload = EXCLUDED.payload,
-                            taken_at = now()
-                      WHERE snapshots.last_sequence < EXCLUDED.last_sequence
-                         OR snapshots.snapshot_version <> EXCLUDED.snapshot_version",
-                )
-                .bind(A::TYPE)
-                .bind(&context.aggregate_id)
-                .bind(last_sequence)
-                .bind(policy.version)
-                .bind(state)
-                .execute(&mut *tx)
-                .await?;
+        let last_sequence = context.current_sequence + events.len() as i64;
+        let snapshot = match self.snapshots {
+            Some(policy) if last_sequence - context.snapshot_sequence >= policy.every => {
+                Some((policy, serde_json::to_value(&context.aggregate)?))
             }
+            _ => None,
+        };
+        let sql = if snapshot.is_some() {
+            APPEND_WITH_SNAPSHOT
+        } else {
+            APPEND
+        };
+        let mut query = sqlx::query(sql)
+            .bind(A::TYPE)
+            .bind(&context.aggregate_id)
+            .bind(&columns.sequences)
+            .bind(&columns.event_types)
+            .bind(&columns.event_versions)
+            .bind(&columns.payloads)
+            .bind(&metadata)
+            .bind(recorded_at)
+            .bind(&columns.event_ids)
+            .bind(&columns.prev_hashes)
+            .bind(&columns.hashes)
+            .bind(context.last_transaction_id);
+        if let Some((policy, state)) = snapshot {
+            query = query
+                .bind(last_sequence)
+                .bind(prev_hash)
+                .bind(policy.version)
+                .bind(state);
         }
-        tx.commit().await?;
-        Ok((last_sequence, position))
+        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+        // no row: the xid-order guard refused the append (see ARCHITECTURE.md); retry
+        let row = row.ok_or(Error::Conflict)?;
+        Ok((
+            last_sequence,
+            LogPosition {
+                transaction_id: row.get("transaction_id"),
+                global_position: row.get("global_position"),
+            },
+        ))
     }
 }
 
-/// Inserts consecutive events of one stream in one statement; returns the last one's position.
-#[allow(clippy::too_many_arguments)]
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequences: &[i64],
-    types: &[String],
-    versions: &[String],
-    payloads: &[Value],
-    metadata: &Value,
-) -> std::result::Result<LogPosition, sqlx::Error> {
-    let row = sqlx::query(
-        "WITH inserted AS (
-            INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-            SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7
-              FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[])
-                   WITH ORDINALITY AS e(sequence, event_type, event_version, payload, n)
-             ORDER BY e.n
-            RETURNING transaction_id, global_position)
-         SELECT transaction_id::text::bigint AS transaction_id, global_position
-           FROM inserted ORDER BY global_position DESC LIMIT 1",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(sequences)
-    .bind(types)
-    .bind(versions)
-    .bind(payloads)
-    .bind(metadata)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(LogPosition {
-        transaction_id: row.get("transaction_id"),
-        global_position: row.get("global_position"),
-    })
+/// One stored event of a stream, with what the next append needs to know of it.
+struct Stored<E> {
+    sequence: i64,
+    event: E,
+    metadata: HashMap<String, String>,
+    hash: Vec<u8>,
+    transaction_id: i64,
 }
+
+/// The per-event columns of an append, as arrays for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    sequences: Vec<i64>,
+    event_types: Vec<String>,
+    event_versions: Vec<String>,
+    payloads: Vec<Value>,
+    event_ids: Vec<Uuid>,
+    prev_hashes: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            sequences: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            event_versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            event_ids: Vec::with_capacity(n),
+            prev_hashes: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        sequence: i64,
+        event_type: String,
+        event_version: String,
+        payload: Value,
+        event_id: Uuid,
+        prev_hash: &[u8],
+        hash: &[u8],
+    ) {
+        self.sequences.push(sequence);
+        self.event_types.push(event_type);
+        self.event_versions.push(event_version);
+        self.payloads.push(payload);
+        self.event_ids.push(event_id);
+        self.prev_hashes.push(prev_hash.to_vec());
+        self.hashes.push(hash.to_vec());
+    }
+}
+
+/// One command's events in one statement. `$12` is the transaction id of the stream's previous
+/// event: an append from a transaction with an older xid is refused (no row comes back), because
+/// the log order would then contradict the stream order.
+const APPEND: &str = "
+    WITH inserted AS (
+        INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                            payload, metadata, recorded_at, event_id, prev_hash, hash)
+        SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7, $8, e.event_id,
+               e.prev_hash, e.hash
+          FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $9::uuid[], $10::bytea[], $11::bytea[])
+               WITH ORDINALITY AS e(sequence, event_type, event_version, payload, event_id, prev_hash, hash, n)
+         WHERE pg_current_xact_id() >= $12::bigint::text::xid8
+         ORDER BY e.n
+        RETURNING transaction_id, global_position)
+    SELECT transaction_id::text::bigint AS transaction_id, global_position
+      FROM inserted ORDER BY global_position DESC LIMIT 1";
+
+/// [`APPEND`], plus the aggregate's snapshot in the same statement.
+const APPEND_WITH_SNAPSHOT: &str = "
+    WITH inserted AS (
+        INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                            payload, metadata, recorded_at, event_id, prev_hash, hash)
+        SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7, $8, e.event_id,
+               e.prev_hash, e.hash
+          FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $9::uuid[], $10::bytea[], $11::bytea[])
+               WITH ORDINALITY AS e(sequence, event_type, event_version, payload, event_id, prev_hash, hash, n)
+         WHERE pg_current_xact_id() >= $12::bigint::text::xid8
+         ORDER BY e.n
+        RETURNING transaction_id, global_position),
+    snapshot AS (
+        INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, last_hash,
+                               last_transaction_id, snapshot_version, payload)
+        SELECT $1, $2, $13, $14, (SELECT transaction_id::text::bigint FROM inserted LIMIT 1), $15, $16
+         WHERE EXISTS (SELECT 1 FROM inserted)
+        ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+           SET last_sequence = EXCLUDED.last_sequence,
+               last_hash = EXCLUDED.last_hash,
+               last_transaction_id = EXCLUDED.last_transaction_id,
+               snapshot_version = EXCLUDED.snapshot_version,
+               payload = EXCLUDED.payload,
+               taken_at = now()
+         WHERE snapshots.last_sequence < EXCLUDED.last_sequence
+            OR snapshots.snapshot_version <> EXCLUDED.snapshot_version)
+    SELECT transaction_id::text::bigint AS transaction_id, global_position
+      FROM inserted ORDER BY global_position DESC LIMIT 1";
 
 /// One event of a bulk append (imports, generators, benchmarks).
 #[derive(Clone, Debug)]
@@ -390,37 +502,135 @@ pub struct NewEvent {
     pub metadata: Value,
 }
 
-/// Appends many events, of any streams, in one statement of the caller's transaction. Each
-/// stream's events must be consecutive and in sequence order; the chain trigger and the primary
-/// key check them as usual. Returns the number of rows written.
-pub async fn append_bulk(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[NewEvent],
-) -> std::result::Result<u64, sqlx::Error> {
-    let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
-    let types = column(|e| e.aggregate_type.clone());
-    let ids = column(|e| e.aggregate_id.clone());
-    let event_types = column(|e| e.event_type.clone());
-    let versions = column(|e| e.event_version.clone());
-    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+/// Appends many events, of any streams, in one statement of the caller's transaction, chaining
+/// each stream onto its stored head. Each stream's events must be consecutive and in sequence
+/// order. Returns the number of rows written; [`Error::Conflict`] when another writer got to a
+/// stream first (retry in a new transaction).
+pub async fn append_bulk(tx: &mut Transaction<'_, Postgres>, events: &[NewEvent]) -> Result<u64> {
+    // the stored head of every stream that does not start in this batch
+    let mut continued: Vec<(&str, &str, i64)> = Vec::new();
+    let mut previous: Option<&NewEvent> = None;
+    for event in events {
+        let same_stream = previous.is_some_and(|p| {
+            p.aggregate_type == event.aggregate_type && p.aggregate_id == event.aggregate_id
+        });
+        if same_stream {
+            if event.sequence != previous.map_or(0, |p| p.sequence) + 1 {
+                return Err(Error::InvalidAppend(format!(
+                    "{}/{} jumps to sequence {}",
+                    event.aggregate_type, event.aggregate_id, event.sequence
+                )));
+            }
+        } else if event.sequence > 1 {
+            continued.push((
+                &event.aggregate_type,
+                &event.aggregate_id,
+                event.sequence - 1,
+            ));
+        } else if event.sequence < 1 {
+            return Err(Error::InvalidAppend("sequences start at 1".into()));
+        }
+        previous = Some(event);
+    }
+    let mut heads: HashMap<(String, String), Vec<u8>> = HashMap::new();
+    if !continued.is_empty() {
+        let rows = sqlx::query(
+            "SELECT h.aggregate_type, h.aggregate_id, e.hash,
+                    e.transaction_id <= pg_current_xact_id() AS ordered
+               FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS h(aggregate_type, aggregate_id, sequence)
+               JOIN events e USING (aggregate_type, aggregate_id, sequence)",
+        )
+        .bind(continued.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(continued.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(continued.iter().map(|c| c.2).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
+        for row in rows {
+            if !row.get::<bool, _>("ordered") {
+                return Err(Error::Conflict);
+            }
+            heads.insert(
+                (row.get("aggregate_type"), row.get("aggregate_id")),
+                row.get("hash"),
+            );
+        }
+        if let Some((aggregate_type, aggregate_id, sequence)) = continued
+            .iter()
+            .find(|c| !heads.contains_key(&(c.0.to_owned(), c.1.to_owned())))
+        {
+            return Err(Error::InvalidAppend(format!(
+                "{aggregate_type}/{aggregate_id} has no event {sequence} to follow"
+            )));
+        }
+    }
+
+    let recorded_at = truncate_to_micros(Utc::now());
+    let mut columns = Columns::with_capacity(events.len());
+    let mut prev_hash = GENESIS.to_vec();
+    for event in events {
+        if event.sequence == 1 {
+            prev_hash = GENESIS.to_vec();
+        } else if let Some(head) =
+            heads.remove(&(event.aggregate_type.clone(), event.aggregate_id.clone()))
+        {
+            prev_hash = head;
+        }
+        let event_id = Uuid::now_v7();
+        let hash = chain_hash(
+            &prev_hash,
+            &HashedFields {
+                aggregate_type: &event.aggregate_type,
+                aggregate_id: &event.aggregate_id,
+                sequence: event.sequence,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                payload: &jsonb_text(&event.payload)?,
+                metadata: &jsonb_text(&event.metadata)?,
+                event_id,
+                recorded_at_micros: recorded_at.timestamp_micros(),
+            },
+        )
+        .to_vec();
+        columns.push(
+            event.sequence,
+            event.event_type.clone(),
+            event.event_version.clone(),
+            event.payload.clone(),
+            event_id,
+            &prev_hash,
+            &hash,
+        );
+        prev_hash = hash;
+    }
+    let aggregate_types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
+    let aggregate_ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
     let done = sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-           FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-                WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, recorded_at, event_id, prev_hash, hash)
+         SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
+                e.payload, e.metadata, $8, e.event_id, e.prev_hash, e.hash
+           FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[],
+                       $7::jsonb[], $9::uuid[], $10::bytea[], $11::bytea[])
+                WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                     payload, metadata, event_id, prev_hash, hash, n)
           ORDER BY e.n",
     )
-    .bind(types)
-    .bind(ids)
-    .bind(sequences)
-    .bind(event_types)
-    .bind(versions)
-    .bind(payloads)
+    .bind(aggregate_types)
+    .bind(aggregate_ids)
+    .bind(&columns.sequences)
+    .bind(&columns.event_types)
+    .bind(&columns.event_versions)
+    .bind(&columns.payloads)
     .bind(metadata)
+    .bind(recorded_at)
+    .bind(&columns.event_ids)
+    .bind(&columns.prev_hashes)
+    .bind(&columns.hashes)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(classify)?;
     Ok(done.rows_affected())
 }
 
@@ -433,9 +643,10 @@ async fn backoff(attempt: u32) {
 
 fn to_aggregate_error<E: std::error::Error>(error: Error) -> AggregateError<E> {
     match error {
+        Error::Conflict => AggregateError::AggregateConflict,
         Error::Database(db) if is_conflict(&db) => AggregateError::AggregateConflict,
         Error::Database(db) => AggregateError::DatabaseConnectionError(Box::new(db)),
-        Error::Deserialize(_) | Error::Serialize(_) => {
+        Error::Deserialize(_) | Error::Serialize(_) | Error::Canonical(_) => {
             AggregateError::DeserializationError(Box::new(error))
         }
         other => AggregateError::UnexpectedError(Box::new(other)),
@@ -491,8 +702,7 @@ impl<A: Aggregate> EventStore<A> for PgEventStore<A> {
                     metadata: metadata.clone(),
                 })
                 .collect()),
-            Err(AppendError::Conflict) => Err(AggregateError::AggregateConflict),
-            Err(AppendError::Store(error)) => Err(to_aggregate_error(error)),
+            Err(error) => Err(to_aggregate_error(error)),
         }
     }
 }

@@ -67,7 +67,7 @@ async fn append_next(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     stream: &str,
     payload: serde_json::Value,
-) -> Result<i64, sqlx::Error> {
+) -> eventlog::Result<i64> {
     let head: i64 = sqlx::query_scalar(
         "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_type = 'torture' AND aggregate_id = $1",
     )
@@ -597,6 +597,14 @@ async fn tamper(pool: &PgPool, sql: &str) {
 async fn verify_finds_an_edited_payload_and_a_deleted_event() {
     let db = database(4).await;
     write_products(&db.pool, &["T-A", "T-B", "T-C"]).await;
+    // the writer's hashes agree with the SQL mirror auditors can use by hand
+    let mirrored: bool = sqlx::query_scalar(
+        "SELECT bool_and(hash = sha256(prev_hash || convert_to(event_hash_input(events), 'UTF8'))) FROM events",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(mirrored);
     let intact = audit::verify_all(&db.pool, |_| {}).await.unwrap();
     assert_eq!(
         (intact.streams, intact.events, intact.broken_links),
@@ -714,4 +722,53 @@ async fn bulk_appends_chain_events_of_many_streams_in_one_statement() {
     .collect();
     assert!(!per_stream.contains_key("gap"));
     db.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The canonical jsonb text the writer hashes must be exactly what PostgreSQL prints
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let text = "[^\\u{0}]{0,12}";
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        text.prop_map(serde_json::Value::String),
+        "[\\x01-\\x1f\"\\\\/a-c]{0,6}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map(text, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn canonical_jsonb_text_matches_postgres() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = runtime.block_on(database(1));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
+    runner
+        .run(&json_value(), |value| {
+            let ours = eventlog::hash::jsonb_text(&value).unwrap();
+            let theirs: String = runtime
+                .block_on(
+                    sqlx::query_scalar("SELECT $1::jsonb::text")
+                        .bind(&value)
+                        .fetch_one(&db.pool),
+                )
+                .unwrap();
+            prop_assert_eq!(ours, theirs);
+            Ok(())
+        })
+        .unwrap();
+    runtime.block_on(db.drop());
 }
