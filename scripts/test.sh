@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 setup
 
+# databases left behind by earlier interrupted runs
+psql -h 127.0.0.1 -U postgres -AtqX -c \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'shop\_test\_%' OR datname LIKE 'shop\_cli\_%'" |
+  while read -r stale; do psql -h 127.0.0.1 -U postgres -qX -c "DROP DATABASE IF EXISTS \"$stale\" WITH (FORCE)"; done
+
 started=$(date +%s)
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
