@@ -42,6 +42,14 @@ pub enum ProductCommand {
     Discontinue {
         at: DateTime<Utc>,
     },
+    /// Several changes at once, all or nothing (what a staff edit form sends); fields left
+    /// `None` are unchanged.
+    Revise {
+        name: Option<String>,
+        description: Option<String>,
+        category: Option<String>,
+        price: Option<Money>,
+    },
 }
 
 /// Events of the product stream (wire contract, version "1").
@@ -103,6 +111,8 @@ impl DomainEvent for ProductEvent {
 /// Why a product command was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProductError {
+    #[error("a revision must change at least one field")]
+    EmptyRevision,
     #[error("product already exists")]
     AlreadyExists,
     #[error("product not found")]
@@ -221,6 +231,34 @@ impl Product {
 
         let event = match command {
             C::Create { .. } => return Err(ProductError::AlreadyExists),
+            C::Revise {
+                name,
+                description,
+                category,
+                price,
+            } => {
+                let changes: Vec<ProductCommand> = [
+                    name.map(|name| C::Rename { name }),
+                    description.map(|description| C::Describe { description }),
+                    category.map(|category| C::Categorise { category }),
+                    price.map(|price| C::Reprice { price }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if changes.is_empty() {
+                    return Err(ProductError::EmptyRevision);
+                }
+                let mut state = self.clone();
+                let mut events = Vec::new();
+                for change in changes {
+                    for event in state.decide(change)? {
+                        state.apply(event.clone());
+                        events.push(event);
+                    }
+                }
+                return Ok(events);
+            }
             C::Discontinue { at } => details
                 .discontinued_at
                 .is_none()
@@ -317,6 +355,60 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     type F = TestFramework<Product>;
+
+    fn revise(name: Option<&str>, price: Option<Money>) -> ProductCommand {
+        ProductCommand::Revise {
+            name: name.map(str::to_owned),
+            description: None,
+            category: None,
+            price,
+        }
+    }
+
+    #[test]
+    fn revise_emits_one_event_per_changed_field() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Revise {
+                name: Some("Big mug".into()),
+                description: Some("A mug".into()),
+                category: Some("Kitchenware".into()),
+                price: Some(eur(1499)),
+            })
+            .then_expect_events(vec![
+                ProductEvent::ProductRenamed {
+                    name: "Big mug".into(),
+                },
+                ProductEvent::ProductCategorised {
+                    category: "Kitchenware".into(),
+                },
+                ProductEvent::ProductRepriced { price: eur(1499) },
+            ]);
+    }
+
+    #[test]
+    fn revise_is_all_or_nothing() {
+        F::with(())
+            .given(vec![created()])
+            .when(revise(Some("Big mug"), Some(eur(0))))
+            .then_expect_error(ProductError::NonPositivePrice(eur(0)));
+    }
+
+    #[test]
+    fn revise_rejects_an_empty_revision_and_unknown_or_discontinued_products() {
+        F::with(())
+            .given(vec![created()])
+            .when(revise(None, None))
+            .then_expect_error(ProductError::EmptyRevision);
+        F::with(())
+            .given_no_previous_events()
+            .when(revise(Some("x"), None))
+            .then_expect_error(ProductError::NotFound);
+        F::with(())
+            .given(vec![created(), discontinued()])
+            .when(revise(Some("x"), None))
+            .then_expect_error(ProductError::Discontinued);
+    }
 
     fn created() -> ProductEvent {
         ProductEvent::ProductCreated {

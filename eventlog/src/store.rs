@@ -5,7 +5,7 @@
 //! log-position columns, snapshots that are correct (cqrs-es 0.5's snapshot modes apply a
 //! command's events twice), and a command runner that reports the log position it wrote.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub struct PgEventStore<A: Aggregate> {
 }
 
 /// A loaded aggregate and where its stream stands.
-pub struct PgAggregateContext<A> {
+pub struct PgAggregateContext<A: Aggregate> {
     pub aggregate_id: String,
     pub aggregate: A,
     /// Sequence of the last event folded into `aggregate` (0 for a new stream).
@@ -59,6 +59,47 @@ pub struct PgAggregateContext<A> {
     pub last_hash: Vec<u8>,
     /// Transaction id of the event at `current_sequence` (0 for a new stream).
     pub last_transaction_id: i64,
+    /// The latest loaded events with the command that wrote them, newest last (at most
+    /// [`DEDUP_WINDOW`]): a command id found here already ran.
+    recent: VecDeque<Recent<A::Event>>,
+}
+
+/// How many of a stream's latest events are checked for an already-executed command id.
+pub const DEDUP_WINDOW: usize = 64;
+
+struct Recent<E> {
+    command_id: Option<String>,
+    sequence: i64,
+    position: LogPosition,
+    event: E,
+}
+
+impl<A: Aggregate> PgAggregateContext<A> {
+    /// What an earlier run of `command_id` on this stream wrote, if it is in the dedup window.
+    fn earlier_run(&self, command_id: &str) -> Option<CommandReceipt<A::Event>> {
+        let runs: Vec<&Recent<A::Event>> = self
+            .recent
+            .iter()
+            .filter(|r| r.command_id.as_deref() == Some(command_id))
+            .collect();
+        let last = runs.last()?;
+        Some(CommandReceipt {
+            events: runs.iter().map(|r| r.event.clone()).collect(),
+            last_sequence: last.sequence,
+            position: Some(last.position),
+            replayed: true,
+        })
+    }
+}
+
+/// Why the application refused to run a command on the state it found (checked by
+/// [`PgEventStore::execute_if`] against the freshly loaded aggregate, on every attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
 }
 
 impl<A: Aggregate> AggregateContext<A> for PgAggregateContext<A> {
@@ -75,6 +116,9 @@ pub struct CommandReceipt<E> {
     pub last_sequence: i64,
     /// Log position of the command's last event; `None` when it wrote nothing.
     pub position: Option<LogPosition>,
+    /// `true` when the command id had already run on this stream: nothing new was written and
+    /// `events`/`position` are those of the earlier run.
+    pub replayed: bool,
 }
 
 /// Why a command did not run.
@@ -83,6 +127,9 @@ pub enum ExecuteError<E: std::error::Error> {
     /// The aggregate refused the command.
     #[error(transparent)]
     Domain(E),
+    /// The caller's precondition refused the loaded state.
+    #[error(transparent)]
+    Refused(Refusal),
     /// Other writers kept changing the stream; retryable by the caller.
     #[error("the stream kept changing under {attempts} attempts")]
     Conflict { attempts: u32 },
@@ -139,6 +186,7 @@ impl<A: Aggregate> PgEventStore<A> {
             snapshot_sequence: 0,
             last_hash: GENESIS.to_vec(),
             last_transaction_id: 0,
+            recent: VecDeque::new(),
         };
         if let Some(policy) = self.snapshots {
             let row = sqlx::query(
@@ -170,10 +218,19 @@ impl<A: Aggregate> PgEventStore<A> {
             }
         }
         for stored in self.fetch(aggregate_id, context.current_sequence).await? {
+            if context.recent.len() == DEDUP_WINDOW {
+                context.recent.pop_front();
+            }
+            context.recent.push_back(Recent {
+                command_id: stored.metadata.get("command_id").cloned(),
+                sequence: stored.sequence,
+                position: stored.position,
+                event: stored.event.clone(),
+            });
             context.aggregate.apply(stored.event);
             context.current_sequence = stored.sequence;
             context.last_hash = stored.hash;
-            context.last_transaction_id = stored.transaction_id;
+            context.last_transaction_id = stored.position.transaction_id;
         }
         Ok(context)
     }
@@ -199,7 +256,7 @@ impl<A: Aggregate> PgEventStore<A> {
     ) -> Result<Vec<Stored<A::Event>>> {
         let rows = sqlx::query(
             "SELECT sequence, event_type, event_version, payload, metadata, hash,
-                    transaction_id::text::bigint AS transaction_id
+                    transaction_id::text::bigint AS transaction_id, global_position
                FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
               ORDER BY sequence",
@@ -224,7 +281,10 @@ impl<A: Aggregate> PgEventStore<A> {
                     event,
                     metadata: serde_json::from_value(row.get("metadata")).unwrap_or_default(),
                     hash: row.get("hash"),
-                    transaction_id: row.get("transaction_id"),
+                    position: LogPosition {
+                        transaction_id: row.get("transaction_id"),
+                        global_position: row.get("global_position"),
+                    },
                 })
             })
             .collect()
@@ -254,7 +314,9 @@ impl<A: Aggregate> PgEventStore<A> {
     }
 
     /// Runs a command: load, decide, append; on a concurrency conflict, reload and try again, up
-    /// to [`MAX_ATTEMPTS`] times with a jittered backoff.
+    /// to [`MAX_ATTEMPTS`] times with a jittered backoff. A command whose `command_id` already
+    /// ran on this stream (a retry after a lost response, a saga step replayed after a crash)
+    /// writes nothing and returns the earlier run's receipt.
     pub async fn execute(
         &self,
         aggregate_id: &str,
@@ -264,9 +326,30 @@ impl<A: Aggregate> PgEventStore<A> {
     where
         A::Command: Clone,
     {
+        self.execute_if(aggregate_id, command, metadata, |_| Ok(()))
+            .await
+    }
+
+    /// [`execute`](Self::execute), after `precondition` accepted the loaded aggregate (who may
+    /// touch it, whether it exists for this caller).
+    pub async fn execute_if(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        precondition: impl Fn(&A) -> std::result::Result<(), Refusal>,
+    ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let command_id = metadata.command_id.clone();
         let metadata = metadata.to_map();
         for attempt in 1..=MAX_ATTEMPTS {
             let mut context = self.load(aggregate_id).await?;
+            precondition(&context.aggregate).map_err(ExecuteError::Refused)?;
+            if let Some(receipt) = context.earlier_run(&command_id) {
+                return Ok(receipt);
+            }
             let sink = EventSink::default();
             context
                 .aggregate
@@ -279,6 +362,7 @@ impl<A: Aggregate> PgEventStore<A> {
                     events,
                     last_sequence: context.current_sequence,
                     position: None,
+                    replayed: false,
                 });
             }
             match self.append(&context, &events, &metadata).await {
@@ -287,6 +371,7 @@ impl<A: Aggregate> PgEventStore<A> {
                         events,
                         last_sequence,
                         position: Some(position),
+                        replayed: false,
                     })
                 }
                 Err(Error::Conflict) => backoff(attempt).await,
@@ -395,7 +480,7 @@ struct Stored<E> {
     event: E,
     metadata: HashMap<String, String>,
     hash: Vec<u8>,
-    transaction_id: i64,
+    position: LogPosition,
 }
 
 /// The per-event columns of an append, as arrays for `UNNEST`.

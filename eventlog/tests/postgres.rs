@@ -394,7 +394,9 @@ async fn commands_append_events_with_metadata_and_report_their_position() {
     );
 
     // a rejected command writes nothing and says why
-    let again = store.execute("P-1", create_product("P-1"), &meta).await;
+    let again = store
+        .execute("P-1", create_product("P-1"), &metadata())
+        .await;
     assert!(matches!(again, Err(ExecuteError::Domain(_))));
     // a command that changes nothing writes nothing
     let same = store
@@ -771,4 +773,54 @@ fn canonical_jsonb_text_matches_postgres() {
         })
         .unwrap();
     runtime.block_on(db.drop());
+}
+
+#[tokio::test]
+async fn a_command_id_that_already_ran_on_the_stream_writes_nothing_again() {
+    let db = database(2).await;
+    let store = PgEventStore::<Inventory>::new(db.pool.clone());
+    let mut meta = metadata();
+    meta.command_id = "idempotency-key-1".into();
+    let receive = InventoryCommand::ReceiveStock {
+        sku: sku("DUP-1"),
+        quantity: Quantity::new(5).unwrap(),
+    };
+    let first = store
+        .execute("DUP-1", receive.clone(), &meta)
+        .await
+        .unwrap();
+    let again = store
+        .execute("DUP-1", receive.clone(), &meta)
+        .await
+        .unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(
+        (again.position, again.last_sequence),
+        (first.position, first.last_sequence)
+    );
+    assert_eq!(again.events, first.events);
+    assert_eq!(store.load("DUP-1").await.unwrap().aggregate.on_hand(), 5);
+
+    // another command id is another command
+    let other = store.execute("DUP-1", receive, &metadata()).await.unwrap();
+    assert!(!other.replayed);
+    assert_eq!(store.load("DUP-1").await.unwrap().aggregate.on_hand(), 10);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_refused_precondition_writes_nothing() {
+    let db = database(2).await;
+    let store = PgEventStore::<Product>::new(db.pool.clone());
+    let refused = store
+        .execute_if("PRE-1", create_product("PRE-1"), &metadata(), |_| {
+            Err(eventlog::store::Refusal::Forbidden)
+        })
+        .await;
+    assert!(matches!(
+        refused,
+        Err(ExecuteError::Refused(eventlog::store::Refusal::Forbidden))
+    ));
+    assert_eq!(store.load("PRE-1").await.unwrap().current_sequence, 0);
+    db.drop().await;
 }
