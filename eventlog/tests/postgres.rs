@@ -405,7 +405,7 @@ async fn commands_append_events_with_metadata_and_report_their_position() {
             ProductCommand::Rename {
                 name: "Product P-1".into(),
             },
-            &meta,
+            &metadata(),
         )
         .await
         .unwrap();
