@@ -92,6 +92,51 @@ fn parse_redis_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// Secrets of the APIs. Never printed.
+#[derive(Args, Debug, Clone)]
+pub struct SecretConfig {
+    /// Key that signs access tokens (at least 32 bytes). Without it, a random key is used and
+    /// tokens do not survive a restart (development only).
+    #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+}
+
+/// A string that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for SecretString {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() < 32 {
+            return Err("must be at least 32 bytes".to_owned());
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl SecretConfig {
+    pub fn jwt_secret(&self) -> command_api::auth::tokens::Secret {
+        match &self.jwt_secret {
+            Some(secret) => command_api::auth::tokens::Secret::new(secret.0.as_bytes().to_vec())
+                .unwrap_or_else(|_| command_api::auth::tokens::Secret::random()),
+            None => {
+                tracing::warn!(
+                    "SHOP_JWT_SECRET is not set: using a random key; tokens will not survive a restart"
+                );
+                command_api::auth::tokens::Secret::random()
+            }
+        }
+    }
+}
+
 /// Where the HTTP APIs listen.
 #[derive(Args, Debug, Clone)]
 pub struct ListenConfig {

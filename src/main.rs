@@ -5,7 +5,7 @@ mod config;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ListenConfig, StoreConfig};
+use crate::config::{ListenConfig, SecretConfig, StoreConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "shop", version, about = "event-sourced commerce backend")]
@@ -15,6 +15,7 @@ struct Shop {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)] // `command-api` is the role's name
 enum Command {
     /// Apply database migrations (idempotent).
     Migrate {
@@ -37,6 +38,22 @@ enum Command {
         stores: StoreConfig,
         #[command(flatten)]
         listen: ListenConfig,
+        #[command(flatten)]
+        secrets: SecretConfig,
+    },
+    /// Run the command API only.
+    CommandApi {
+        #[command(flatten)]
+        stores: StoreConfig,
+        #[command(flatten)]
+        listen: ListenConfig,
+        #[command(flatten)]
+        secrets: SecretConfig,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: cli::user::UserCommand,
     },
     /// Benchmarks against the real stores.
     Bench {
@@ -53,7 +70,17 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate { stores } => cli::migrate::run(&stores).await,
         Command::Seed { stores } => cli::seed::run(&stores).await,
         Command::Audit { command } => cli::audit::run(command).await,
-        Command::Serve { stores, listen } => cli::serve::run(&stores, &listen).await,
+        Command::Serve {
+            stores,
+            listen,
+            secrets,
+        } => cli::serve::run(&stores, &listen, &secrets, cli::serve::Roles::All).await,
+        Command::CommandApi {
+            stores,
+            listen,
+            secrets,
+        } => cli::serve::run(&stores, &listen, &secrets, cli::serve::Roles::CommandApi).await,
+        Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,
     };
     match outcome {

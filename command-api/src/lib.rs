@@ -1,4 +1,145 @@
-//! shop's the write side's HTTP front door (axum): auth, RBAC, idempotency keys, problem+json errors. Built by the Command API issue.
+//! shop's command API: every write over HTTP (axum). Auth (argon2 + JWT with rotating refresh
+//! tokens), roles, `Idempotency-Key` on POST, rate limits, problem+json errors with stable codes,
+//! and an OpenAPI document generated from the request/response types.
 //!
-//! Nothing is here yet: this crate marks where that role lives in the workspace
-//! (see ARCHITECTURE.md).
+//! Build a router with [`router`] from an [`AppState`]; `shop serve` and `shop command-api`
+//! serve it.
+
+pub mod auth;
+pub mod context;
+pub mod domain_errors;
+pub mod idempotency;
+pub mod json;
+pub mod openapi;
+pub mod problem;
+pub mod rate_limit;
+pub mod routes;
+pub mod stores;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use sqlx::PgPool;
+
+pub use crate::problem::{ApiError, ApiResult, ErrorCode};
+pub use crate::stores::Stores;
+
+/// The largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The response header carrying the log position of a command's last event.
+pub const POSITION_HEADER: &str = "shop-position";
+
+/// Migrations of the command API's tables (versions 100–199).
+pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[eventlog::migrate::Migration {
+    version: 100,
+    name: "accounts",
+    sql: include_str!("../migrations/0100_accounts.sql"),
+}];
+
+/// Settings of the command API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Auth requests per minute per client IP and per account (burst allowed: a fifth of it).
+    pub auth_per_minute: u32,
+    /// Checkouts per minute per client.
+    pub checkout_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            auth_per_minute: 30,
+            checkout_per_minute: 60,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub stores: Stores,
+    pub tokens: auth::tokens::TokenKeys,
+    pub config: ApiConfig,
+    pub auth_limiter: rate_limit::RateLimiter,
+    pub checkout_limiter: rate_limit::RateLimiter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, secret: &auth::tokens::Secret, config: ApiConfig) -> Self {
+        let burst = |per_minute: u32| (per_minute / 5).max(3);
+        Self(Arc::new(Inner {
+            stores: Stores::new(&pool),
+            tokens: auth::tokens::TokenKeys::new(secret, config.access_ttl),
+            auth_limiter: rate_limit::RateLimiter::new(
+                config.auth_per_minute,
+                burst(config.auth_per_minute),
+            ),
+            checkout_limiter: rate_limit::RateLimiter::new(
+                config.checkout_per_minute,
+                burst(config.checkout_per_minute),
+            ),
+            pool,
+            config,
+        }))
+    }
+}
+
+/// The command API's routes, with its middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::router())
+        .route("/api/openapi.json", get(openapi::serve))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::establish,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(health_router(state.pool.clone()))
+        .with_state(state)
+}
+
+/// `/health/live` (the process answers) and `/health/ready` (PostgreSQL answers).
+pub fn health_router<S: Clone + Send + Sync + 'static>(pool: PgPool) -> Router<S> {
+    Router::new()
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .with_state(pool)
+}
+
+async fn ready(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
+    match sqlx::query("SELECT 1").execute(&pool).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}

@@ -33,7 +33,10 @@ pub struct MigrationReport {
 const LOCK_KEY: i64 = 0x5_4e0b_0001;
 
 /// Applies every pending migration of `migrations`.
-pub async fn run(pool: &PgPool, migrations: &[Migration]) -> Result<MigrationReport> {
+pub async fn run<'m>(
+    pool: &PgPool,
+    migrations: impl IntoIterator<Item = &'m Migration>,
+) -> Result<MigrationReport> {
     let mut report = MigrationReport::default();
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

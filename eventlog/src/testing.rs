@@ -24,7 +24,10 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates a new database, applies every migration in `migrations`, and connects a pool of
     /// `max_connections`.
-    pub async fn create(migrations: &[migrate::Migration], max_connections: u32) -> Self {
+    pub async fn create<'m>(
+        migrations: impl IntoIterator<Item = &'m migrate::Migration>,
+        max_connections: u32,
+    ) -> Self {
         let admin: PgConnectOptions = server_url().parse().expect("test database url");
         let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
         let mut connection = admin.connect().await.expect("connect to the test server");

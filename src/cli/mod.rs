@@ -5,9 +5,9 @@ pub mod bench;
 pub mod migrate;
 pub mod seed;
 pub mod serve;
+pub mod user;
 
 use anyhow::Context;
-use cqrs_es::Aggregate;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -33,28 +33,12 @@ pub async fn connect(stores: &StoreConfig) -> anyhow::Result<PgPool> {
         .with_context(|| format!("cannot connect to PostgreSQL at {}", stores.database_url))
 }
 
-/// The event store of one aggregate type, with its upcasters and snapshot policy.
-pub fn event_store<A>(pool: &PgPool) -> eventlog::PgEventStore<A>
-where
-    A: cqrs_es::Aggregate,
-    A::Services: Default,
-{
-    let store =
-        eventlog::PgEventStore::<A>::new(pool.clone()).with_upcasters(schemas::upcasters(A::TYPE));
-    // inventory streams of hot SKUs grow without bound (every reservation is an event)
-    if A::TYPE == domain::Inventory::TYPE {
-        store.with_snapshots(eventlog::store::SnapshotPolicy {
-            every: 200,
-            version: 1,
-        })
-    } else {
-        store
-    }
-}
-
 /// Every migration of every crate, in order.
-pub fn all_migrations() -> &'static [eventlog::migrate::Migration] {
+pub fn all_migrations() -> Vec<&'static eventlog::migrate::Migration> {
     eventlog::migrate::MIGRATIONS
+        .iter()
+        .chain(command_api::MIGRATIONS)
+        .collect()
 }
 
 /// A progress bar on stderr with a rate, for long operations.

@@ -114,8 +114,8 @@ const DEMO_CATALOG: &[(&str, &str, &str, i64, u32, &str)] = &[
 
 pub async fn run(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let products = super::event_store::<Product>(&pool);
-    let inventory = super::event_store::<Inventory>(&pool);
+    let products = command_api::stores::event_store::<Product>(&pool);
+    let inventory = command_api::stores::event_store::<Inventory>(&pool);
     let metadata = EventMetadata::new(Actor::system("seed"));
     let eur = Currency::parse("EUR").map_err(|e| anyhow!("{e}"))?;
     let (mut created, mut existing) = (0, 0);
@@ -153,5 +153,43 @@ pub async fn run(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
         }
     }
     println!("demo catalog: {created} products created, {existing} already there");
+    seed_coupons(&pool).await?;
+    seed_accounts(&pool).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn seed_coupons(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO coupons (code, percent_off, amount_off, currency) VALUES
+            ('WELCOME10', 10, NULL, NULL), ('FIVEOFF', NULL, 500, 'EUR')
+         ON CONFLICT (code) DO NOTHING",
+    )
+    .execute(pool)
+    .await?;
+    println!("coupons: WELCOME10 (10% off), FIVEOFF (5.00 EUR off)");
+    Ok(())
+}
+
+/// A staff and an auditor account with random passwords, printed once. Existing ones are left.
+async fn seed_accounts(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use command_api::auth::Role;
+    for (email, name, role) in [
+        ("staff@shop.local", "Demo staff", Role::Staff),
+        ("auditor@shop.local", "Demo auditor", Role::Auditor),
+    ] {
+        if command_api::auth::accounts::find_by_email(pool, email)
+            .await?
+            .is_some()
+        {
+            println!("account {email} already there");
+            continue;
+        }
+        let password = command_api::auth::tokens::new_refresh_token()[..20].to_owned();
+        super::user::add(pool, email, name, role, password.clone()).await?;
+        println!(
+            "account {email} ({}) created; password: {password}",
+            role.as_str()
+        );
+    }
+    Ok(())
 }

@@ -1,44 +1,53 @@
-//! `shop serve`: every role in one process. Binds each API's listener, prints where it listens,
-//! and stops cleanly on Ctrl-C or SIGTERM.
+//! `shop serve` (every role in one process) and the single-role commands: bind each API's
+//! listener, print where it listens, and stop cleanly on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use axum::Router;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::{ListenConfig, StoreConfig};
+use crate::config::{ListenConfig, SecretConfig, StoreConfig};
 
-pub async fn run(stores: &StoreConfig, listen: &ListenConfig) -> anyhow::Result<ExitCode> {
+/// Which roles this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Roles {
+    All,
+    CommandApi,
+}
+
+pub async fn run(
+    stores: &StoreConfig,
+    listen: &ListenConfig,
+    secrets: &SecretConfig,
+    roles: Roles,
+) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let command_api = bind(listen.command_api_addr, "command API").await?;
-    let query_api = bind(listen.query_api_addr, "query API").await?;
-    println!(
-        "command API listening on http://{}",
-        command_api.local_addr()?
-    );
-    println!("query API listening on http://{}", query_api.local_addr()?);
+    let stop = shutdown_signal();
+    let mut servers = tokio::task::JoinSet::new();
 
-    let shutdown = tokio_util_shutdown();
-    let serve = |listener: TcpListener| {
-        let router = health_router(pool.clone());
-        let mut stop = shutdown.subscribe();
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.recv().await;
-                })
-                .await
-        }
-    };
-    let (commands, queries) = tokio::join!(serve(command_api), serve(query_api));
-    commands.context("command API failed")?;
-    queries.context("query API failed")?;
+    let state = command_api::AppState::new(
+        pool.clone(),
+        &secrets.jwt_secret(),
+        command_api::ApiConfig::default(),
+    );
+    let listener = bind(listen.command_api_addr, "command API").await?;
+    println!("command API listening on http://{}", listener.local_addr()?);
+    servers.spawn(serve(listener, command_api::router(state), stop.clone()));
+
+    if roles == Roles::All {
+        let listener = bind(listen.query_api_addr, "query API").await?;
+        println!("query API listening on http://{}", listener.local_addr()?);
+        let router = command_api::health_router(pool.clone());
+        servers.spawn(serve(listener, router, stop.clone()));
+    }
+
+    while let Some(result) = servers.join_next().await {
+        result.context("a server task panicked")??;
+    }
+    pool.close().await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -49,36 +58,40 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for the {what} on {addr}"))
 }
 
-/// A broadcast that fires once on Ctrl-C or SIGTERM.
-fn tokio_util_shutdown() -> tokio::sync::broadcast::Sender<()> {
-    let (sender, _) = tokio::sync::broadcast::channel(1);
-    let trigger = sender.clone();
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    })
+    .await
+    .context("server failed")
+}
+
+/// Turns `true` once, on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = terminate.recv() => {},
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
         }
         tracing::info!("shutting down");
-        let _ = trigger.send(());
+        let _ = sender.send(true);
     });
-    sender
-}
-
-/// `/health/live` (the process answers) and `/health/ready` (PostgreSQL answers).
-pub fn health_router(pool: PgPool) -> Router {
-    Router::new()
-        .route("/health/live", get(|| async { "ok" }))
-        .route("/health/ready", get(ready))
-        .with_state(pool)
-}
-
-async fn ready(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
-    match sqlx::query("SELECT 1").execute(&pool).await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
-    }
+    receiver
 }

@@ -1,0 +1,181 @@
+//! Accounts and refresh-token families in PostgreSQL (tables from migration 0100).
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::tokens::new_refresh_token;
+use super::Role;
+
+/// A stored account.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an account with this email exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn create(
+    pool: &PgPool,
+    email: &str,
+    name: &str,
+    password_hash: &str,
+    role: Role,
+) -> Result<Uuid, AccountError> {
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(name)
+    .bind(password_hash)
+    .bind(role.as_str())
+    .execute(pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(AccountError::EmailTaken);
+    }
+    Ok(id)
+}
+
+pub async fn find_by_email(pool: &PgPool, email: &str) -> Result<Option<Account>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, email, name, password_hash, role FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|row| {
+        Some(Account {
+            id: row.get("id"),
+            email: row.get("email"),
+            name: row.get("name"),
+            password_hash: row.get("password_hash"),
+            role: row.get::<String, _>("role").parse().ok()?,
+        })
+    }))
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Starts a new refresh-token family (a login) and returns its first token.
+pub async fn start_session(
+    pool: &PgPool,
+    account: Uuid,
+    ttl: chrono::Duration,
+) -> Result<String, sqlx::Error> {
+    let token = new_refresh_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .bind(account)
+    .bind(token_hash(&token))
+    .bind(Utc::now() + ttl)
+    .execute(pool)
+    .await?;
+    Ok(token)
+}
+
+/// Why a refresh was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is not valid")]
+    Invalid,
+    #[error("the refresh token was already used; every session of its family is revoked")]
+    Reused,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Exchanges a refresh token for a new one of the same family. Using a token that was already
+/// exchanged revokes the family: whoever holds the newer token is logged out too.
+pub async fn rotate(
+    pool: &PgPool,
+    token: &str,
+    ttl: chrono::Duration,
+) -> Result<(Uuid, Role, String), RefreshError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.replaced_at, t.revoked_at, u.role
+           FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+          WHERE t.token_hash = $1
+            FOR UPDATE OF t",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(RefreshError::Invalid);
+    };
+    let family: Uuid = row.get("family_id");
+    let revoked: Option<DateTime<Utc>> = row.get("revoked_at");
+    let replaced: Option<DateTime<Utc>> = row.get("replaced_at");
+    let expires: DateTime<Utc> = row.get("expires_at");
+    if revoked.is_some() || expires <= Utc::now() {
+        return Err(RefreshError::Invalid);
+    }
+    if replaced.is_some() {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(%family, "refresh token reused; family revoked");
+        return Err(RefreshError::Reused);
+    }
+    let account: Uuid = row.get("user_id");
+    let role: Role = row
+        .get::<String, _>("role")
+        .parse()
+        .map_err(|_| RefreshError::Invalid)?;
+    sqlx::query("UPDATE refresh_tokens SET replaced_at = now() WHERE id = $1")
+        .bind(row.get::<Uuid, _>("id"))
+        .execute(&mut *tx)
+        .await?;
+    let next = new_refresh_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(family)
+    .bind(account)
+    .bind(token_hash(&next))
+    .bind(Utc::now() + ttl)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((account, role, next))
+}
+
+/// Revokes the family of `token` (logout). Unknown tokens are ignored: logging out twice is fine.
+pub async fn end_session(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+          WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+            AND revoked_at IS NULL",
+    )
+    .bind(token_hash(token))
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Who is asking, and under which ids: the request context every handler gets, and that travels
+//! into every event's metadata (actor, request id, correlation id, idempotency key).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use eventlog::{Actor, EventMetadata};
+use uuid::Uuid;
+
+use crate::auth::tokens::Claims;
+use crate::auth::Role;
+use crate::problem::{ApiError, ApiResult};
+use crate::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const CORRELATION_ID: &str = "x-correlation-id";
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The caller and the ids of this request.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// `None` for a guest.
+    pub claims: Option<Claims>,
+    pub request_id: String,
+    pub correlation_id: Uuid,
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl RequestContext {
+    pub fn actor(&self) -> Actor {
+        match &self.claims {
+            Some(claims) => Actor {
+                id: claims.sub.to_string(),
+                role: claims.role.as_str().to_owned(),
+            },
+            None => Actor {
+                id: "guest".to_owned(),
+                role: "guest".to_owned(),
+            },
+        }
+    }
+
+    /// Whom an idempotency key belongs to.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.claims {
+            Some(claims) => claims.sub.to_string(),
+            None => "guest".to_owned(),
+        }
+    }
+
+    /// Metadata for the events of this request's command. With an Idempotency-Key the command
+    /// id is derived from it, so a retry is recognised by the event store even if the first
+    /// response was lost.
+    pub fn metadata(&self) -> EventMetadata {
+        let mut metadata = EventMetadata::new(self.actor());
+        metadata.correlation_id = self.correlation_id;
+        metadata.causation_id = Some(format!("request:{}", self.request_id));
+        metadata.request_id = Some(self.request_id.clone());
+        metadata.traceparent = self.traceparent.clone();
+        if let Some(key) = &self.idempotency_key {
+            metadata.command_id = format!("{}:{key}", self.idempotency_scope());
+        }
+        metadata
+    }
+
+    /// Metadata for the `step`-th command of a request that sends several (e.g. a cart merge).
+    pub fn metadata_for_step(&self, step: &str) -> EventMetadata {
+        let mut metadata = self.metadata();
+        metadata.command_id = format!("{}#{step}", metadata.command_id);
+        metadata
+    }
+
+    /// A stable id for something this request creates: derived from the Idempotency-Key when
+    /// there is one (so a retried create targets the same stream), random otherwise.
+    pub fn new_id(&self, what: &str) -> Uuid {
+        match &self.idempotency_key {
+            Some(key) => Uuid::new_v5(
+                &Uuid::NAMESPACE_OID,
+                format!("shop:{what}:{}:{key}", self.idempotency_scope()).as_bytes(),
+            ),
+            None => Uuid::new_v4(),
+        }
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.claims.as_ref().map(|c| c.role)
+    }
+
+    pub fn account(&self) -> Option<Uuid> {
+        self.claims.as_ref().map(|c| c.sub)
+    }
+
+    /// Refuses unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> ApiResult<&Claims> {
+        match &self.claims {
+            None => Err(ApiError::unauthorized("sign in to do this")),
+            Some(claims) if roles.contains(&claims.role) => Ok(claims),
+            Some(_) => Err(ApiError::forbidden("your role may not do this")),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("request context middleware is missing"))
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+}
+
+/// Middleware: authenticates the bearer token (an invalid one is a 401, not a guest), names the
+/// request, and puts the [`RequestContext`] into the request's extensions.
+pub async fn establish(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let claims = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match token.and_then(|t| state.tokens.verify(t)) {
+                Some(claims) => Some(claims),
+                None => {
+                    return ApiError::unauthorized("the access token is invalid or expired")
+                        .into_response()
+                }
+            }
+        }
+    };
+    if headers.contains_key(IDEMPOTENCY_KEY) && header_text(headers, IDEMPOTENCY_KEY, 255).is_none()
+    {
+        return ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters")
+            .into_response();
+    }
+    let request_id =
+        header_text(headers, REQUEST_ID, 128).unwrap_or_else(|| Uuid::now_v7().to_string());
+    let context = RequestContext {
+        claims,
+        correlation_id: header_text(headers, CORRELATION_ID, 64)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(Uuid::now_v7),
+        idempotency_key: header_text(headers, IDEMPOTENCY_KEY, 255),
+        traceparent: header_text(headers, "traceparent", 128),
+        client_ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip()),
+        request_id: request_id.clone(),
+    };
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    request.extensions_mut().insert(context);
+    let mut response = {
+        let _entered = span.enter();
+        next.run(request).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,419 @@
+//! `/api/carts`: guest and customer carts. A guest cart is usable by whoever holds its id (a
+//! random UUID); a customer's cart only by that customer.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{patch, post};
+use axum::Router;
+use domain::cart::{CartLine, CartOwner, CartStatus, Discount};
+use domain::{Address, Cart, CartCommand, CartId, Currency, CustomerId, Money, OrderId, Sku};
+use eventlog::store::Refusal;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::inventory::parse_quantity;
+use super::products::parse_sku;
+use super::{position_text, written, OptionalJsonBody};
+use crate::auth::Role;
+use crate::context::RequestContext;
+use crate::json::JsonBody;
+use crate::problem::{ApiError, ApiResult, ErrorCode};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/carts", post(create))
+        .route("/api/carts/{id}/items", post(add_item))
+        .route(
+            "/api/carts/{id}/items/{sku}",
+            patch(change_quantity).delete(remove_item),
+        )
+        .route("/api/carts/{id}/coupon", post(apply_coupon))
+        .route("/api/carts/{id}/merge", post(merge))
+        .route("/api/carts/{id}/checkout", post(checkout))
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCartBody {
+    /// ISO 4217 code; `EUR` when absent.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddItemBody {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeQuantityBody {
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponBody {
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    pub guest_cart_id: Uuid,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
+    pub country: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    pub shipping_address: AddressBody,
+    /// A payment method reference, e.g. `pm_card_visa`.
+    pub payment_method: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CartWritten {
+    pub cart_id: Uuid,
+    pub position: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckoutAccepted {
+    pub order_id: Uuid,
+    pub cart_id: Uuid,
+    pub position: Option<String>,
+}
+
+/// Who may use a cart: its customer, or anyone holding a guest cart's id.
+fn holder_of(context: &RequestContext) -> impl Fn(&Cart) -> Result<(), Refusal> + '_ {
+    move |cart: &Cart| match cart.owner() {
+        None => Err(Refusal::NotFound),
+        Some(CartOwner::Guest) => Ok(()),
+        Some(CartOwner::Customer(owner)) => match context.account() {
+            Some(account) if owner == CustomerId::new(account) => Ok(()),
+            _ => Err(Refusal::Forbidden),
+        },
+    }
+}
+
+async fn run(
+    state: &AppState,
+    context: &RequestContext,
+    cart_id: Uuid,
+    command: CartCommand,
+) -> ApiResult<Response> {
+    let receipt = state
+        .stores
+        .carts
+        .execute_if(
+            &cart_id.to_string(),
+            command,
+            &context.metadata(),
+            holder_of(context),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        CartWritten {
+            cart_id,
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// The current price of a product that can be sold.
+async fn price_of(state: &AppState, sku: &Sku) -> ApiResult<Money> {
+    let product = state.stores.products.load(sku.as_str()).await?.aggregate;
+    let details = product
+        .details()
+        .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
+    if product.is_discontinued() {
+        return Err(ApiError::conflict(format!("{sku} is discontinued")));
+    }
+    Ok(details.price)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    OptionalJsonBody(body): OptionalJsonBody<CreateCartBody>,
+) -> ApiResult<Response> {
+    let owner = match &context.claims {
+        None => CartOwner::Guest,
+        Some(claims) if claims.role == Role::Customer => {
+            CartOwner::Customer(CustomerId::new(claims.sub))
+        }
+        Some(_) => return Err(ApiError::forbidden("only guests and customers have carts")),
+    };
+    let currency = Currency::parse(body.currency.as_deref().unwrap_or("EUR"))
+        .map_err(|e| ApiError::validation(format!("currency: {e}")))?;
+    let cart_id = context.new_id("cart");
+    let receipt = state
+        .stores
+        .carts
+        .execute(
+            &cart_id.to_string(),
+            CartCommand::Create {
+                owner,
+                currency,
+                created_at: chrono::Utc::now(),
+            },
+            &context.metadata(),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        receipt.position,
+        CartWritten {
+            cart_id,
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+async fn add_item(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(cart_id): Path<Uuid>,
+    JsonBody(body): JsonBody<AddItemBody>,
+) -> ApiResult<Response> {
+    let sku = parse_sku(&body.sku)?;
+    let quantity = parse_quantity(body.quantity)?;
+    let unit_price = price_of(&state, &sku).await?;
+    let command = CartCommand::AddItem {
+        sku,
+        quantity,
+        unit_price,
+    };
+    run(&state, &context, cart_id, command).await
+}
+
+async fn change_quantity(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path((cart_id, sku)): Path<(Uuid, String)>,
+    JsonBody(body): JsonBody<ChangeQuantityBody>,
+) -> ApiResult<Response> {
+    let command = CartCommand::ChangeQuantity {
+        sku: parse_sku(&sku)?,
+        quantity: parse_quantity(body.quantity)?,
+    };
+    run(&state, &context, cart_id, command).await
+}
+
+async fn remove_item(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path((cart_id, sku)): Path<(Uuid, String)>,
+) -> ApiResult<Response> {
+    let command = CartCommand::RemoveItem {
+        sku: parse_sku(&sku)?,
+    };
+    run(&state, &context, cart_id, command).await
+}
+
+async fn apply_coupon(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(cart_id): Path<Uuid>,
+    JsonBody(body): JsonBody<CouponBody>,
+) -> ApiResult<Response> {
+    let code = body.code.trim().to_uppercase();
+    let row = sqlx::query(
+        "SELECT percent_off, amount_off, currency FROM coupons WHERE code = $1 AND active",
+    )
+    .bind(&code)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no coupon {code}")))?;
+    let discount = match (
+        row.get::<Option<i16>, _>("percent_off"),
+        row.get::<Option<i64>, _>("amount_off"),
+    ) {
+        (Some(percent), _) => Discount::Percent(u8::try_from(percent).map_err(ApiError::internal)?),
+        (None, Some(amount)) => {
+            let currency: String = row.get("currency");
+            Discount::Fixed(Money::new(
+                amount,
+                Currency::parse(&currency).map_err(ApiError::internal)?,
+            ))
+        }
+        (None, None) => return Err(ApiError::internal(format!("coupon {code} has no discount"))),
+    };
+    run(
+        &state,
+        &context,
+        cart_id,
+        CartCommand::ApplyCoupon { code, discount },
+    )
+    .await
+}
+
+async fn merge(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(cart_id): Path<Uuid>,
+    JsonBody(body): JsonBody<MergeBody>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Customer])?;
+    if body.guest_cart_id == cart_id {
+        return Err(ApiError::validation(
+            "guest_cart_id: a cart cannot absorb itself",
+        ));
+    }
+    let guest = state
+        .stores
+        .carts
+        .load(&body.guest_cart_id.to_string())
+        .await?
+        .aggregate;
+    let lines: Vec<CartLine> = match guest.owner() {
+        None => return Err(ApiError::not_found("no such guest cart")),
+        Some(CartOwner::Customer(_)) => {
+            return Err(ApiError::conflict("only a guest cart can be merged"))
+        }
+        Some(CartOwner::Guest) => guest.lines().to_vec(),
+    };
+    if let CartStatus::MergedInto(target) = guest.status() {
+        if target != CartId::new(cart_id) {
+            return Err(ApiError::conflict(
+                "the guest cart was merged into another cart",
+            ));
+        }
+    }
+    // absorb first, then close the guest cart: a failure in between leaves the lines in both
+    // carts rather than in neither; the customer cart refuses to absorb the same cart twice
+    let receipt = state
+        .stores
+        .carts
+        .execute_if(
+            &cart_id.to_string(),
+            CartCommand::MergeFrom {
+                source_cart_id: CartId::new(body.guest_cart_id),
+                lines,
+            },
+            &context.metadata_for_step("absorb"),
+            holder_of(&context),
+        )
+        .await?;
+    state
+        .stores
+        .carts
+        .execute(
+            &body.guest_cart_id.to_string(),
+            CartCommand::MarkMergedInto {
+                target_cart_id: CartId::new(cart_id),
+            },
+            &context.metadata_for_step("close-guest-cart"),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        CartWritten {
+            cart_id,
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// The order id of a cart's checkout: one cart, one order, whoever retries.
+pub fn order_id_of(cart_id: Uuid) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("shop:order-of-cart:{cart_id}").as_bytes(),
+    )
+}
+
+async fn checkout(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(cart_id): Path<Uuid>,
+    JsonBody(body): JsonBody<CheckoutBody>,
+) -> ApiResult<Response> {
+    let client = context
+        .account()
+        .map(|a| a.to_string())
+        .or_else(|| context.client_ip.map(|ip| ip.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    state
+        .checkout_limiter
+        .check(&format!("checkout:{client}"))
+        .map_err(|seconds| {
+            ApiError::new(ErrorCode::RateLimited, "too many checkouts; wait and retry")
+                .with_retry_after(seconds)
+        })?;
+    let address = body.shipping_address;
+    let shipping_address = Address::new(
+        &address.name,
+        &address.line1,
+        address.line2,
+        &address.city,
+        &address.postal_code,
+        &address.country,
+    )
+    .map_err(|e| ApiError::validation(format!("shipping_address: {e}")))?;
+    let cart = state
+        .stores
+        .carts
+        .load(&cart_id.to_string())
+        .await?
+        .aggregate;
+    holder_of(&context)(&cart).map_err(|refusal| match refusal {
+        Refusal::NotFound => ApiError::not_found("no such cart"),
+        Refusal::Forbidden => ApiError::forbidden("this cart belongs to someone else"),
+    })?;
+    let mut priced_lines = Vec::with_capacity(cart.lines().len());
+    for line in cart.lines() {
+        priced_lines.push(CartLine {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+            unit_price: price_of(&state, &line.sku).await?,
+        });
+    }
+    let order_id = order_id_of(cart_id);
+    let command = CartCommand::CheckOut {
+        order_id: OrderId::new(order_id),
+        priced_lines,
+        shipping_address,
+        payment_method: body.payment_method,
+        checked_out_at: chrono::Utc::now(),
+    };
+    let receipt = state
+        .stores
+        .carts
+        .execute_if(
+            &cart_id.to_string(),
+            command,
+            &context.metadata(),
+            holder_of(&context),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::ACCEPTED,
+        receipt.position,
+        CheckoutAccepted {
+            order_id,
+            cart_id,
+            position: position_text(receipt.position),
+        },
+    ))
+}

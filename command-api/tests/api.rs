@@ -1,0 +1,1063 @@
+//! The command API over real HTTP against the real PostgreSQL: every route, its auth rule, the
+//! error codes and the idempotency rules. The app is spawned on a random port with a fresh
+//! database per test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use command_api::auth::{accounts, passwords, tokens::Secret, Role};
+use command_api::{ApiConfig, AppState};
+use domain::order::OrderLine;
+use domain::{
+    Address, CartId, Currency, CustomerId, Money, OrderCommand, OrderNumber, PaymentId, Quantity,
+    Sku,
+};
+use eventlog::testing::TestDatabase;
+use eventlog::{Actor, EventMetadata};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct TestApp {
+    base: String,
+    client: Client,
+    state: AppState,
+    db: TestDatabase,
+}
+
+impl TestApp {
+    async fn spawn() -> Self {
+        // generous limits: the rate-limit test sets its own
+        Self::spawn_with(ApiConfig {
+            auth_per_minute: 6_000,
+            ..ApiConfig::default()
+        })
+        .await
+    }
+
+    async fn spawn_with(config: ApiConfig) -> Self {
+        let db = TestDatabase::create(
+            eventlog::migrate::MIGRATIONS
+                .iter()
+                .chain(command_api::MIGRATIONS),
+            8,
+        )
+        .await;
+        sqlx::query("INSERT INTO coupons (code, percent_off) VALUES ('WELCOME10', 10)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let state = AppState::new(db.pool.clone(), &Secret::new(vec![42; 32]).unwrap(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = command_api::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            state,
+            db,
+        }
+    }
+
+    /// A token for a new account of `role`.
+    async fn token(&self, role: Role) -> (Uuid, String) {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let hash = passwords::hash("a long password".into()).await.unwrap();
+        let id = accounts::create(&self.db.pool, &email, "Someone", &hash, role)
+            .await
+            .unwrap();
+        (id, self.state.tokens.issue(id, role).unwrap())
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut builder = self.request(method, path, token);
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = builder.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, value)
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let (status, _, value) = self.send(Method::POST, path, token, Some(body)).await;
+        (status, value)
+    }
+
+    async fn create_product(&self, staff: &str, sku: &str, price: i64) {
+        let (status, body) = self
+            .post(
+                "/api/products",
+                Some(staff),
+                json!({"sku": sku, "name": format!("Product {sku}"), "description": "d",
+                       "category": "tests", "price": {"amount_minor": price, "currency": "EUR"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn finish(self) {
+        self.db.drop().await;
+    }
+}
+
+fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_login_refresh_rotation_and_logout() {
+    let app = TestApp::spawn().await;
+    let register =
+        json!({"email": "Ada@Example.com", "password": "correct horse battery", "name": "Ada"});
+    let (status, session) = app.post("/api/auth/register", None, register.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(session["role"], "customer");
+    assert_eq!(session["expires_in"], 900);
+    let customer_id: Uuid = serde_json::from_value(session["customer_id"].clone()).unwrap();
+    let claims = app
+        .state
+        .tokens
+        .verify(session["access_token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!((claims.sub, claims.role), (customer_id, Role::Customer));
+
+    let stored: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email = 'ada@example.com'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        stored.starts_with("$argon2id$"),
+        "argon2 hash, email normalised"
+    );
+
+    let (status, body) = app.post("/api/auth/register", None, register).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "nope", "password": "correct horse battery", "name": "A"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "b@example.com", "password": "short", "name": "B"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "ada@example.com", "password": "wrong password!"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "ghost@example.com", "password": "wrong password!"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, login) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "ada@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+
+    // rotation: the old refresh token stops working; reusing it revokes the family
+    let first = login["refresh_token"].clone();
+    let (status, rotated) = app
+        .post("/api/auth/refresh", None, json!({"refresh_token": first}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_ne!(rotated["refresh_token"], first);
+    let (status, body) = app
+        .post("/api/auth/refresh", None, json!({"refresh_token": first}))
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "token_reused");
+    let (status, body) = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": rotated["refresh_token"]}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // logout revokes the session of the registration
+    let (status, _) = app
+        .post(
+            "/api/auth/logout",
+            None,
+            json!({"refresh_token": session["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": session["refresh_token"]}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // a forged or expired bearer token is a 401, not a guest
+    let (status, _, body) = app
+        .send(Method::POST, "/api/carts", Some("forged.token.here"), None)
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn auth_routes_are_rate_limited_per_client_with_retry_after() {
+    let app = TestApp::spawn_with(ApiConfig {
+        auth_per_minute: 6,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut limited = None;
+    for attempt in 0..10 {
+        let response = app
+            .request(Method::POST, "/api/auth/login", None)
+            .json(&json!({"email": format!("u{attempt}@example.com"), "password": "whatever pass"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = limited.expect("the limit was reached");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn catalog_and_stock_are_for_staff_and_validate_their_input() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, customer) = app.token(Role::Customer).await;
+    let product = json!({"sku": "KB-1", "name": "Keyboard", "description": "clicky", "category": "computers",
+                         "price": {"amount_minor": 4999, "currency": "EUR"}});
+
+    let (status, body) = app.post("/api/products", None, product.clone()).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = app
+        .post("/api/products", Some(&customer), product.clone())
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, headers, body) = app
+        .send(
+            Method::POST,
+            "/api/products",
+            Some(&staff),
+            Some(product.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sku"], "KB-1");
+    let position = body["position"].as_str().unwrap();
+    assert_eq!(headers["shop-position"].to_str().unwrap(), position);
+    assert_eq!(headers["location"].to_str().unwrap(), "/api/products/KB-1");
+    let (status, body) = app.post("/api/products", Some(&staff), product).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+
+    let invalid = [
+        json!({"sku": "bad sku", "name": "x", "category": "c", "price": {"amount_minor": 1, "currency": "EUR"}}),
+        json!({"sku": "OK-1", "name": "", "category": "c", "price": {"amount_minor": 1, "currency": "EUR"}}),
+        json!({"sku": "OK-1", "name": "x", "category": "c", "price": {"amount_minor": -5, "currency": "EUR"}}),
+        json!({"sku": "OK-1", "name": "x", "category": "c", "price": {"amount_minor": 5, "currency": "euro"}}),
+    ];
+    for body in invalid {
+        let (status, problem) = app.post("/api/products", Some(&staff), body).await;
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        );
+    }
+    let (status, body) = app
+        .post("/api/products", Some(&staff), json!({"sku": "OK-1", "name": "x", "category": "c", "price": {"amount_minor": 5, "currency": "EUR"}, "colour": "red"}))
+        .await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+
+    let (status, _, body) = app
+        .send(Method::PATCH, "/api/products/KB-1", Some(&staff), Some(json!({"name": "Mechanical keyboard", "price": {"amount_minor": 5999, "currency": "EUR"}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            "/api/products/KB-1",
+            Some(&staff),
+            Some(json!({})),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            "/api/products/NOPE",
+            Some(&staff),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // stock
+    let (status, body) = app
+        .post(
+            "/api/inventory/NOPE/receive",
+            Some(&staff),
+            json!({"quantity": 5}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app
+        .post(
+            "/api/inventory/KB-1/receive",
+            Some(&staff),
+            json!({"quantity": -5}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let (status, body) = app
+        .post(
+            "/api/inventory/KB-1/receive",
+            Some(&customer),
+            json!({"quantity": 5}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(
+            "/api/inventory/KB-1/receive",
+            Some(&staff),
+            json!({"quantity": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            "/api/inventory/KB-1/adjust",
+            Some(&staff),
+            json!({"delta": -9, "reason": "stocktake"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "insufficient_stock");
+    let (status, body) = app
+        .post(
+            "/api/inventory/KB-1/adjust",
+            Some(&staff),
+            json!({"delta": -2, "reason": "damaged"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stock = app
+        .state
+        .stores
+        .inventory
+        .load("KB-1")
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(stock.on_hand(), 3);
+
+    let (status, body) = app
+        .post("/api/products/KB-1/discontinue", Some(&staff), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = app
+        .send(
+            Method::POST,
+            "/api/products/KB-1/discontinue",
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["position"],
+        Value::Null,
+        "discontinuing twice changes nothing"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (alice_id, alice) = app.token(Role::Customer).await;
+    let (_, bob) = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 1200).await;
+    app.create_product(&staff, "CUP-2", 800).await;
+
+    // a guest cart: anyone with its id
+    let (status, _, guest_cart) = app.send(Method::POST, "/api/carts", None, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{guest_cart}");
+    let guest_id = guest_cart["cart_id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{guest_id}/items"),
+            None,
+            json!({"sku": "MUG-1", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{guest_id}/items"),
+            None,
+            json!({"sku": "NOPE-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{guest_id}/items"),
+            None,
+            json!({"sku": "MUG-1", "quantity": 0}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{}/items", Uuid::new_v4()),
+            None,
+            json!({"sku": "MUG-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // a customer's cart: that customer only
+    let (status, _, cart) = app
+        .send(
+            Method::POST,
+            "/api/carts",
+            Some(&alice),
+            Some(json!({"currency": "EUR"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cart_id = cart["cart_id"].as_str().unwrap().to_owned();
+    let items = format!("/api/carts/{cart_id}/items");
+    let (status, body) = app
+        .post(&items, Some(&bob), json!({"sku": "CUP-2", "quantity": 1}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(&items, None, json!({"sku": "CUP-2", "quantity": 1}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(&items, Some(&alice), json!({"sku": "CUP-2", "quantity": 3}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            &format!("{items}/CUP-2"),
+            Some(&alice),
+            Some(json!({"quantity": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = app
+        .send(
+            Method::DELETE,
+            &format!("{items}/MUG-1"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (_, staff_cart) = app.post("/api/carts", Some(&staff), json!({})).await;
+    assert_eq!(staff_cart["code"], "forbidden");
+
+    // coupons
+    let coupon = format!("/api/carts/{cart_id}/coupon");
+    let (status, body) = app
+        .post(&coupon, Some(&alice), json!({"code": "NOPE"}))
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app
+        .post(&coupon, Some(&alice), json!({"code": "welcome10"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // merge the guest cart into Alice's
+    let merge = format!("/api/carts/{cart_id}/merge");
+    let (status, body) = app
+        .post(&merge, None, json!({"guest_cart_id": guest_id}))
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = app
+        .post(&merge, Some(&alice), json!({"guest_cart_id": guest_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let merged = app
+        .state
+        .stores
+        .carts
+        .load(&cart_id)
+        .await
+        .unwrap()
+        .aggregate;
+    let lines: Vec<(String, u32)> = merged
+        .lines()
+        .iter()
+        .map(|l| (l.sku.to_string(), l.quantity.get()))
+        .collect();
+    assert_eq!(lines, vec![("CUP-2".into(), 1), ("MUG-1".into(), 2)]);
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{guest_id}/items"),
+            None,
+            json!({"sku": "MUG-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+
+    // checkout
+    let checkout = format!("/api/carts/{cart_id}/checkout");
+    let address = json!({"name": "Alice", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let (status, body) = app
+        .post(
+            &checkout,
+            Some(&bob),
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(
+            &checkout,
+            Some(&alice),
+            json!({"shipping_address": {"name": "Alice"}, "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "malformed_request");
+    let (status, body) = app
+        .post(
+            &checkout,
+            Some(&alice),
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let order_id = body["order_id"].as_str().unwrap();
+    assert_eq!(
+        order_id,
+        command_api::routes::carts::order_id_of(cart_id.parse().unwrap()).to_string()
+    );
+    // checking out again is the same checkout: same order, nothing new written
+    let (status, again) = app
+        .post(
+            &checkout,
+            Some(&alice),
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(
+        (again["order_id"].as_str(), &again["position"]),
+        (Some(order_id), &Value::Null)
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{cart_id}/items"),
+            Some(&alice),
+            json!({"sku": "MUG-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+
+    // the events say who did it
+    let metadata: Value = sqlx::query_scalar(
+        "SELECT metadata FROM events WHERE aggregate_type = 'cart' AND event_type = 'CartCheckedOut'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(metadata["actor_id"], alice_id.to_string());
+    assert_eq!(metadata["actor_role"], "customer");
+    assert!(metadata["request_id"].as_str().is_some());
+    app.finish().await;
+}
+
+async fn place_order(app: &TestApp, customer: Option<Uuid>) -> Uuid {
+    let order_id = Uuid::new_v4();
+    let eur = Currency::parse("EUR").unwrap();
+    let meta = EventMetadata::new(Actor::system("test"));
+    let orders = &app.state.stores.orders;
+    let place = OrderCommand::Place {
+        order_number: OrderNumber(1),
+        customer: customer.map(CustomerId::new),
+        cart_id: CartId::new(Uuid::new_v4()),
+        lines: vec![OrderLine {
+            sku: Sku::parse("MUG-1").unwrap(),
+            name: "Mug".into(),
+            quantity: Quantity::new(2).unwrap(),
+            unit_price: Money::new(1200, eur),
+        }],
+        currency: eur,
+        discount: Money::zero(eur),
+        tax: Money::new(456, eur),
+        shipping: Money::new(500, eur),
+        shipping_address: Address::new("A", "1 Main St", None, "Berlin", "10115", "DE").unwrap(),
+        payment_method: "pm_card_visa".into(),
+        placed_at: chrono::Utc::now(),
+    };
+    let id = order_id.to_string();
+    orders.execute(&id, place, &meta).await.unwrap();
+    orders
+        .execute(
+            &id,
+            OrderCommand::MarkStockReserved {
+                at: chrono::Utc::now(),
+            },
+            &EventMetadata::new(Actor::system("test")),
+        )
+        .await
+        .unwrap();
+    orders
+        .execute(
+            &id,
+            OrderCommand::Confirm {
+                payment_id: PaymentId::new(Uuid::new_v4()),
+                at: chrono::Utc::now(),
+            },
+            &EventMetadata::new(Actor::system("test")),
+        )
+        .await
+        .unwrap();
+    order_id
+}
+
+#[tokio::test]
+async fn orders_are_cancelled_by_their_owner_and_shipped_and_refunded_by_staff() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, auditor) = app.token(Role::Auditor).await;
+    let (alice_id, alice) = app.token(Role::Customer).await;
+    let (_, bob) = app.token(Role::Customer).await;
+
+    let order = place_order(&app, Some(alice_id)).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{order}/cancel"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app
+        .post(&format!("/api/orders/{order}/cancel"), None, json!({}))
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{order}/cancel"),
+            Some(&auditor),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{order}/cancel"),
+            Some(&alice),
+            json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let shipped = place_order(&app, Some(alice_id)).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{shipped}/ship"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{shipped}/ship"),
+            Some(&staff),
+            json!({"tracking": "TRK-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{shipped}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, _, body) = app
+        .send(
+            Method::POST,
+            &format!("/api/orders/{shipped}/deliver"),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // total: 2 × 12.00 + 4.56 tax + 5.00 shipping = 33.56
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{shipped}/refund"),
+            Some(&staff),
+            json!({"amount_minor": 1000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{shipped}/refund"),
+            Some(&staff),
+            json!({"amount_minor": 5000}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{}/ship", Uuid::new_v4()),
+            Some(&staff),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    let guest_order = place_order(&app, None).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/orders/{guest_order}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_body() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    app.create_product(&staff, "MUG-1", 1200).await;
+
+    let create = |key: &str| {
+        app.request(Method::POST, "/api/carts", None)
+            .header("idempotency-key", key.to_owned())
+            .json(&json!({"currency": "EUR"}))
+    };
+    let first = create("cart-key-1").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_position = first.headers()["shop-position"].clone();
+    let first: Value = first.json().await.unwrap();
+    let again = create("cart-key-1").send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["shop-position"], first_position);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    let carts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CartCreated'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(carts, 1, "the retry created nothing");
+
+    let different = app
+        .request(Method::POST, "/api/carts", None)
+        .header("idempotency-key", "cart-key-1")
+        .json(&json!({"currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(different.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        different.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_reused"
+    );
+
+    // adding an item twice with one key adds it once
+    let cart_id = first["cart_id"].as_str().unwrap();
+    for _ in 0..2 {
+        let response = app
+            .request(Method::POST, &format!("/api/carts/{cart_id}/items"), None)
+            .header("idempotency-key", "add-mug")
+            .json(&json!({"sku": "MUG-1", "quantity": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(cart_id)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(cart.lines()[0].quantity.get(), 2);
+
+    // even if the stored response is lost (a crash after the events were written), a retry
+    // after the lease does not apply the command again: the event store knows its command id
+    sqlx::query("DELETE FROM idempotency_keys WHERE key = 'add-mug'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let retried = app
+        .request(Method::POST, &format!("/api/carts/{cart_id}/items"), None)
+        .header("idempotency-key", "add-mug")
+        .json(&json!({"sku": "MUG-1", "quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), StatusCode::OK);
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(cart_id)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(cart.lines()[0].quantity.get(), 2);
+
+    let metadata: Value =
+        sqlx::query_scalar("SELECT metadata FROM events WHERE event_type = 'ItemAdded'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(metadata["command_id"], "guest:add-mug");
+    assert_eq!(metadata["actor_role"], "guest");
+
+    let bad_key = app
+        .request(Method::POST, "/api/carts", None)
+        .header("idempotency-key", "x".repeat(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_too_big_or_unrouted_get_clear_4xx() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let wrong_type = app
+        .request(Method::POST, "/api/products", Some(&staff))
+        .header("content-type", "text/plain")
+        .body("sku=KB-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        wrong_type.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(
+        wrong_type.json::<Value>().await.unwrap()["code"],
+        "unsupported_media_type"
+    );
+
+    let malformed = app
+        .request(Method::POST, "/api/products", Some(&staff))
+        .header("content-type", "application/json")
+        .body("{\"sku\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        malformed.json::<Value>().await.unwrap()["code"],
+        "malformed_request"
+    );
+
+    let huge = json!({"sku": "KB-1", "name": "x".repeat(100_000), "category": "c", "price": {"amount_minor": 1, "currency": "EUR"}});
+    let (status, body) = app.post("/api/products", Some(&staff), huge.clone()).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    let huge_keyed = app
+        .request(Method::POST, "/api/products", Some(&staff))
+        .header("idempotency-key", "huge")
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge_keyed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, _, body) = app.send(Method::GET, "/api/nothing-here", None, None).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, _, body) = app
+        .send(Method::PUT, "/api/products", Some(&staff), None)
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let (status, _, body) = app
+        .send(
+            Method::POST,
+            "/api/carts/not-a-uuid/items",
+            None,
+            Some(json!({"sku": "A", "quantity": 1})),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0, "nothing was written");
+
+    let (status, _, _) = app.send(Method::GET, "/health/live", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app.send(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() {
+    let app = TestApp::spawn().await;
+    let (status, _, document) = app.send(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    for route in command_api::routes::ROUTES {
+        let operation = &document["paths"][route.path][route.method];
+        assert!(
+            operation.is_object(),
+            "{} {} missing",
+            route.method,
+            route.path
+        );
+        // every $ref resolves
+        let text = operation.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "unresolved {name}"
+            );
+        }
+        // and the route is served: not the fallback's 404 / 405
+        let path = route
+            .path
+            .replace("{sku}", "ZZ-1")
+            .replace("{id}", &Uuid::new_v4().to_string());
+        let method: Method = route.method.to_uppercase().parse().unwrap();
+        let (status, _, body) = app.send(method, &path, None, Some(json!({}))).await;
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}",
+            route.method,
+            route.path
+        );
+        assert_ne!(
+            body["detail"], "no such route",
+            "{} {}",
+            route.method, route.path
+        );
+    }
+    app.finish().await;
+}
