@@ -28,6 +28,9 @@ pub async fn connect(stores: &StoreConfig) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(stores.db_max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
+        // no ping before every query: a broken connection fails its query, which is retried or
+        // reported like any database error; the ping would double the round trips
+        .test_before_acquire(false)
         .connect_with(stores.database_url.options.clone())
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", stores.database_url))
