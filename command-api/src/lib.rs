@@ -14,7 +14,6 @@ pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod routes;
-pub mod stores;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,7 @@ use axum::Router;
 use sqlx::PgPool;
 
 pub use crate::problem::{ApiError, ApiResult, ErrorCode};
-pub use crate::stores::Stores;
+pub use schemas::stores::Stores;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;

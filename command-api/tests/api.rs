@@ -1066,9 +1066,28 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() 
 // Fuzzing: malformed input at every route never gets a 5xx
 
 const FIELDS: &[&str] = &[
-    "sku", "name", "description", "category", "price", "amount_minor", "currency", "quantity",
-    "delta", "reason", "email", "password", "refresh_token", "code", "guest_cart_id",
-    "shipping_address", "payment_method", "tracking", "line1", "city", "postal_code", "country",
+    "sku",
+    "name",
+    "description",
+    "category",
+    "price",
+    "amount_minor",
+    "currency",
+    "quantity",
+    "delta",
+    "reason",
+    "email",
+    "password",
+    "refresh_token",
+    "code",
+    "guest_cart_id",
+    "shipping_address",
+    "payment_method",
+    "tracking",
+    "line1",
+    "city",
+    "postal_code",
+    "country",
 ];
 
 fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
@@ -1087,8 +1106,11 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 5, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::vec((proptest::sample::select(FIELDS), inner), 0..6)
-                .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            proptest::collection::vec((proptest::sample::select(FIELDS), inner), 0..6).prop_map(
+                |fields| Value::Object(
+                    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )
+            ),
         ]
     })
 }
@@ -1112,7 +1134,11 @@ fn body() -> impl proptest::strategy::Strategy<Value = Body> {
 #[test]
 fn malformed_input_at_every_route_never_gets_a_5xx() {
     use proptest::prelude::*;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let _context = runtime.enter();
     let app = runtime.block_on(TestApp::spawn());
     let (_, staff) = runtime.block_on(app.token(Role::Staff));
@@ -1126,8 +1152,17 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
         0..routes.len(),
         0..4usize,
         body(),
-        prop_oneof![Just("application/json"), Just("text/plain"), Just("application/json; charset=utf-8"), Just("")],
-        prop_oneof![Just(cart_id.clone()), Just(Uuid::new_v4().to_string()), "[a-zA-Z0-9%._~-]{0,40}"],
+        prop_oneof![
+            Just("application/json"),
+            Just("text/plain"),
+            Just("application/json; charset=utf-8"),
+            Just("")
+        ],
+        prop_oneof![
+            Just(cart_id.clone()),
+            Just(Uuid::new_v4().to_string()),
+            "[a-zA-Z0-9%._~-]{0,40}"
+        ],
         prop_oneof![Just("MUG-1".to_owned()), "[a-zA-Z0-9%._~-]{0,70}"],
         proptest::option::of("[ -~]{0,80}"),
     );
@@ -1138,44 +1173,47 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     runner
-        .run(&strategy, |(route, auth, body, content_type, id, sku, idempotency_key)| {
-            let route = &routes[route];
-            let path = route.path.replace("{id}", &id).replace("{sku}", &sku);
-            let method: Method = route.method.to_uppercase().parse().unwrap();
-            let token = match auth {
-                0 => None,
-                1 => Some(staff.as_str()),
-                2 => Some(customer.as_str()),
-                _ => Some("garbage"),
-            };
-            let mut request = app.request(method, &path, token);
-            if !content_type.is_empty() {
-                request = request.header("content-type", content_type);
-            }
-            if let Some(key) = &idempotency_key {
-                request = request.header("idempotency-key", key.as_str());
-            }
-            request = match &body {
-                Body::Json(value) => request.body(value.to_string()),
-                Body::Bytes(bytes) => request.body(bytes.clone()),
-                Body::Empty => request,
-            };
-            let response = runtime.block_on(request.send());
-            let response = match response {
-                Ok(response) => response,
-                // a path the HTTP client itself refuses to send is not a server failure
-                Err(error) if error.is_builder() => return Ok(()),
-                Err(error) => panic!("request failed: {error}"),
-            };
-            let status = response.status();
-            let text = runtime.block_on(response.text()).unwrap_or_default();
-            prop_assert!(
-                !status.is_server_error(),
-                "{} {path} with {body:?} ({content_type}) → {status}: {text}",
-                route.method
-            );
-            Ok(())
-        })
+        .run(
+            &strategy,
+            |(route, auth, body, content_type, id, sku, idempotency_key)| {
+                let route = &routes[route];
+                let path = route.path.replace("{id}", &id).replace("{sku}", &sku);
+                let method: Method = route.method.to_uppercase().parse().unwrap();
+                let token = match auth {
+                    0 => None,
+                    1 => Some(staff.as_str()),
+                    2 => Some(customer.as_str()),
+                    _ => Some("garbage"),
+                };
+                let mut request = app.request(method, &path, token);
+                if !content_type.is_empty() {
+                    request = request.header("content-type", content_type);
+                }
+                if let Some(key) = &idempotency_key {
+                    request = request.header("idempotency-key", key.as_str());
+                }
+                request = match &body {
+                    Body::Json(value) => request.body(value.to_string()),
+                    Body::Bytes(bytes) => request.body(bytes.clone()),
+                    Body::Empty => request,
+                };
+                let response = runtime.block_on(request.send());
+                let response = match response {
+                    Ok(response) => response,
+                    // a path the HTTP client itself refuses to send is not a server failure
+                    Err(error) if error.is_builder() => return Ok(()),
+                    Err(error) => panic!("request failed: {error}"),
+                };
+                let status = response.status();
+                let text = runtime.block_on(response.text()).unwrap_or_default();
+                prop_assert!(
+                    !status.is_server_error(),
+                    "{} {path} with {body:?} ({content_type}) → {status}: {text}",
+                    route.method
+                );
+                Ok(())
+            },
+        )
         .unwrap();
     runtime.block_on(app.finish());
 }

@@ -7,6 +7,8 @@
 //! version here, add a fixture of the new version, and regenerate the schemas with
 //! `UPDATE_SCHEMAS=1 cargo test -p schemas`. The old fixture stays and must keep loading.
 
+pub mod stores;
+
 use cqrs_es::DomainEvent;
 use domain::{CartEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent};
 use eventlog::upcast::{upcast, Upcaster};

@@ -69,7 +69,7 @@ async fn append(
     duration: Duration,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let store = Arc::new(command_api::stores::event_store::<Product>(&pool));
+    let store = Arc::new(schemas::stores::event_store::<Product>(&pool));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

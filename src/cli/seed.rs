@@ -114,8 +114,8 @@ const DEMO_CATALOG: &[(&str, &str, &str, i64, u32, &str)] = &[
 
 pub async fn run(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let products = command_api::stores::event_store::<Product>(&pool);
-    let inventory = command_api::stores::event_store::<Inventory>(&pool);
+    let products = schemas::stores::event_store::<Product>(&pool);
+    let inventory = schemas::stores::event_store::<Inventory>(&pool);
     let metadata = EventMetadata::new(Actor::system("seed"));
     let eur = Currency::parse("EUR").map_err(|e| anyhow!("{e}"))?;
     let (mut created, mut existing) = (0, 0);

@@ -1,4 +1,5 @@
-//! The event stores of every aggregate, configured once (upcasters, snapshot policy).
+//! The event stores of every aggregate, configured once: each with its upcasters (so old event
+//! versions load) and its snapshot policy. Every role that writes events builds them here.
 
 use cqrs_es::Aggregate;
 use domain::{Cart, Inventory, Order, Payment, Product};
@@ -20,7 +21,7 @@ where
     A: Aggregate,
     A::Services: Default,
 {
-    let store = PgEventStore::<A>::new(pool.clone()).with_upcasters(schemas::upcasters(A::TYPE));
+    let store = PgEventStore::<A>::new(pool.clone()).with_upcasters(crate::upcasters(A::TYPE));
     // inventory streams of hot SKUs grow without bound (every reservation is an event)
     if A::TYPE == Inventory::TYPE {
         store.with_snapshots(SnapshotPolicy {
