@@ -8,6 +8,7 @@
 //! its variant names in `EVENT_TYPES`.
 
 pub mod cart;
+pub mod checkout;
 pub mod inventory;
 pub mod order;
 pub mod payment;
@@ -15,6 +16,7 @@ pub mod product;
 pub mod values;
 
 pub use cart::{Cart, CartCommand, CartError, CartEvent};
+pub use checkout::{CheckoutCommand, CheckoutError, CheckoutEvent, CheckoutProcess};
 pub use inventory::{Inventory, InventoryCommand, InventoryError, InventoryEvent};
 pub use order::{Order, OrderCommand, OrderError, OrderEvent};
 pub use payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};

@@ -1,4 +1,5 @@
-//! shop's process managers: the checkout saga, durable timers, the payment gateways. Built by the Checkout saga issue.
-//!
-//! Nothing is here yet: this crate marks where that role lives in the workspace
-//! (see ARCHITECTURE.md).
+//! shop's process managers: the checkout saga (reserve stock, authorize payment, confirm,
+//! capture; compensate on failure or timeout), durable timers, the payment gateways and the
+//! Stripe webhook.
+
+pub mod payments;

@@ -10,12 +10,19 @@
 pub mod stores;
 
 use cqrs_es::DomainEvent;
-use domain::{CartEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent};
+use domain::{CartEvent, CheckoutEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent};
 use eventlog::upcast::{upcast, Upcaster};
 use serde_json::Value;
 
 /// Every aggregate type, as stored in `events.aggregate_type`.
-pub const AGGREGATE_TYPES: &[&str] = &["product", "inventory", "cart", "order", "payment"];
+pub const AGGREGATE_TYPES: &[&str] = &[
+    "product",
+    "inventory",
+    "cart",
+    "order",
+    "payment",
+    "checkout",
+];
 
 /// The upcasters of one aggregate type's events. No event has changed shape yet, so every list
 /// is empty; the mechanism is tested in `eventlog::upcast`.
@@ -33,6 +40,7 @@ pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
         "cart" => domain::cart::EVENT_TYPES,
         "order" => domain::order::EVENT_TYPES,
         "payment" => domain::payment::EVENT_TYPES,
+        "checkout" => domain::checkout::EVENT_TYPES,
         _ => return None,
     })
 }
@@ -45,6 +53,7 @@ pub fn event_schema(aggregate_type: &str) -> Option<Value> {
         "cart" => schemars::schema_for!(CartEvent),
         "order" => schemars::schema_for!(OrderEvent),
         "payment" => schemars::schema_for!(PaymentEvent),
+        "checkout" => schemars::schema_for!(CheckoutEvent),
         _ => return None,
     };
     serde_json::to_value(schema).ok()
@@ -58,6 +67,7 @@ pub enum AnyEvent {
     Cart(CartEvent),
     Order(OrderEvent),
     Payment(PaymentEvent),
+    Checkout(CheckoutEvent),
 }
 
 impl AnyEvent {
@@ -68,6 +78,7 @@ impl AnyEvent {
             AnyEvent::Cart(e) => e.event_type(),
             AnyEvent::Order(e) => e.event_type(),
             AnyEvent::Payment(e) => e.event_type(),
+            AnyEvent::Checkout(e) => e.event_type(),
         }
     }
 
@@ -78,6 +89,7 @@ impl AnyEvent {
             AnyEvent::Cart(e) => serde_json::to_value(e),
             AnyEvent::Order(e) => serde_json::to_value(e),
             AnyEvent::Payment(e) => serde_json::to_value(e),
+            AnyEvent::Checkout(e) => serde_json::to_value(e),
         }
     }
 }
@@ -130,6 +142,7 @@ pub fn decode(
         "cart" => AnyEvent::Cart(serde_json::from_value(payload).map_err(shape)?),
         "order" => AnyEvent::Order(serde_json::from_value(payload).map_err(shape)?),
         "payment" => AnyEvent::Payment(serde_json::from_value(payload).map_err(shape)?),
+        "checkout" => AnyEvent::Checkout(serde_json::from_value(payload).map_err(shape)?),
         other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
     })
 }

@@ -2,7 +2,7 @@
 //! versions load) and its snapshot policy. Every role that writes events builds them here.
 
 use cqrs_es::Aggregate;
-use domain::{Cart, Inventory, Order, Payment, Product};
+use domain::{Cart, CheckoutProcess, Inventory, Order, Payment, Product};
 use eventlog::store::SnapshotPolicy;
 use eventlog::PgEventStore;
 use sqlx::PgPool;
@@ -13,6 +13,7 @@ pub struct Stores {
     pub carts: PgEventStore<Cart>,
     pub orders: PgEventStore<Order>,
     pub payments: PgEventStore<Payment>,
+    pub checkouts: PgEventStore<CheckoutProcess>,
 }
 
 /// The event store of one aggregate type, with its upcasters and snapshot policy.
@@ -41,6 +42,7 @@ impl Stores {
             carts: event_store(pool),
             orders: event_store(pool),
             payments: event_store(pool),
+            checkouts: event_store(pool),
         }
     }
 }
