@@ -137,6 +137,53 @@ impl SecretConfig {
     }
 }
 
+/// The payment provider and the checkout's deadlines.
+#[derive(Args, Debug, Clone)]
+pub struct PaymentConfig {
+    /// Stripe secret key (`sk_...`). Without it, the local gateway (Stripe's test-card
+    /// behaviour, no network) is used.
+    #[arg(long, env = "SHOP_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// Base URL of Stripe's API (a local Stripe-format server in tests).
+    #[arg(
+        long,
+        env = "SHOP_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com/"
+    )]
+    pub stripe_api_base: url::Url,
+    /// Signing secret of the Stripe webhook endpoint (`whsec_...`); without it, webhooks are refused.
+    #[arg(long, env = "SHOP_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<WebhookSecret>,
+    /// Seconds a customer has to get a payment authorized before the checkout fails.
+    #[arg(long, env = "SHOP_PAYMENT_TIMEOUT_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub payment_timeout_seconds: u64,
+    /// How long the local gateway's `pm_card_slow` takes, in milliseconds.
+    #[arg(long, env = "SHOP_LOCAL_SLOW_CARD_MS", default_value_t = 2_000)]
+    pub local_slow_card_ms: u64,
+}
+
+/// A webhook signing secret. Never printed.
+#[derive(Clone)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for WebhookSecret {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim().is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
 /// Where the HTTP APIs listen.
 #[derive(Args, Debug, Clone)]
 pub struct ListenConfig {

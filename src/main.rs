@@ -5,7 +5,7 @@ mod config;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ListenConfig, SecretConfig, StoreConfig};
+use crate::config::{ListenConfig, PaymentConfig, SecretConfig, StoreConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "shop", version, about = "event-sourced commerce backend")]
@@ -40,8 +40,10 @@ enum Command {
         listen: ListenConfig,
         #[command(flatten)]
         secrets: SecretConfig,
+        #[command(flatten)]
+        payments: PaymentConfig,
     },
-    /// Run the command API only.
+    /// Run the command API (and the Stripe webhook) only.
     CommandApi {
         #[command(flatten)]
         stores: StoreConfig,
@@ -49,6 +51,19 @@ enum Command {
         listen: ListenConfig,
         #[command(flatten)]
         secrets: SecretConfig,
+        #[command(flatten)]
+        payments: PaymentConfig,
+    },
+    /// Run the checkout saga and its timers only.
+    SagaRunner {
+        #[command(flatten)]
+        stores: StoreConfig,
+        #[command(flatten)]
+        listen: ListenConfig,
+        #[command(flatten)]
+        secrets: SecretConfig,
+        #[command(flatten)]
+        payments: PaymentConfig,
     },
     /// Manage accounts.
     User {
@@ -74,12 +89,35 @@ async fn main() -> std::process::ExitCode {
             stores,
             listen,
             secrets,
-        } => cli::serve::run(&stores, &listen, &secrets, cli::serve::Roles::All).await,
+            payments,
+        } => {
+            cli::serve::run(
+                &stores,
+                &listen,
+                &secrets,
+                &payments,
+                cli::serve::Roles::All,
+            )
+            .await
+        }
         Command::CommandApi {
             stores,
             listen,
             secrets,
-        } => cli::serve::run(&stores, &listen, &secrets, cli::serve::Roles::CommandApi).await,
+            payments,
+        } => {
+            let roles = cli::serve::Roles::CommandApi;
+            cli::serve::run(&stores, &listen, &secrets, &payments, roles).await
+        }
+        Command::SagaRunner {
+            stores,
+            listen,
+            secrets,
+            payments,
+        } => {
+            let roles = cli::serve::Roles::SagaRunner;
+            cli::serve::run(&stores, &listen, &secrets, &payments, roles).await
+        }
         Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,
     };

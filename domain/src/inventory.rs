@@ -203,6 +203,11 @@ impl Inventory {
         &self.reservations
     }
 
+    /// Units committed (sold) to `order_id` and not returned.
+    pub fn committed(&self, order_id: &OrderId) -> Option<Quantity> {
+        self.committed.get(order_id).copied()
+    }
+
     pub fn reservation(&self, order_id: &OrderId) -> Option<&Reservation> {
         self.reservations.get(order_id)
     }

@@ -256,6 +256,9 @@ pub struct PlacedOrder {
     pub delivered: bool,
     pub refunded_total: Money,
     pub refund_ids: BTreeSet<RefundId>,
+    /// Why the order failed, once it has.
+    #[serde(default)]
+    pub failure: Option<FailureReason>,
 }
 
 /// The order aggregate; `None` until placed.
@@ -310,6 +313,11 @@ pub fn order_totals(
 }
 
 impl Order {
+    /// Why the order failed, if it did.
+    pub fn failure(&self) -> Option<&FailureReason> {
+        self.placed.as_ref()?.failure.as_ref()
+    }
+
     pub fn placed(&self) -> Option<&PlacedOrder> {
         self.placed.as_ref()
     }
@@ -536,6 +544,7 @@ impl Aggregate for Order {
                 delivered: false,
                 refunded_total: Money::zero(currency),
                 refund_ids: BTreeSet::new(),
+                failure: None,
             });
             return;
         }
@@ -562,7 +571,10 @@ impl Aggregate for Order {
                 order.status = S::Delivered;
             }
             E::OrderCancelled { .. } => order.status = S::Cancelled,
-            E::OrderFailed { .. } => order.status = S::Failed,
+            E::OrderFailed { reason, .. } => {
+                order.status = S::Failed;
+                order.failure = Some(reason);
+            }
             E::OrderRefunded {
                 refund_id,
                 refunded_total,

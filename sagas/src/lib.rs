@@ -2,4 +2,15 @@
 //! capture; compensate on failure or timeout), durable timers, the payment gateways and the
 //! Stripe webhook.
 
+pub mod checkout;
 pub mod payments;
+pub mod runner;
+pub mod timers;
+pub mod webhooks;
+
+/// Migrations of the sagas' tables (versions 300–399).
+pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[eventlog::migrate::Migration {
+    version: 300,
+    name: "sagas",
+    sql: include_str!("../migrations/0300_sagas.sql"),
+}];

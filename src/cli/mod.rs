@@ -41,6 +41,7 @@ pub fn all_migrations() -> Vec<&'static eventlog::migrate::Migration> {
     eventlog::migrate::MIGRATIONS
         .iter()
         .chain(command_api::MIGRATIONS)
+        .chain(sagas::MIGRATIONS)
         .collect()
 }
 

@@ -3,39 +3,71 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{ListenConfig, SecretConfig, StoreConfig};
+use sagas::payments::PaymentGateway;
+
+use crate::config::{ListenConfig, PaymentConfig, SecretConfig, StoreConfig};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Roles {
     All,
     CommandApi,
+    SagaRunner,
 }
 
 pub async fn run(
     stores: &StoreConfig,
     listen: &ListenConfig,
     secrets: &SecretConfig,
+    payments: &PaymentConfig,
     roles: Roles,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
     let mut servers = tokio::task::JoinSet::new();
+    let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
 
-    let state = command_api::AppState::new(
-        pool.clone(),
-        &secrets.jwt_secret(),
-        command_api::ApiConfig::default(),
-    );
-    let listener = bind(listen.command_api_addr, "command API").await?;
-    println!("command API listening on http://{}", listener.local_addr()?);
-    servers.spawn(serve(listener, command_api::router(state), stop.clone()));
+    if roles != Roles::SagaRunner {
+        let state = command_api::AppState::new(
+            pool.clone(),
+            &secrets.jwt_secret(),
+            command_api::ApiConfig::default(),
+        );
+        let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
+            pool: pool.clone(),
+            stores: event_stores.clone(),
+            secret: payments
+                .stripe_webhook_secret
+                .as_ref()
+                .map(|s| Arc::from(s.0.as_str())),
+        });
+        let listener = bind(listen.command_api_addr, "command API").await?;
+        println!("command API listening on http://{}", listener.local_addr()?);
+        let router = command_api::router(state).merge(webhooks);
+        servers.spawn(serve(listener, router, stop.clone()));
+    }
+
+    if roles != Roles::CommandApi {
+        let gateway = gateway(payments)?;
+        let config = sagas::checkout::CheckoutConfig {
+            payment_timeout: Duration::from_secs(payments.payment_timeout_seconds),
+            ..Default::default()
+        };
+        let saga =
+            sagas::checkout::CheckoutSaga::new(pool.clone(), event_stores.clone(), gateway, config);
+        let runner = sagas::runner::SagaRunner::new(pool.clone(), saga, Default::default());
+        println!("checkout saga running");
+        let stop = stop.clone();
+        servers.spawn(async move { runner.run(stop).await.context("saga runner failed") });
+    }
 
     if roles == Roles::All {
         let listener = bind(listen.query_api_addr, "query API").await?;
@@ -50,6 +82,28 @@ pub async fn run(
     pool.close().await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stripe when a secret key is configured, else the local gateway.
+fn gateway(payments: &PaymentConfig) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    Ok(match &payments.stripe_secret_key {
+        Some(key) => {
+            let key = sagas::payments::stripe::StripeSecretKey::new(key.0.clone());
+            let stripe = sagas::payments::stripe::StripeGateway::new(
+                &key,
+                payments.stripe_api_base.as_str(),
+            )
+            .context("cannot set up the Stripe gateway")?;
+            tracing::info!(base = %payments.stripe_api_base, "payments through Stripe");
+            Arc::new(stripe)
+        }
+        None => {
+            tracing::info!("payments through the local gateway (no SHOP_STRIPE_SECRET_KEY)");
+            Arc::new(sagas::payments::local::LocalGateway::with_slow_delay(
+                Duration::from_millis(payments.local_slow_card_ms),
+            ))
+        }
+    })
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -295,7 +295,7 @@ fn authorize_outcome(intent: &PaymentIntent) -> Result<AuthorizeOutcome, Gateway
 #[async_trait]
 impl PaymentGateway for StripeGateway {
     async fn authorize(&self, request: AuthorizeRequest) -> Result<AuthorizeOutcome, GatewayError> {
-        let currency = stripe::Currency::from_str(&request.currency.to_ascii_lowercase())
+        let currency = stripe_types::Currency::from_str(&request.currency.to_ascii_lowercase())
             .unwrap_or_else(|never| match never {});
         let create = CreatePaymentIntent::new(request.amount_minor, currency)
             .payment_method(request.payment_method.clone())

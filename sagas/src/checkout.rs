@@ -1,0 +1,877 @@
+//! The checkout saga's runner: it starts a checkout when a cart is checked out, and drives it —
+//! doing each [`Step`] the pure [`CheckoutProcess`] asks for (a command on an order, inventory or
+//! payment stream, or a payment-gateway call) and recording the outcome — until it waits or ends.
+//!
+//! Every command it sends has a natural key (`checkout:{order}:{step}`) as its command id, and
+//! every gateway call an idempotency key (`{order}:{step}`): a runner killed at any point and
+//! restarted redoes the interrupted step, and the event store and the provider recognise it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::cart::CartEvent;
+use domain::checkout::{failure_text, tax_and_shipping, CheckoutTerms, Outcome, Step};
+use domain::inventory::InventoryEvent;
+use domain::order::OrderLine;
+use domain::payment::PaymentEvent;
+use domain::{
+    CheckoutCommand, CheckoutProcess, InventoryCommand, Money, OrderCommand, OrderError,
+    OrderEvent, OrderId, OrderNumber, PaymentCommand, PaymentId, RefundId,
+};
+use eventlog::store::ExecuteError;
+use eventlog::{Actor, EventMetadata, RecordedEvent};
+use schemas::stores::Stores;
+use schemas::AnyEvent;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::payments::{AuthorizeOutcome, AuthorizeRequest, GatewayError, PaymentGateway};
+use crate::timers::{self, Timer};
+
+/// The advisory lock that serialises order-number assignment.
+const ORDER_NUMBER_LOCK: i64 = 7_300_001;
+
+/// Timer kinds.
+pub const DRIVE: &str = "checkout";
+pub const RESERVATION_EXPIRY: &str = "reservation-expiry";
+
+/// Settings of the checkout saga.
+#[derive(Clone, Debug)]
+pub struct CheckoutConfig {
+    /// How long a customer has to get the payment authorized.
+    pub payment_timeout: Duration,
+    /// How long stock stays reserved beyond the payment deadline before it lapses.
+    pub reservation_margin: Duration,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            payment_timeout: Duration::from_secs(15 * 60),
+            reservation_margin: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Why a step could not be done now (it is retried later).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("payment provider unavailable: {0}")]
+    Gateway(String),
+    #[error("concurrent writers; retry")]
+    Conflict,
+    #[error("database: {0}")]
+    Database(String),
+    #[error("unexpected refusal: {0}")]
+    Refused(String),
+}
+
+impl<E: std::error::Error> From<ExecuteError<E>> for StepError {
+    fn from(error: ExecuteError<E>) -> Self {
+        match error {
+            ExecuteError::Conflict { .. } => StepError::Conflict,
+            ExecuteError::Store(e) => StepError::Database(e.to_string()),
+            other => StepError::Refused(other.to_string()),
+        }
+    }
+}
+
+impl From<eventlog::Error> for StepError {
+    fn from(error: eventlog::Error) -> Self {
+        StepError::Database(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(error: sqlx::Error) -> Self {
+        StepError::Database(error.to_string())
+    }
+}
+
+/// The payment stream of an order.
+pub fn payment_id_of(order_id: OrderId) -> PaymentId {
+    PaymentId::new(Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("shop:payment-of-order:{order_id}").as_bytes(),
+    ))
+}
+
+/// The checkout saga.
+#[derive(Clone)]
+pub struct CheckoutSaga {
+    pool: PgPool,
+    stores: Arc<Stores>,
+    gateway: Arc<dyn PaymentGateway>,
+    config: CheckoutConfig,
+}
+
+/// Where a drive left the checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Driven {
+    /// Nothing more to do unless something happens.
+    Settled,
+    /// Drive again at this time (a deadline).
+    WakeAt(DateTime<Utc>),
+}
+
+impl CheckoutSaga {
+    pub fn new(
+        pool: PgPool,
+        stores: Arc<Stores>,
+        gateway: Arc<dyn PaymentGateway>,
+        config: CheckoutConfig,
+    ) -> Self {
+        Self {
+            pool,
+            stores,
+            gateway,
+            config,
+        }
+    }
+
+    fn metadata(
+        &self,
+        order_id: OrderId,
+        step: &str,
+        cause: Option<&RecordedEvent>,
+    ) -> EventMetadata {
+        let mut metadata = EventMetadata::new(Actor::system("saga:checkout"));
+        metadata.command_id = format!("checkout:{order_id}:{step}");
+        if let Some(cause) = cause {
+            metadata.causation_id = Some(cause.event_id.to_string());
+            if let Some(correlation) = cause.metadata["correlation_id"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+            {
+                metadata.correlation_id = correlation;
+            }
+        }
+        metadata
+    }
+
+    /// The correlation id a checkout started with, so every command it sends carries it.
+    async fn checkout_metadata(
+        &self,
+        order_id: OrderId,
+        step: &str,
+    ) -> Result<EventMetadata, StepError> {
+        let mut metadata = self.metadata(order_id, step, None);
+        let row: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT metadata FROM events WHERE aggregate_type = 'checkout' AND aggregate_id = $1 AND sequence = 1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(correlation) = row
+            .as_ref()
+            .and_then(|m| m["correlation_id"].as_str())
+            .and_then(|c| c.parse().ok())
+        {
+            metadata.correlation_id = correlation;
+        }
+        metadata.causation_id = Some(format!("checkout:{order_id}"));
+        Ok(metadata)
+    }
+
+    /// Reacts to one event of the log: starts checkouts, and tells running ones what happened
+    /// elsewhere (a cancellation, a staff refund, a payment settled by webhook). Idempotent.
+    pub async fn on_event(&self, event: &RecordedEvent) -> Result<(), StepError> {
+        let decoded = match schemas::decode(
+            &event.aggregate_type,
+            &event.event_type,
+            &event.event_version,
+            event.payload.clone(),
+        ) {
+            Ok(decoded) => decoded,
+            Err(_) => return Ok(()), // not ours to understand (or a newer type): skip
+        };
+        match decoded {
+            AnyEvent::Cart(CartEvent::CartCheckedOut {
+                order_id,
+                lines,
+                totals,
+                shipping_address,
+                payment_method,
+                checked_out_at,
+                ..
+            }) => {
+                let cart = self.stores.carts.load(&event.aggregate_id).await?.aggregate;
+                let customer = match cart.owner() {
+                    Some(domain::cart::CartOwner::Customer(customer)) => Some(customer),
+                    _ => None,
+                };
+                let (tax, shipping) =
+                    tax_and_shipping(totals.total, shipping_address.country().as_str())
+                        .map_err(|e| StepError::Refused(e.to_string()))?;
+                let total = totals
+                    .total
+                    .checked_add(&tax)
+                    .and_then(|t| t.checked_add(&shipping))
+                    .map_err(|e| StepError::Refused(e.to_string()))?;
+                let started_at = checked_out_at;
+                let payment_deadline = started_at
+                    + chrono::Duration::from_std(self.config.payment_timeout).unwrap_or_default();
+                let terms = CheckoutTerms {
+                    order_id,
+                    cart_id: domain::CartId::new(event.aggregate_id.parse().unwrap_or_default()),
+                    customer,
+                    lines,
+                    currency: totals.total.currency,
+                    discount: totals.discount,
+                    tax,
+                    shipping,
+                    total,
+                    shipping_address,
+                    payment_method,
+                    started_at,
+                    payment_deadline,
+                    reservation_expiry: payment_deadline
+                        + chrono::Duration::from_std(self.config.reservation_margin)
+                            .unwrap_or_default(),
+                };
+                let metadata = self.metadata(order_id, "start", Some(event));
+                self.stores
+                    .checkouts
+                    .execute(
+                        &order_id.to_string(),
+                        CheckoutCommand::Start(Box::new(terms)),
+                        &metadata,
+                    )
+                    .await?;
+                self.wake(order_id, Utc::now()).await
+            }
+            AnyEvent::Order(OrderEvent::OrderCancelled { .. }) => {
+                self.observe(event, Outcome::OrderCancelled, "observe-cancellation")
+                    .await
+            }
+            AnyEvent::Order(OrderEvent::OrderRefunded {
+                refund_id, amount, ..
+            }) => {
+                let order_id = OrderId::new(event.aggregate_id.parse().unwrap_or_default());
+                if refund_id == domain::checkout::cancellation_refund_id(order_id) {
+                    return Ok(()); // the saga's own refund of a cancellation
+                }
+                self.observe(
+                    event,
+                    Outcome::RefundRequested { refund_id, amount },
+                    &format!("observe-refund:{refund_id}"),
+                )
+                .await
+            }
+            AnyEvent::Payment(PaymentEvent::PaymentAuthorized { provider_ref, .. }) => {
+                self.observe_payment(
+                    event,
+                    Outcome::PaymentAuthorized { provider_ref },
+                    "observe-authorization",
+                )
+                .await
+            }
+            AnyEvent::Payment(PaymentEvent::PaymentFailed { reason, .. }) => {
+                let outcome = Outcome::PaymentDeclined {
+                    provider_ref: None,
+                    reason,
+                };
+                self.observe_payment(event, outcome, "observe-payment-failure")
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn observe(
+        &self,
+        event: &RecordedEvent,
+        outcome: Outcome,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let order_id = OrderId::new(event.aggregate_id.parse().unwrap_or_default());
+        self.record_observation(order_id, event, outcome, step)
+            .await
+    }
+
+    async fn observe_payment(
+        &self,
+        event: &RecordedEvent,
+        outcome: Outcome,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let payment = self
+            .stores
+            .payments
+            .load(&event.aggregate_id)
+            .await?
+            .aggregate;
+        let Some(order_id) = payment.details().map(|p| p.order_id) else {
+            return Ok(());
+        };
+        self.record_observation(order_id, event, outcome, step)
+            .await
+    }
+
+    async fn record_observation(
+        &self,
+        order_id: OrderId,
+        event: &RecordedEvent,
+        outcome: Outcome,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let id = order_id.to_string();
+        let checkout = self.stores.checkouts.load(&id).await?;
+        if checkout.aggregate.checkout().is_none() {
+            return Ok(()); // not a checkout this saga runs (e.g. an order placed by a test)
+        }
+        let metadata = self.metadata(order_id, &format!("{step}:{}", event.event_id), Some(event));
+        match self
+            .stores
+            .checkouts
+            .execute(&id, CheckoutCommand::Record(outcome), &metadata)
+            .await
+        {
+            Ok(receipt) if !receipt.events.is_empty() => self.wake(order_id, Utc::now()).await,
+            Ok(_) | Err(ExecuteError::Domain(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn wake(&self, order_id: OrderId, at: DateTime<Utc>) -> Result<(), StepError> {
+        timers::schedule(&self.pool, DRIVE, &order_id.to_string(), at, &json!({})).await?;
+        Ok(())
+    }
+
+    /// Handles a fired timer: drives a checkout, or releases a reservation that lapsed.
+    pub async fn fire(&self, timer: &Timer) -> Result<(), StepError> {
+        match timer.kind.as_str() {
+            DRIVE => {
+                let order_id = OrderId::new(
+                    timer
+                        .key
+                        .parse()
+                        .map_err(|_| StepError::Refused(format!("bad timer key {}", timer.key)))?,
+                );
+                match self.drive(order_id).await {
+                    Ok(Driven::Settled) => {
+                        timers::complete(&self.pool, timer).await?;
+                    }
+                    Ok(Driven::WakeAt(at)) => {
+                        timers::reschedule(&self.pool, timer, at).await?;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%order_id, %error, attempts = timer.attempts, "checkout step failed; retrying later");
+                        timers::retry_later(&self.pool, timer).await?;
+                    }
+                }
+                Ok(())
+            }
+            RESERVATION_EXPIRY => {
+                let (sku, order) = timer
+                    .key
+                    .split_once('/')
+                    .ok_or_else(|| StepError::Refused(format!("bad timer key {}", timer.key)))?;
+                let order_id = OrderId::new(
+                    order
+                        .parse()
+                        .map_err(|_| StepError::Refused(format!("bad timer key {}", timer.key)))?,
+                );
+                let mut metadata = self.metadata(order_id, &format!("expire:{sku}"), None);
+                metadata.actor = Actor::system("timer:reservation-expiry");
+                let command = InventoryCommand::ReleaseReservation {
+                    order_id,
+                    reason: domain::inventory::EXPIRED_REASON.to_owned(),
+                };
+                // a reservation that was committed in time is not there any more: a no-op
+                match self.stores.inventory.execute(sku, command, &metadata).await {
+                    Ok(_) => {
+                        timers::complete(&self.pool, timer).await?;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%sku, %order_id, %error, "reservation expiry failed; retrying later");
+                        timers::retry_later(&self.pool, timer).await?;
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                tracing::error!(kind = other, "unknown timer kind; dropping it");
+                timers::complete(&self.pool, timer).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Does the checkout's steps until it waits or settles.
+    pub async fn drive(&self, order_id: OrderId) -> Result<Driven, StepError> {
+        let id = order_id.to_string();
+        for _ in 0..200 {
+            let process = self.stores.checkouts.load(&id).await?.aggregate;
+            let now = Utc::now();
+            let step = process.next_step(now);
+            let outcome = match step {
+                Step::Idle => return Ok(Driven::Settled),
+                Step::WaitUntil(at) => return Ok(Driven::WakeAt(at)),
+                Step::Finish => Outcome::Finished,
+                step => match self.perform(&process, &step).await? {
+                    Some(outcome) => outcome,
+                    None => return Ok(Driven::WakeAt(now + chrono::Duration::seconds(1))),
+                },
+            };
+            let metadata = self.checkout_metadata(order_id, "record").await?;
+            // each recording is its own command: give it its own id
+            let mut metadata = metadata;
+            metadata.command_id = format!("checkout:{order_id}:record:{}", Uuid::now_v7());
+            self.stores
+                .checkouts
+                .execute(&id, CheckoutCommand::Record(outcome), &metadata)
+                .await
+                .map_err(StepError::from)?;
+        }
+        Err(StepError::Refused(format!(
+            "checkout {order_id} did not settle in 200 steps"
+        )))
+    }
+
+    /// Does one step; `None` when it cannot be done yet (try again shortly).
+    async fn perform(
+        &self,
+        process: &CheckoutProcess,
+        step: &Step,
+    ) -> Result<Option<Outcome>, StepError> {
+        let checkout = process
+            .checkout()
+            .ok_or_else(|| StepError::Refused("checkout not started".into()))?;
+        let terms = &checkout.terms;
+        let order_id = terms.order_id;
+        let order = order_id.to_string();
+        let payment_id = payment_id_of(order_id);
+        let payment = payment_id.to_string();
+        let now = Utc::now();
+        let outcome = match step {
+            Step::PlaceOrder => {
+                let order_number = self.order_number(order_id).await?;
+                let mut lines = Vec::with_capacity(terms.lines.len());
+                for line in &terms.lines {
+                    let product = self
+                        .stores
+                        .products
+                        .load(line.sku.as_str())
+                        .await?
+                        .aggregate;
+                    let name = product
+                        .details()
+                        .map_or_else(|| line.sku.to_string(), |d| d.name.clone());
+                    lines.push(OrderLine {
+                        sku: line.sku.clone(),
+                        name,
+                        quantity: line.quantity,
+                        unit_price: line.unit_price,
+                    });
+                }
+                let command = OrderCommand::Place {
+                    order_number,
+                    customer: terms.customer,
+                    cart_id: terms.cart_id,
+                    lines,
+                    currency: terms.currency,
+                    discount: terms.discount,
+                    tax: terms.tax,
+                    shipping: terms.shipping,
+                    shipping_address: terms.shipping_address.clone(),
+                    payment_method: terms.payment_method.clone(),
+                    placed_at: now,
+                };
+                let metadata = self.checkout_metadata(order_id, "place").await?;
+                match self.stores.orders.execute(&order, command, &metadata).await {
+                    Ok(_) | Err(ExecuteError::Domain(OrderError::AlreadyPlaced)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Outcome::OrderPlaced { order_number }
+            }
+            Step::Reserve { sku, quantity } => {
+                let command = InventoryCommand::Reserve {
+                    order_id,
+                    quantity: *quantity,
+                    expires_at: terms.reservation_expiry,
+                };
+                let metadata = self
+                    .checkout_metadata(order_id, &format!("reserve:{sku}"))
+                    .await?;
+                let receipt = self
+                    .stores
+                    .inventory
+                    .execute(sku.as_str(), command, &metadata)
+                    .await?;
+                let refused = receipt.events.iter().find_map(|e| match e {
+                    InventoryEvent::ReservationRefused { available, .. } => Some(*available),
+                    _ => None,
+                });
+                match refused {
+                    Some(available) => Outcome::StockRefused {
+                        sku: sku.clone(),
+                        available,
+                    },
+                    None => {
+                        let key = format!("{sku}/{order_id}");
+                        timers::schedule(
+                            &self.pool,
+                            RESERVATION_EXPIRY,
+                            &key,
+                            terms.reservation_expiry,
+                            &json!({}),
+                        )
+                        .await?;
+                        Outcome::StockReserved { sku: sku.clone() }
+                    }
+                }
+            }
+            Step::MarkOrderStockReserved => {
+                let metadata = self
+                    .checkout_metadata(order_id, "mark-stock-reserved")
+                    .await?;
+                self.order_command(
+                    &order,
+                    OrderCommand::MarkStockReserved { at: now },
+                    &metadata,
+                )
+                .await?;
+                Outcome::OrderStockMarked
+            }
+            Step::RequestPayment => {
+                let command = PaymentCommand::Request {
+                    order_id,
+                    amount: terms.total,
+                    method: terms.payment_method.clone(),
+                    requested_at: now,
+                };
+                let metadata = self.checkout_metadata(order_id, "request-payment").await?;
+                match self
+                    .stores
+                    .payments
+                    .execute(&payment, command, &metadata)
+                    .await
+                {
+                    Ok(_) | Err(ExecuteError::Domain(domain::PaymentError::AlreadyRequested)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Outcome::PaymentRequested
+            }
+            Step::AuthorizePayment => {
+                let request = AuthorizeRequest {
+                    idempotency_key: format!("{order_id}:authorize"),
+                    order_id: order_id.as_uuid(),
+                    amount_minor: terms.total.amount_minor,
+                    currency: terms.currency.as_str().to_owned(),
+                    payment_method: terms.payment_method.clone(),
+                };
+                let remaining = (terms.payment_deadline - now).to_std().unwrap_or_default();
+                match tokio::time::timeout(remaining, self.gateway.authorize(request)).await {
+                    Err(_) => Outcome::PaymentTimedOut,
+                    Ok(Err(GatewayError::Unavailable(reason))) => {
+                        return Err(StepError::Gateway(reason))
+                    }
+                    Ok(Err(GatewayError::Rejected(reason))) => Outcome::PaymentDeclined {
+                        provider_ref: None,
+                        reason,
+                    },
+                    Ok(Ok(AuthorizeOutcome::Authorized { provider_ref })) => {
+                        let metadata = self.checkout_metadata(order_id, "authorize").await?;
+                        let command = PaymentCommand::Authorize {
+                            provider_ref: provider_ref.clone(),
+                            at: Utc::now(),
+                        };
+                        self.stores
+                            .payments
+                            .execute(&payment, command, &metadata)
+                            .await?;
+                        Outcome::PaymentAuthorized { provider_ref }
+                    }
+                    Ok(Ok(AuthorizeOutcome::Declined {
+                        provider_ref,
+                        reason,
+                        ..
+                    })) => Outcome::PaymentDeclined {
+                        provider_ref,
+                        reason,
+                    },
+                }
+            }
+            Step::TimeOutPayment => Outcome::PaymentTimedOut,
+            Step::ConfirmOrder => {
+                let metadata = self.checkout_metadata(order_id, "confirm").await?;
+                let command = OrderCommand::Confirm {
+                    payment_id,
+                    at: now,
+                };
+                match self.stores.orders.execute(&order, command, &metadata).await {
+                    Ok(_) => Outcome::OrderConfirmed,
+                    // cancelled in the meantime: the saga moves on to undo
+                    Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => {
+                        Outcome::OrderCancelled
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            Step::CommitReservation { sku } => {
+                let metadata = self
+                    .checkout_metadata(order_id, &format!("commit:{sku}"))
+                    .await?;
+                let receipt = self
+                    .stores
+                    .inventory
+                    .execute(
+                        sku.as_str(),
+                        InventoryCommand::CommitReservation { order_id },
+                        &metadata,
+                    )
+                    .await?;
+                let committed = receipt
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, InventoryEvent::ReservationCommitted { .. }))
+                    || self
+                        .stores
+                        .inventory
+                        .load(sku.as_str())
+                        .await?
+                        .aggregate
+                        .committed(&order_id)
+                        .is_some();
+                if !committed {
+                    // the reservation lapsed before the commit: never sell stock we do not hold
+                    return Err(StepError::Refused(format!(
+                        "reservation of {sku} for {order_id} lapsed before commit"
+                    )));
+                }
+                Outcome::ReservationCommitted { sku: sku.clone() }
+            }
+            Step::CapturePayment { provider_ref } => {
+                self.gateway
+                    .capture(
+                        provider_ref,
+                        terms.total.amount_minor,
+                        &format!("{order_id}:capture"),
+                    )
+                    .await
+                    .map_err(|e| StepError::Gateway(e.to_string()))?;
+                let metadata = self.checkout_metadata(order_id, "capture").await?;
+                self.stores
+                    .payments
+                    .execute(
+                        &payment,
+                        PaymentCommand::Capture {
+                            amount: terms.total,
+                            at: Utc::now(),
+                        },
+                        &metadata,
+                    )
+                    .await?;
+                Outcome::PaymentCaptured
+            }
+            Step::CancelAuthorization { provider_ref } => {
+                match self
+                    .gateway
+                    .cancel(provider_ref, &format!("{order_id}:cancel"))
+                    .await
+                {
+                    Ok(()) | Err(GatewayError::Rejected(_)) => {}
+                    Err(GatewayError::Unavailable(reason)) => {
+                        return Err(StepError::Gateway(reason))
+                    }
+                }
+                let metadata = self.checkout_metadata(order_id, "cancel-payment").await?;
+                // a payment that was never authorized in our books has nothing to cancel there
+                let _ = self
+                    .stores
+                    .payments
+                    .execute(
+                        &payment,
+                        PaymentCommand::Cancel { at: Utc::now() },
+                        &metadata,
+                    )
+                    .await;
+                Outcome::AuthorizationCancelled
+            }
+            Step::ReleaseReservation { sku } => {
+                let metadata = self
+                    .checkout_metadata(order_id, &format!("release:{sku}"))
+                    .await?;
+                let reason = checkout
+                    .failure
+                    .as_ref()
+                    .map_or_else(|| "order cancelled".to_owned(), failure_text);
+                self.stores
+                    .inventory
+                    .execute(
+                        sku.as_str(),
+                        InventoryCommand::ReleaseReservation { order_id, reason },
+                        &metadata,
+                    )
+                    .await?;
+                Outcome::ReservationReleased { sku: sku.clone() }
+            }
+            Step::FailPayment { reason } => {
+                let metadata = self.checkout_metadata(order_id, "fail-payment").await?;
+                match self
+                    .stores
+                    .payments
+                    .execute(
+                        &payment,
+                        PaymentCommand::Fail {
+                            reason: reason.clone(),
+                            at: Utc::now(),
+                        },
+                        &metadata,
+                    )
+                    .await
+                {
+                    Ok(_) | Err(ExecuteError::Domain(_)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Outcome::PaymentFailed
+            }
+            Step::FailOrder { reason } => {
+                let metadata = self.checkout_metadata(order_id, "fail-order").await?;
+                let command = OrderCommand::Fail {
+                    reason: reason.clone(),
+                    at: Utc::now(),
+                };
+                match self.stores.orders.execute(&order, command, &metadata).await {
+                    // an order cancelled meanwhile is already final
+                    Ok(_) | Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Outcome::OrderFailed
+            }
+            Step::ReturnStock { sku, quantity } => {
+                let metadata = self
+                    .checkout_metadata(order_id, &format!("return:{sku}"))
+                    .await?;
+                let command = InventoryCommand::ReturnStock {
+                    order_id,
+                    quantity: *quantity,
+                };
+                match self
+                    .stores
+                    .inventory
+                    .execute(sku.as_str(), command, &metadata)
+                    .await
+                {
+                    Ok(_)
+                    | Err(ExecuteError::Domain(domain::InventoryError::ReturnExceedsCommitted {
+                        ..
+                    })) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Outcome::StockReturned { sku: sku.clone() }
+            }
+            Step::Refund {
+                refund_id,
+                amount,
+                provider_ref,
+            } => {
+                let provider_refund_id = self
+                    .gateway
+                    .refund(
+                        provider_ref,
+                        amount.amount_minor,
+                        &format!("{order_id}:refund:{refund_id}"),
+                    )
+                    .await
+                    .map_err(|e| StepError::Gateway(e.to_string()))?;
+                let metadata = self
+                    .checkout_metadata(order_id, &format!("refund:{refund_id}"))
+                    .await?;
+                self.stores
+                    .payments
+                    .execute(
+                        &payment,
+                        PaymentCommand::Refund {
+                            refund_id: *refund_id,
+                            amount: *amount,
+                            at: Utc::now(),
+                        },
+                        &metadata,
+                    )
+                    .await?;
+                if *refund_id == domain::checkout::cancellation_refund_id(order_id) {
+                    self.record_cancellation_refund(order_id, *refund_id, *amount)
+                        .await?;
+                }
+                Outcome::Refunded {
+                    refund_id: *refund_id,
+                    provider_refund_id,
+                }
+            }
+            Step::Finish | Step::Idle | Step::WaitUntil(_) => return Ok(None),
+        };
+        Ok(Some(outcome))
+    }
+
+    async fn order_command(
+        &self,
+        order: &str,
+        command: OrderCommand,
+        metadata: &EventMetadata,
+    ) -> Result<(), StepError> {
+        match self.stores.orders.execute(order, command, metadata).await {
+            Ok(_) => Ok(()),
+            Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The order's history shows the money that went back on cancellation.
+    async fn record_cancellation_refund(
+        &self,
+        order_id: OrderId,
+        refund_id: RefundId,
+        amount: Money,
+    ) -> Result<(), StepError> {
+        let metadata = self.checkout_metadata(order_id, "refund-on-order").await?;
+        let command = OrderCommand::Refund {
+            refund_id,
+            amount,
+            reason: "order cancelled".to_owned(),
+            at: Utc::now(),
+        };
+        match self
+            .stores
+            .orders
+            .execute(&order_id.to_string(), command, &metadata)
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Domain(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The order's number: assigned once, in order, at placement.
+    async fn order_number(&self, order_id: OrderId) -> Result<OrderNumber, StepError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ORDER_NUMBER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT number FROM order_numbers WHERE order_id = $1")
+                .bind(order_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let number = match existing {
+            Some(number) => number,
+            None => {
+                let number: i64 = sqlx::query_scalar(
+                    "INSERT INTO order_numbers (order_id, number)
+                     SELECT $1, coalesce(max(number), 0) + 1 FROM order_numbers
+                     RETURNING number",
+                )
+                .bind(order_id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+                number
+            }
+        };
+        tx.commit().await?;
+        Ok(OrderNumber(number as u64))
+    }
+}

@@ -1,0 +1,170 @@
+//! The saga runner: follows the event log from its durable checkpoint (starting checkouts and
+//! telling them what happened elsewhere) and fires due timers (driving checkouts, releasing lapsed
+//! reservations). Several runners can run at once: one follows the log (an advisory lock elects
+//! it), all of them fire timers (claimed with `SKIP LOCKED`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::{checkpoint, log};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::checkout::CheckoutSaga;
+use crate::timers;
+
+/// The subscription name of the checkout saga (its checkpoint row).
+pub const SUBSCRIPTION: &str = "saga:checkout";
+const LEADER_LOCK: i64 = 7_300_002;
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Events read per batch.
+    pub batch: i64,
+    /// Timers fired at once.
+    pub concurrency: usize,
+    /// How long a claimed timer is ours before another runner may take it.
+    pub lease: Duration,
+    /// Pause when there is nothing to do.
+    pub idle: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            concurrency: 32,
+            lease: Duration::from_secs(60),
+            idle: Duration::from_millis(20),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event log: {0}")]
+    Log(#[from] eventlog::Error),
+}
+
+pub struct SagaRunner {
+    pool: PgPool,
+    saga: CheckoutSaga,
+    config: RunnerConfig,
+}
+
+impl SagaRunner {
+    pub fn new(pool: PgPool, saga: CheckoutSaga, config: RunnerConfig) -> Arc<Self> {
+        Arc::new(Self { pool, saga, config })
+    }
+
+    /// Runs until `stop` turns true; then finishes the work in hand (the current batch and the
+    /// timers already claimed) and returns.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+        let follower = tokio::spawn(self.clone().follow_log(stop.clone()));
+        let firing = self.fire_timers(stop).await;
+        let following = follower.await.unwrap_or(Ok(()));
+        firing.and(following)
+    }
+
+    async fn follow_log(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        // one follower at a time: the advisory lock lives as long as this connection
+        let mut leader = self.pool.acquire().await?;
+        loop {
+            let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *leader)
+                .await?;
+            if elected {
+                break;
+            }
+            if wait(&mut stop, Duration::from_secs(1)).await {
+                return Ok(());
+            }
+        }
+        let mut position = checkpoint::load(&self.pool, SUBSCRIPTION).await?;
+        while !*stop.borrow() {
+            let batch = log::read_after(&self.pool, position, self.config.batch).await?;
+            if batch.is_empty() {
+                if wait(&mut stop, self.config.idle).await {
+                    break;
+                }
+                continue;
+            }
+            for event in &batch {
+                // at least once: an event is retried until handled, never skipped
+                let mut attempt = 0u32;
+                while let Err(error) = self.saga.on_event(event).await {
+                    attempt += 1;
+                    tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, %error, attempt, "saga could not handle an event; retrying");
+                    if wait(&mut stop, Duration::from_millis(50 << attempt.min(7))).await {
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(last) = batch.last() {
+                position = last.position;
+                checkpoint::save(&self.pool, SUBSCRIPTION, position).await?;
+            }
+        }
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LEADER_LOCK)
+            .execute(&mut *leader)
+            .await?;
+        Ok(())
+    }
+
+    async fn fire_timers(&self, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+        while !*stop.borrow() {
+            let due = match timers::claim_due(
+                &self.pool,
+                self.config.concurrency as i64,
+                self.config.lease,
+            )
+            .await
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim timers");
+                    if wait(&mut stop, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                if wait(&mut stop, self.config.idle).await {
+                    break;
+                }
+                continue;
+            }
+            let mut firing = tokio::task::JoinSet::new();
+            for timer in due {
+                let saga = self.saga.clone();
+                firing.spawn(async move {
+                    if let Err(error) = saga.fire(&timer).await {
+                        tracing::warn!(kind = %timer.kind, key = %timer.key, %error, "timer failed");
+                    }
+                });
+            }
+            while firing.join_next().await.is_some() {}
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps for `pause` unless stopped first; `true` when stopped.
+async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(pause) => None,
+        _ = stop.wait_for(|stopped| *stopped) => Some(true),
+    };
+    stopped.unwrap_or_else(|| *stop.borrow())
+}

@@ -1,0 +1,549 @@
+//! The checkout saga against the real PostgreSQL, with the local payment gateway: happy path,
+//! declines, shortfalls, no oversell under concurrency, payment timeouts, cancellation refunds,
+//! reservation expiry, timers that one runner fires once, and the Stripe webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::cart::CartOwner;
+use domain::checkout::CheckoutPhase;
+use domain::order::{CancelledBy, FailureReason, OrderStatus};
+use domain::payment::PaymentStatus;
+use domain::{
+    Address, CartCommand, CartId, Currency, CustomerId, InventoryCommand, Money, OrderCommand,
+    OrderId, ProductCommand, Quantity, Sku,
+};
+use eventlog::testing::TestDatabase;
+use eventlog::{Actor, EventMetadata};
+use sagas::checkout::{payment_id_of, CheckoutConfig, CheckoutSaga};
+use sagas::payments::local::LocalGateway;
+use sagas::runner::{RunnerConfig, SagaRunner};
+use schemas::stores::Stores;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+struct Shop {
+    db: TestDatabase,
+    stores: Arc<Stores>,
+    gateway: Arc<LocalGateway>,
+    stop: watch::Sender<bool>,
+    runner: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn meta() -> EventMetadata {
+    EventMetadata::new(Actor::system("test"))
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").unwrap())
+}
+
+fn sku(text: &str) -> Sku {
+    Sku::parse(text).unwrap()
+}
+
+impl Shop {
+    async fn start(config: CheckoutConfig) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
+        let db = TestDatabase::create(
+            eventlog::migrate::MIGRATIONS
+                .iter()
+                .chain(sagas::MIGRATIONS),
+            24,
+        )
+        .await;
+        let stores = Arc::new(Stores::new(&db.pool));
+        let gateway = Arc::new(LocalGateway::with_slow_delay(Duration::from_secs(3)));
+        let (stop, watch) = watch::channel(false);
+        let mut shop = Self {
+            db,
+            stores,
+            gateway,
+            stop,
+            runner: None,
+        };
+        shop.runner = Some(shop.spawn_runner(config, watch));
+        shop
+    }
+
+    fn spawn_runner(
+        &self,
+        config: CheckoutConfig,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let saga = CheckoutSaga::new(
+            self.db.pool.clone(),
+            self.stores.clone(),
+            self.gateway.clone(),
+            config,
+        );
+        let runner = SagaRunner::new(self.db.pool.clone(), saga, RunnerConfig::default());
+        tokio::spawn(async move {
+            runner.run(stop).await.expect("runner");
+        })
+    }
+
+    async fn product(&self, code: &str, price: i64, units: u32) {
+        let create = ProductCommand::Create {
+            sku: sku(code),
+            name: format!("Product {code}"),
+            description: String::new(),
+            category: "tests".into(),
+            price: eur(price),
+            created_at: Utc::now(),
+        };
+        self.stores
+            .products
+            .execute(code, create, &meta())
+            .await
+            .unwrap();
+        if units > 0 {
+            let receive = InventoryCommand::ReceiveStock {
+                sku: sku(code),
+                quantity: Quantity::new(units).unwrap(),
+            };
+            self.stores
+                .inventory
+                .execute(code, receive, &meta())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A cart with `lines`, checked out with `card`; returns the order id.
+    async fn checkout(&self, lines: &[(&str, u32, i64)], card: &str) -> OrderId {
+        let cart_id = Uuid::new_v4();
+        let cart = cart_id.to_string();
+        let carts = &self.stores.carts;
+        let create = CartCommand::Create {
+            owner: CartOwner::Customer(CustomerId::new(Uuid::new_v4())),
+            currency: Currency::parse("EUR").unwrap(),
+            created_at: Utc::now(),
+        };
+        carts.execute(&cart, create, &meta()).await.unwrap();
+        let mut priced = Vec::new();
+        for (code, quantity, price) in lines {
+            let line = domain::cart::CartLine {
+                sku: sku(code),
+                quantity: Quantity::new(*quantity).unwrap(),
+                unit_price: eur(*price),
+            };
+            let add = CartCommand::AddItem {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+            };
+            carts.execute(&cart, add, &meta()).await.unwrap();
+            priced.push(line);
+        }
+        let order_id = OrderId::new(Uuid::new_v4());
+        let checkout = CartCommand::CheckOut {
+            order_id,
+            priced_lines: priced,
+            shipping_address: Address::new("A", "1 Main St", None, "Berlin", "10115", "DE")
+                .unwrap(),
+            payment_method: card.into(),
+            checked_out_at: Utc::now(),
+        };
+        carts.execute(&cart, checkout, &meta()).await.unwrap();
+        let _ = CartId::new(cart_id);
+        order_id
+    }
+
+    /// Waits until the checkout of `order` settles in one of `phases`.
+    async fn settled(&self, order: OrderId, phases: &[CheckoutPhase]) -> CheckoutPhase {
+        for _ in 0..1_500 {
+            let process = self
+                .stores
+                .checkouts
+                .load(&order.to_string())
+                .await
+                .unwrap()
+                .aggregate;
+            if let Some(phase) = process.checkout().map(|c| c.phase) {
+                if phases.contains(&phase) {
+                    return phase;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("checkout {order} did not reach {phases:?}");
+    }
+
+    async fn order_status(&self, order: OrderId) -> (OrderStatus, Option<FailureReason>) {
+        let order = self
+            .stores
+            .orders
+            .load(&order.to_string())
+            .await
+            .unwrap()
+            .aggregate;
+        let placed = order.placed().expect("the order was placed");
+        (placed.status, order.failure().cloned())
+    }
+
+    async fn stock(&self, code: &str) -> (u64, u64) {
+        let stock = self.stores.inventory.load(code).await.unwrap().aggregate;
+        (stock.on_hand(), stock.available())
+    }
+
+    async fn payment_status(&self, order: OrderId) -> Option<PaymentStatus> {
+        self.stores
+            .payments
+            .load(&payment_id_of(order).to_string())
+            .await
+            .unwrap()
+            .aggregate
+            .status()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.await;
+        }
+        self.db.drop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_happy_checkout_is_confirmed_stock_committed_and_payment_captured() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    shop.product("CUP-2", 800, 5).await;
+    let order = shop
+        .checkout(&[("MUG-1", 2, 1200), ("CUP-2", 1, 800)], "pm_card_visa")
+        .await;
+
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await,
+        CheckoutPhase::Completed
+    );
+    let (status, _) = shop.order_status(order).await;
+    assert_eq!(status, OrderStatus::Confirmed);
+    assert_eq!(shop.stock("MUG-1").await, (8, 8));
+    assert_eq!(shop.stock("CUP-2").await, (4, 4));
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Captured)
+    );
+    let placed = shop
+        .stores
+        .orders
+        .load(&order.to_string())
+        .await
+        .unwrap()
+        .aggregate;
+    let placed = placed.placed().unwrap();
+    // 32.00 goods + 19% VAT (6.08) + 4.99 shipping
+    assert_eq!(placed.totals.total, eur(4307));
+    assert_eq!(placed.order_number.0, 1);
+    let intent = &shop.gateway.intents()[0];
+    assert_eq!(intent.amount_minor, 4307);
+    assert_eq!(intent.captured_minor, 4307);
+    // every command the saga sent carries the correlation id of the cart's checkout
+    let correlations: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT metadata->>'correlation_id' FROM events
+          WHERE metadata->>'actor_id' = 'saga:checkout' AND aggregate_type IN ('order', 'payment', 'inventory')",
+    )
+    .fetch_all(&shop.db.pool)
+    .await
+    .unwrap();
+    let checkout_correlation: String = sqlx::query_scalar(
+        "SELECT metadata->>'correlation_id' FROM events WHERE event_type = 'CartCheckedOut'",
+    )
+    .fetch_one(&shop.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(correlations, vec![checkout_correlation]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_fails_the_order_and_releases_the_stock() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = shop
+        .checkout(
+            &[("MUG-1", 3, 1200)],
+            "pm_card_chargeDeclinedInsufficientFunds",
+        )
+        .await;
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await,
+        CheckoutPhase::Failed
+    );
+    let (status, reason) = shop.order_status(order).await;
+    assert_eq!(status, OrderStatus::Failed);
+    assert_eq!(
+        reason,
+        Some(FailureReason::PaymentDeclined {
+            message: "Your card has insufficient funds.".into()
+        })
+    );
+    assert_eq!(
+        shop.stock("MUG-1").await,
+        (10, 10),
+        "the reservation was released"
+    );
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Failed)
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortfall_fails_the_order_naming_the_sku_and_releases_the_other_lines() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    shop.product("RARE-1", 9900, 1).await;
+    let order = shop
+        .checkout(&[("MUG-1", 2, 1200), ("RARE-1", 2, 9900)], "pm_card_visa")
+        .await;
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await,
+        CheckoutPhase::Failed
+    );
+    let (status, reason) = shop.order_status(order).await;
+    assert_eq!(status, OrderStatus::Failed);
+    assert_eq!(
+        reason,
+        Some(FailureReason::OutOfStock { sku: sku("RARE-1") })
+    );
+    assert_eq!(shop.stock("MUG-1").await, (10, 10));
+    assert_eq!(shop.stock("RARE-1").await, (1, 1));
+    assert_eq!(
+        shop.gateway.calls().authorize,
+        0,
+        "no payment was attempted"
+    );
+    let refused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ReservationRefused'")
+            .fetch_one(&shop.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(refused, 1, "the shortfall is an event");
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_for_the_last_units_never_oversell() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("HOT-1", 1000, 50).await;
+    let mut orders = Vec::new();
+    let checkouts: Vec<_> = (0..200)
+        .map(|_| async { shop.checkout(&[("HOT-1", 1, 1000)], "pm_card_visa").await })
+        .collect();
+    for order in futures_join_all(checkouts).await {
+        orders.push(order);
+    }
+    let mut confirmed = 0;
+    for order in &orders {
+        match shop
+            .settled(*order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await
+        {
+            CheckoutPhase::Completed => confirmed += 1,
+            _ => {
+                let (status, reason) = shop.order_status(*order).await;
+                assert_eq!(status, OrderStatus::Failed);
+                assert_eq!(
+                    reason,
+                    Some(FailureReason::OutOfStock { sku: sku("HOT-1") })
+                );
+            }
+        }
+    }
+    assert_eq!(confirmed, 50);
+    assert_eq!(shop.stock("HOT-1").await, (0, 0));
+    let stock = shop.stores.inventory.load("HOT-1").await.unwrap().aggregate;
+    assert!(
+        stock.reservations().is_empty(),
+        "every refused checkout released what it held"
+    );
+    let numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM order_numbers ORDER BY number")
+        .fetch_all(&shop.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        numbers,
+        (1..=200).collect::<Vec<i64>>(),
+        "order numbers without gaps"
+    );
+    shop.stop().await;
+}
+
+/// Runs futures concurrently on the current task.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (index, future) in pinned.iter_mut().enumerate() {
+            if results[index].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => results[index] = Some(output),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("ready")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_not_authorized_in_time_fails_the_checkout() {
+    let shop = Shop::start(CheckoutConfig {
+        payment_timeout: Duration::from_secs(1),
+        ..CheckoutConfig::default()
+    })
+    .await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_slow").await;
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await,
+        CheckoutPhase::Failed
+    );
+    let (status, reason) = shop.order_status(order).await;
+    assert_eq!(
+        (status, reason),
+        (OrderStatus::Failed, Some(FailureReason::PaymentTimedOut))
+    );
+    assert_eq!(shop.stock("MUG-1").await, (10, 10));
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_confirmed_order_refunds_the_payment_and_returns_the_stock() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = shop.checkout(&[("MUG-1", 2, 1200)], "pm_card_visa").await;
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed, CheckoutPhase::Failed])
+            .await,
+        CheckoutPhase::Completed
+    );
+    assert_eq!(shop.stock("MUG-1").await, (8, 8));
+    let cancel = OrderCommand::Cancel {
+        reason: "changed my mind".into(),
+        by: CancelledBy::Customer,
+        at: Utc::now(),
+    };
+    shop.stores
+        .orders
+        .execute(&order.to_string(), cancel, &meta())
+        .await
+        .unwrap();
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Closed]).await,
+        CheckoutPhase::Closed
+    );
+    assert_eq!(
+        shop.stock("MUG-1").await,
+        (10, 10),
+        "the goods went back on the shelf"
+    );
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Refunded)
+    );
+    let intent = &shop.gateway.intents()[0];
+    assert_eq!(intent.refunded_minor, intent.captured_minor);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_that_lapses_is_released_by_its_timer() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = OrderId::new(Uuid::new_v4());
+    let reserve = InventoryCommand::Reserve {
+        order_id: order,
+        quantity: Quantity::new(4).unwrap(),
+        expires_at: Utc::now(),
+    };
+    shop.stores
+        .inventory
+        .execute("MUG-1", reserve, &meta())
+        .await
+        .unwrap();
+    assert_eq!(shop.stock("MUG-1").await, (10, 6));
+    sagas::timers::schedule(
+        &shop.db.pool,
+        sagas::checkout::RESERVATION_EXPIRY,
+        &format!("MUG-1/{order}"),
+        Utc::now(),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        if shop.stock("MUG-1").await == (10, 10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(shop.stock("MUG-1").await, (10, 10));
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn two_runners_never_claim_the_same_timer() {
+    let db = TestDatabase::create(
+        eventlog::migrate::MIGRATIONS
+            .iter()
+            .chain(sagas::MIGRATIONS),
+        4,
+    )
+    .await;
+    for n in 0..40 {
+        sagas::timers::schedule(
+            &db.pool,
+            "test",
+            &format!("t{n}"),
+            Utc::now(),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    let (a, b) = tokio::join!(
+        sagas::timers::claim_due(&db.pool, 25, lease),
+        sagas::timers::claim_due(&db.pool, 25, lease)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 40);
+    assert!(
+        a.iter().all(|t| !b.iter().any(|u| u.key == t.key)),
+        "disjoint claims"
+    );
+    // a claim that was lost cannot complete the timer
+    let mut stale = a[0].clone();
+    stale.claim = Uuid::new_v4();
+    assert!(!sagas::timers::complete(&db.pool, &stale).await.unwrap());
+    assert!(sagas::timers::complete(&db.pool, &a[0]).await.unwrap());
+    assert!(
+        sagas::timers::claim_due(&db.pool, 100, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed timers wait for their lease"
+    );
+    db.drop().await;
+}
