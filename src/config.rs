@@ -92,12 +92,51 @@ fn parse_redis_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// Limits of the command API.
+#[derive(Args, Debug, Clone)]
+pub struct ApiLimits {
+    /// Sign-up, login and refresh attempts per minute, per client IP and per account.
+    #[arg(long, env = "SHOP_AUTH_RATE_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_per_minute: u32,
+    /// Checkouts per minute per customer (or per client IP for guests).
+    #[arg(long, env = "SHOP_CHECKOUT_RATE_PER_MINUTE", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub checkout_rate_per_minute: u32,
+}
+
+impl ApiLimits {
+    pub fn api_config(&self) -> command_api::ApiConfig {
+        command_api::ApiConfig {
+            auth_per_minute: self.auth_rate_per_minute,
+            checkout_per_minute: self.checkout_rate_per_minute,
+            ..command_api::ApiConfig::default()
+        }
+    }
+}
+
+/// Customer e-mail.
+#[derive(Args, Debug, Clone)]
+pub struct MailConfig {
+    /// SMTP server for customer notifications, e.g. `smtp://127.0.0.1:2525` or
+    /// `smtps://user:pass@mail.example.com`; without it, no notifications are sent.
+    #[arg(long, env = "SHOP_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// Sender of customer notifications.
+    #[arg(
+        long,
+        env = "SHOP_MAIL_FROM",
+        default_value = "shop <orders@shop.local>"
+    )]
+    pub mail_from: String,
+}
+
 /// Secrets of the APIs. Never printed.
 #[derive(Args, Debug, Clone)]
 pub struct SecretConfig {
     /// Key that signs access tokens (at least 32 bytes). Without it, a random key is used and
     /// tokens do not survive a restart (development only).
-    #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true, value_parser = parse_jwt_secret)]
     pub jwt_secret: Option<SecretString>,
 }
 
@@ -115,11 +154,18 @@ impl FromStr for SecretString {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() < 32 {
-            return Err("must be at least 32 bytes".to_owned());
+        if text.trim().is_empty() {
+            return Err("must not be empty".to_owned());
         }
         Ok(Self(text.to_owned()))
     }
+}
+
+fn parse_jwt_secret(text: &str) -> Result<SecretString, String> {
+    if text.len() < 32 {
+        return Err("must be at least 32 bytes".to_owned());
+    }
+    Ok(SecretString(text.to_owned()))
 }
 
 impl SecretConfig {
@@ -153,7 +199,7 @@ pub struct PaymentConfig {
     pub stripe_api_base: url::Url,
     /// Signing secret of the Stripe webhook endpoint (`whsec_...`); without it, webhooks are refused.
     #[arg(long, env = "SHOP_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub stripe_webhook_secret: Option<WebhookSecret>,
+    pub stripe_webhook_secret: Option<SecretString>,
     /// Seconds a customer has to get a payment authorized before the checkout fails.
     #[arg(long, env = "SHOP_PAYMENT_TIMEOUT_SECONDS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -161,27 +207,6 @@ pub struct PaymentConfig {
     /// How long the local gateway's `pm_card_slow` takes, in milliseconds.
     #[arg(long, env = "SHOP_LOCAL_SLOW_CARD_MS", default_value_t = 2_000)]
     pub local_slow_card_ms: u64,
-}
-
-/// A webhook signing secret. Never printed.
-#[derive(Clone)]
-pub struct WebhookSecret(pub String);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl FromStr for WebhookSecret {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.trim().is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        Ok(Self(text.to_owned()))
-    }
 }
 
 /// Where the HTTP APIs listen.
@@ -220,4 +245,21 @@ mod tests {
             .unwrap_err()
             .contains("not Redis"));
     }
+}
+
+/// Everything a serving role reads.
+#[derive(Args, Debug, Clone)]
+pub struct RoleConfig {
+    #[command(flatten)]
+    pub stores: StoreConfig,
+    #[command(flatten)]
+    pub listen: ListenConfig,
+    #[command(flatten)]
+    pub secrets: SecretConfig,
+    #[command(flatten)]
+    pub payments: PaymentConfig,
+    #[command(flatten)]
+    pub limits: ApiLimits,
+    #[command(flatten)]
+    pub mail: MailConfig,
 }

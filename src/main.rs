@@ -5,7 +5,7 @@ mod config;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ListenConfig, PaymentConfig, SecretConfig, StoreConfig};
+use crate::config::{RoleConfig, StoreConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "shop", version, about = "event-sourced commerce backend")]
@@ -35,35 +35,17 @@ enum Command {
     /// Run every role in one process.
     Serve {
         #[command(flatten)]
-        stores: StoreConfig,
-        #[command(flatten)]
-        listen: ListenConfig,
-        #[command(flatten)]
-        secrets: SecretConfig,
-        #[command(flatten)]
-        payments: PaymentConfig,
+        config: RoleConfig,
     },
     /// Run the command API (and the Stripe webhook) only.
     CommandApi {
         #[command(flatten)]
-        stores: StoreConfig,
-        #[command(flatten)]
-        listen: ListenConfig,
-        #[command(flatten)]
-        secrets: SecretConfig,
-        #[command(flatten)]
-        payments: PaymentConfig,
+        config: RoleConfig,
     },
-    /// Run the checkout saga and its timers only.
+    /// Run the checkout saga, its timers and the notifier only.
     SagaRunner {
         #[command(flatten)]
-        stores: StoreConfig,
-        #[command(flatten)]
-        listen: ListenConfig,
-        #[command(flatten)]
-        secrets: SecretConfig,
-        #[command(flatten)]
-        payments: PaymentConfig,
+        config: RoleConfig,
     },
     /// Manage accounts.
     User {
@@ -85,38 +67,12 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate { stores } => cli::migrate::run(&stores).await,
         Command::Seed { stores } => cli::seed::run(&stores).await,
         Command::Audit { command } => cli::audit::run(command).await,
-        Command::Serve {
-            stores,
-            listen,
-            secrets,
-            payments,
-        } => {
-            cli::serve::run(
-                &stores,
-                &listen,
-                &secrets,
-                &payments,
-                cli::serve::Roles::All,
-            )
-            .await
+        Command::Serve { config } => cli::serve::run(&config, cli::serve::Roles::All).await,
+        Command::CommandApi { config } => {
+            cli::serve::run(&config, cli::serve::Roles::CommandApi).await
         }
-        Command::CommandApi {
-            stores,
-            listen,
-            secrets,
-            payments,
-        } => {
-            let roles = cli::serve::Roles::CommandApi;
-            cli::serve::run(&stores, &listen, &secrets, &payments, roles).await
-        }
-        Command::SagaRunner {
-            stores,
-            listen,
-            secrets,
-            payments,
-        } => {
-            let roles = cli::serve::Roles::SagaRunner;
-            cli::serve::run(&stores, &listen, &secrets, &payments, roles).await
+        Command::SagaRunner { config } => {
+            cli::serve::run(&config, cli::serve::Roles::SagaRunner).await
         }
         Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,

@@ -243,7 +243,7 @@ async fn a_happy_checkout_is_confirmed_stock_committed_and_payment_captured() {
     // 32.00 goods + 19% VAT (6.08) + 4.99 shipping
     assert_eq!(placed.totals.total, eur(4307));
     assert_eq!(placed.order_number.0, 1);
-    let intent = &shop.gateway.intents()[0];
+    let intent = &shop.gateway.intents().await.unwrap()[0];
     assert_eq!(intent.amount_minor, 4307);
     assert_eq!(intent.captured_minor, 4307);
     // every command the saga sent carries the correlation id of the cart's checkout
@@ -321,7 +321,7 @@ async fn a_shortfall_fails_the_order_naming_the_sku_and_releases_the_other_lines
     assert_eq!(shop.stock("MUG-1").await, (10, 10));
     assert_eq!(shop.stock("RARE-1").await, (1, 1));
     assert_eq!(
-        shop.gateway.calls().authorize,
+        shop.gateway.calls().await.unwrap().authorize,
         0,
         "no payment was attempted"
     );
@@ -462,7 +462,7 @@ async fn cancelling_a_confirmed_order_refunds_the_payment_and_returns_the_stock(
         shop.payment_status(order).await,
         Some(PaymentStatus::Refunded)
     );
-    let intent = &shop.gateway.intents()[0];
+    let intent = &shop.gateway.intents().await.unwrap()[0];
     assert_eq!(intent.refunded_minor, intent.captured_minor);
     shop.stop().await;
 }

@@ -43,27 +43,114 @@ fn is_rejected<T: std::fmt::Debug>(result: Result<T, GatewayError>) -> bool {
 // the local gateway
 
 mod local {
-    use super::*;
+    //! Every scenario runs against both stores (`in_memory::…` and `in_postgres::…`); the
+    //! PostgreSQL store also has tests of its own: surviving a restart, and one effect per key
+    //! across gateways.
 
-    #[tokio::test]
-    async fn visa_and_mastercard_authorize_and_hold_the_amount() {
-        let gateway = LocalGateway::new();
+    use super::*;
+    use eventlog::testing::TestDatabase;
+    use sqlx::PgPool;
+
+    /// Where a scenario's gateways keep their state.
+    enum Backend {
+        Memory,
+        Postgres(PgPool),
+    }
+
+    impl Backend {
+        /// A gateway on this backend whose slow card takes `slow_delay`.
+        fn gateway_with(&self, slow_delay: Duration) -> LocalGateway {
+            match self {
+                Self::Memory => LocalGateway::with_slow_delay(slow_delay),
+                Self::Postgres(pool) => LocalGateway::persistent(pool.clone(), slow_delay),
+            }
+        }
+
+        fn gateway(&self) -> LocalGateway {
+            self.gateway_with(Duration::from_secs(2))
+        }
+    }
+
+    async fn fresh_database() -> TestDatabase {
+        TestDatabase::create(
+            eventlog::migrate::MIGRATIONS
+                .iter()
+                .chain(sagas::MIGRATIONS),
+            4,
+        )
+        .await
+    }
+
+    /// One test per scenario and backend.
+    macro_rules! on_both_backends {
+        ($($scenario:ident),+ $(,)?) => {
+            mod in_memory {
+                use super::*;
+                $(
+                    #[tokio::test]
+                    async fn $scenario() {
+                        super::$scenario(Backend::Memory).await;
+                    }
+                )+
+            }
+
+            mod in_postgres {
+                use super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        let db = fresh_database().await;
+                        super::$scenario(Backend::Postgres(db.pool.clone())).await;
+                        db.drop().await;
+                    }
+                )+
+            }
+        };
+    }
+
+    on_both_backends!(
+        visa_and_mastercard_authorize_and_hold_the_amount,
+        declining_cards_decline_with_stripes_reason_and_code,
+        the_slow_card_authorizes_after_the_configured_delay,
+        concurrent_slow_authorizations_with_one_key_create_one_intent,
+        concurrent_calls_with_one_key_have_one_effect,
+        concurrent_refunds_never_refund_more_than_was_captured,
+        bad_amounts_and_currencies_are_rejected,
+        capture_takes_at_most_the_authorized_amount_of_an_authorized_intent,
+        cancel_releases_only_an_uncaptured_intent,
+        refund_takes_at_most_what_is_left_of_a_captured_intent,
+        every_call_is_idempotent_by_its_key,
+    );
+
+    async fn visa_and_mastercard_authorize_and_hold_the_amount(backend: Backend) {
+        let gateway = backend.gateway();
         for (key, card) in [("a", "pm_card_visa"), ("b", "pm_card_mastercard")] {
             let id = authorized_ref(gateway.authorize(request(key, 1000, card)).await.unwrap());
-            let intent = gateway.intent(&id).unwrap();
+            assert!(id.starts_with("pi_local_"), "{id}");
+            let intent = gateway.intent(&id).await.unwrap().unwrap();
             assert_eq!(intent.status, LocalIntentStatus::RequiresCapture);
             assert_eq!(intent.amount_minor, 1000);
             assert_eq!(intent.currency, "EUR");
             assert_eq!(intent.payment_method, card);
             assert_eq!(intent.order_id, Uuid::from_u128(0x1234));
             assert_eq!((intent.captured_minor, intent.refunded_minor), (0, 0));
+            assert!(intent.refunds.is_empty());
         }
-        assert_eq!(gateway.intents().len(), 2);
+        let intents = gateway.intents().await.unwrap();
+        assert_eq!(intents.len(), 2);
+        assert_eq!(
+            (
+                intents[0].payment_method.as_str(),
+                intents[1].payment_method.as_str()
+            ),
+            ("pm_card_visa", "pm_card_mastercard"),
+            "in creation order"
+        );
+        assert_eq!(gateway.intent("pi_local_nope").await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn declining_cards_decline_with_stripes_reason_and_code() {
-        let gateway = LocalGateway::new();
+    async fn declining_cards_decline_with_stripes_reason_and_code(backend: Backend) {
+        let gateway = backend.gateway();
         let cases = [
             (
                 "pm_card_chargeDeclined",
@@ -96,14 +183,17 @@ mod local {
             };
             assert_eq!(reason, expected_reason);
             assert_eq!(code.as_deref(), Some(expected_code));
-            let intent = gateway.intent(&provider_ref.unwrap()).unwrap();
+            let intent = gateway
+                .intent(&provider_ref.unwrap())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(intent.status, LocalIntentStatus::RequiresPaymentMethod);
         }
     }
 
-    #[tokio::test]
-    async fn the_slow_card_authorizes_after_the_configured_delay() {
-        let gateway = LocalGateway::with_slow_delay(Duration::from_millis(150));
+    async fn the_slow_card_authorizes_after_the_configured_delay(backend: Backend) {
+        let gateway = backend.gateway_with(Duration::from_millis(150));
         let started = Instant::now();
         let outcome = gateway
             .authorize(request("slow", 500, "pm_card_slow"))
@@ -113,20 +203,114 @@ mod local {
         authorized_ref(outcome);
     }
 
-    #[tokio::test]
-    async fn concurrent_slow_authorizations_with_one_key_create_one_intent() {
-        let gateway = LocalGateway::with_slow_delay(Duration::from_millis(50));
+    async fn concurrent_slow_authorizations_with_one_key_create_one_intent(backend: Backend) {
+        let gateway = backend.gateway_with(Duration::from_millis(50));
         let (a, b) = tokio::join!(
             gateway.authorize(request("same", 500, "pm_card_slow")),
             gateway.authorize(request("same", 500, "pm_card_slow")),
         );
         assert_eq!(a.unwrap(), b.unwrap());
-        assert_eq!(gateway.intents().len(), 1);
+        assert_eq!(gateway.intents().await.unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn bad_amounts_and_currencies_are_rejected() {
-        let gateway = LocalGateway::new();
+    async fn concurrent_calls_with_one_key_have_one_effect(backend: Backend) {
+        // two gateways on one store (in memory: one gateway shared), eight calls per key at once
+        let first = Arc::new(backend.gateway());
+        let second = match backend {
+            Backend::Memory => first.clone(),
+            Backend::Postgres(_) => Arc::new(backend.gateway()),
+        };
+        let gateways = [first.clone(), second];
+        async fn all<T: Send + 'static>(
+            calls: impl IntoIterator<Item = tokio::task::JoinHandle<T>>,
+        ) -> Vec<T> {
+            let mut results = Vec::new();
+            for call in calls {
+                results.push(call.await.unwrap());
+            }
+            results
+        }
+        let authorizations = all((0..8).map(|i| {
+            let gateway = gateways[i % 2].clone();
+            tokio::spawn(async move {
+                gateway
+                    .authorize(request("auth", 1000, "pm_card_visa"))
+                    .await
+            })
+        }))
+        .await;
+        let first_outcome = authorizations[0].clone().unwrap();
+        assert!(authorizations
+            .iter()
+            .all(|o| o == &Ok(first_outcome.clone())));
+        let id = authorized_ref(first_outcome);
+        assert_eq!(first.intents().await.unwrap().len(), 1);
+
+        let captures = all((0..8).map(|i| {
+            let (gateway, id) = (gateways[i % 2].clone(), id.clone());
+            tokio::spawn(async move { gateway.capture(&id, 1000, "cap").await })
+        }))
+        .await;
+        assert!(captures.iter().all(Result::is_ok), "{captures:?}");
+
+        let refunds = all((0..8).map(|i| {
+            let (gateway, id) = (gateways[i % 2].clone(), id.clone());
+            tokio::spawn(async move { gateway.refund(&id, 400, "ref").await })
+        }))
+        .await;
+        let refund_id = refunds[0].clone().unwrap();
+        assert!(refunds.iter().all(|r| r == &Ok(refund_id.clone())));
+
+        let intent = first.intent(&id).await.unwrap().unwrap();
+        assert_eq!(intent.status, LocalIntentStatus::Succeeded);
+        assert_eq!(intent.captured_minor, 1000);
+        assert_eq!(
+            intent.refunded_minor, 400,
+            "eight refunds with one key refund once"
+        );
+        assert_eq!(intent.refunds.len(), 1);
+        assert_eq!(intent.refunds[0].id, refund_id);
+        let calls = first.calls().await.unwrap();
+        assert_eq!(
+            (calls.authorize, calls.capture, calls.refund),
+            (8, 8, 8),
+            "every call counted, by both gateways"
+        );
+        assert_eq!(calls.replayed, 3 * 7);
+    }
+
+    async fn concurrent_refunds_never_refund_more_than_was_captured(backend: Backend) {
+        let gateway = Arc::new(backend.gateway());
+        let id = authorized_ref(
+            gateway
+                .authorize(request("a", 1000, "pm_card_visa"))
+                .await
+                .unwrap(),
+        );
+        gateway.capture(&id, 1000, "c").await.unwrap();
+        let mut refunds = Vec::new();
+        for i in 0..6 {
+            let (gateway, id) = (gateway.clone(), id.clone());
+            refunds.push(tokio::spawn(async move {
+                gateway.refund(&id, 300, &format!("r{i}")).await
+            }));
+        }
+        let mut refunded = 0;
+        for refund in refunds {
+            match refund.await.unwrap() {
+                Ok(_) => refunded += 1,
+                Err(GatewayError::Rejected(_)) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(refunded, 3, "three refunds of 3.00 fit in 10.00");
+        let intent = gateway.intent(&id).await.unwrap().unwrap();
+        assert_eq!(intent.refunded_minor, 900);
+        assert_eq!(intent.refunds.len(), 3);
+    }
+
+    async fn bad_amounts_and_currencies_are_rejected(backend: Backend) {
+        let gateway = backend.gateway();
         assert!(is_rejected(
             gateway.authorize(request("zero", 0, "pm_card_visa")).await
         ));
@@ -136,12 +320,23 @@ mod local {
         assert!(is_rejected(
             gateway.authorize(request("", 100, "pm_card_visa")).await
         ));
-        assert!(gateway.intents().is_empty());
+        assert!(is_rejected(
+            gateway
+                .authorize(request(&"k".repeat(256), 100, "pm_card_visa"))
+                .await
+        ));
+        assert!(gateway.intents().await.unwrap().is_empty());
+        // refused calls are not remembered: the key works with corrected parameters
+        authorized_ref(
+            gateway
+                .authorize(request("zero", 100, "pm_card_visa"))
+                .await
+                .unwrap(),
+        );
     }
 
-    #[tokio::test]
-    async fn capture_takes_at_most_the_authorized_amount_of_an_authorized_intent() {
-        let gateway = LocalGateway::new();
+    async fn capture_takes_at_most_the_authorized_amount_of_an_authorized_intent(backend: Backend) {
+        let gateway = backend.gateway();
         let id = authorized_ref(
             gateway
                 .authorize(request("a", 1000, "pm_card_visa"))
@@ -152,7 +347,7 @@ mod local {
         assert!(is_rejected(gateway.capture(&id, 0, "c0").await));
         assert!(is_rejected(gateway.capture("pi_nope", 100, "c2").await));
         gateway.capture(&id, 800, "c3").await.unwrap();
-        let intent = gateway.intent(&id).unwrap();
+        let intent = gateway.intent(&id).await.unwrap().unwrap();
         assert_eq!(intent.status, LocalIntentStatus::Succeeded);
         assert_eq!(intent.captured_minor, 800);
         // captured once: another capture (another key) is refused, as is a cancel
@@ -173,9 +368,8 @@ mod local {
         assert!(is_rejected(gateway.capture(&declined, 1000, "c5").await));
     }
 
-    #[tokio::test]
-    async fn cancel_releases_only_an_uncaptured_intent() {
-        let gateway = LocalGateway::new();
+    async fn cancel_releases_only_an_uncaptured_intent(backend: Backend) {
+        let gateway = backend.gateway();
         let id = authorized_ref(
             gateway
                 .authorize(request("a", 1000, "pm_card_visa"))
@@ -184,7 +378,7 @@ mod local {
         );
         gateway.cancel(&id, "x1").await.unwrap();
         assert_eq!(
-            gateway.intent(&id).unwrap().status,
+            gateway.intent(&id).await.unwrap().unwrap().status,
             LocalIntentStatus::Canceled
         );
         assert!(is_rejected(gateway.capture(&id, 1000, "c1").await));
@@ -193,9 +387,8 @@ mod local {
         assert!(is_rejected(gateway.cancel("pi_nope", "x3").await));
     }
 
-    #[tokio::test]
-    async fn refund_takes_at_most_what_is_left_of_a_captured_intent() {
-        let gateway = LocalGateway::new();
+    async fn refund_takes_at_most_what_is_left_of_a_captured_intent(backend: Backend) {
+        let gateway = backend.gateway();
         let id = authorized_ref(
             gateway
                 .authorize(request("a", 1000, "pm_card_visa"))
@@ -212,15 +405,15 @@ mod local {
         let second = gateway.refund(&id, 500, "r3").await.unwrap();
         assert_ne!(first, second);
         assert!(is_rejected(gateway.refund(&id, 1, "r4").await));
-        let intent = gateway.intent(&id).unwrap();
+        let intent = gateway.intent(&id).await.unwrap().unwrap();
         assert_eq!(intent.refunded_minor, 900);
         assert_eq!(intent.refunds.len(), 2);
         assert_eq!(intent.refunds[0].id, first);
+        assert_eq!(gateway.intents().await.unwrap()[0].refunds, intent.refunds);
     }
 
-    #[tokio::test]
-    async fn every_call_is_idempotent_by_its_key() {
-        let gateway = LocalGateway::new();
+    async fn every_call_is_idempotent_by_its_key(backend: Backend) {
+        let gateway = backend.gateway();
         let first = gateway
             .authorize(request("auth", 1000, "pm_card_visa"))
             .await
@@ -230,7 +423,7 @@ mod local {
             .await
             .unwrap();
         assert_eq!(first, again);
-        assert_eq!(gateway.intents().len(), 1);
+        assert_eq!(gateway.intents().await.unwrap().len(), 1);
         let id = authorized_ref(first);
 
         gateway.capture(&id, 1000, "cap").await.unwrap();
@@ -238,7 +431,7 @@ mod local {
 
         let refund = gateway.refund(&id, 300, "ref").await.unwrap();
         assert_eq!(gateway.refund(&id, 300, "ref").await.unwrap(), refund);
-        let intent = gateway.intent(&id).unwrap();
+        let intent = gateway.intent(&id).await.unwrap().unwrap();
         assert_eq!(
             intent.refunded_minor, 300,
             "two refunds with one key refund once"
@@ -252,7 +445,12 @@ mod local {
                 .authorize(request("auth", 999, "pm_card_visa"))
                 .await
         ));
-        assert_eq!(gateway.intent(&id).unwrap().refunded_minor, 300);
+        // as is a key reused for another kind of call
+        assert!(is_rejected(gateway.cancel(&id, "ref").await));
+        assert_eq!(
+            gateway.intent(&id).await.unwrap().unwrap().refunded_minor,
+            300
+        );
 
         // declines replay too
         let declined = gateway
@@ -276,13 +474,195 @@ mod local {
         gateway.cancel(&other, "can").await.unwrap();
         gateway.cancel(&other, "can").await.unwrap();
 
-        let calls = gateway.calls();
+        let calls = gateway.calls().await.unwrap();
         assert_eq!(
             (calls.authorize, calls.capture, calls.cancel, calls.refund),
-            (6, 2, 2, 3)
+            (6, 2, 3, 3)
         );
         assert_eq!(calls.replayed, 5);
-        assert_eq!(gateway.intents().len(), 3);
+        assert_eq!(gateway.intents().await.unwrap().len(), 3);
+    }
+
+    // -- the PostgreSQL store only
+
+    /// A second pool on the same database, as a new process would open.
+    async fn another_process(db: &TestDatabase) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db.url)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_process_carries_on_with_the_intents_of_the_first() {
+        let db = fresh_database().await;
+        let before = LocalGateway::persistent(db.pool.clone(), Duration::from_millis(10));
+        assert!(before.is_persistent() && !LocalGateway::new().is_persistent());
+        let to_capture = authorized_ref(
+            before
+                .authorize(request("order-1:authorize", 2599, "pm_card_visa"))
+                .await
+                .unwrap(),
+        );
+        let to_cancel = authorized_ref(
+            before
+                .authorize(request("order-2:authorize", 990, "pm_card_slow"))
+                .await
+                .unwrap(),
+        );
+        let half_refunded = authorized_ref(
+            before
+                .authorize(request("order-3:authorize", 1000, "pm_card_visa"))
+                .await
+                .unwrap(),
+        );
+        before
+            .capture(&half_refunded, 1000, "order-3:capture")
+            .await
+            .unwrap();
+        let first_refund = before
+            .refund(&half_refunded, 500, "order-3:refund-1")
+            .await
+            .unwrap();
+        drop(before);
+
+        // the "restarted process": a new pool, a new gateway, nothing shared in memory
+        let pool = another_process(&db).await;
+        let after = LocalGateway::persistent(pool.clone(), Duration::from_millis(10));
+        let intents = after.intents().await.unwrap();
+        let ids: Vec<&str> = intents.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, [&to_capture, &to_cancel, &half_refunded]);
+
+        after
+            .capture(&to_capture, 2599, "order-1:capture")
+            .await
+            .unwrap();
+        let refund = after
+            .refund(&to_capture, 2599, "order-1:refund")
+            .await
+            .unwrap();
+        after.cancel(&to_cancel, "order-2:cancel").await.unwrap();
+        assert!(is_rejected(
+            after.refund(&half_refunded, 501, "order-3:refund-2").await
+        ));
+        let second_refund = after
+            .refund(&half_refunded, 500, "order-3:refund-2")
+            .await
+            .unwrap();
+        assert_ne!(first_refund, second_refund);
+
+        // the keys of the first process still answer, and still change nothing
+        assert_eq!(
+            after
+                .authorize(request("order-1:authorize", 2599, "pm_card_visa"))
+                .await
+                .unwrap(),
+            AuthorizeOutcome::Authorized {
+                provider_ref: to_capture.clone()
+            }
+        );
+        assert_eq!(
+            after
+                .refund(&half_refunded, 500, "order-3:refund-1")
+                .await
+                .unwrap(),
+            first_refund
+        );
+        assert!(is_rejected(
+            after.capture(&half_refunded, 999, "order-3:capture").await
+        ));
+
+        let captured = after.intent(&to_capture).await.unwrap().unwrap();
+        assert_eq!(captured.status, LocalIntentStatus::Succeeded);
+        assert_eq!(
+            (captured.captured_minor, captured.refunded_minor),
+            (2599, 2599)
+        );
+        assert_eq!(captured.refunds[0].id, refund);
+        assert_eq!(
+            after.intent(&to_cancel).await.unwrap().unwrap().status,
+            LocalIntentStatus::Canceled
+        );
+        let halves = after.intent(&half_refunded).await.unwrap().unwrap();
+        assert_eq!(halves.refunded_minor, 1000);
+        let refund_ids: Vec<&str> = halves.refunds.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(refund_ids, [&first_refund, &second_refund]);
+
+        let calls = after.calls().await.unwrap();
+        assert_eq!(
+            (calls.authorize, calls.capture, calls.cancel, calls.refund),
+            (4, 3, 1, 5),
+            "both processes' calls"
+        );
+        assert_eq!(calls.replayed, 2);
+        pool.close().await;
+        db.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gateways_on_one_database_never_share_an_id_and_apply_each_key_once() {
+        let db = fresh_database().await;
+        let other_pool = another_process(&db).await;
+        let one = Arc::new(LocalGateway::persistent(
+            db.pool.clone(),
+            Duration::from_millis(20),
+        ));
+        let two = Arc::new(LocalGateway::persistent(
+            other_pool.clone(),
+            Duration::from_millis(20),
+        ));
+
+        // distinct keys from both at once: distinct ids
+        let mut calls = Vec::new();
+        for i in 0..10 {
+            let gateway = if i % 2 == 0 { one.clone() } else { two.clone() };
+            calls.push(tokio::spawn(async move {
+                gateway
+                    .authorize(request(&format!("k{i}"), 100, "pm_card_visa"))
+                    .await
+            }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for call in calls {
+            ids.insert(authorized_ref(call.await.unwrap().unwrap()));
+        }
+        assert_eq!(ids.len(), 10);
+
+        // one key from both at once, for every kind of call: one effect each
+        for round in 0..5 {
+            let key = format!("order-{round}");
+            let (a, b) = tokio::join!(
+                one.authorize(request(&format!("{key}:authorize"), 1000, "pm_card_slow")),
+                two.authorize(request(&format!("{key}:authorize"), 1000, "pm_card_slow")),
+            );
+            let id = authorized_ref(a.unwrap());
+            assert_eq!(authorized_ref(b.unwrap()), id);
+            let capture_key = format!("{key}:capture");
+            let (a, b) = tokio::join!(
+                one.capture(&id, 1000, &capture_key),
+                two.capture(&id, 1000, &capture_key),
+            );
+            a.unwrap();
+            b.unwrap();
+            let refund_key = format!("{key}:refund");
+            let (a, b) = tokio::join!(
+                one.refund(&id, 600, &refund_key),
+                two.refund(&id, 600, &refund_key),
+            );
+            assert_eq!(a.unwrap(), b.unwrap());
+            let intent = two.intent(&id).await.unwrap().unwrap();
+            assert_eq!((intent.captured_minor, intent.refunded_minor), (1000, 600));
+            assert_eq!(intent.refunds.len(), 1);
+        }
+        assert_eq!(one.intents().await.unwrap().len(), 15);
+        let calls = two.calls().await.unwrap();
+        assert_eq!(
+            (calls.authorize, calls.capture, calls.refund, calls.replayed),
+            (20, 10, 10, 15)
+        );
+        other_pool.close().await;
+        db.drop().await;
     }
 }
 

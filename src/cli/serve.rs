@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use sagas::payments::PaymentGateway;
 
-use crate::config::{ListenConfig, PaymentConfig, SecretConfig, StoreConfig};
+use crate::config::{PaymentConfig, RoleConfig};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,24 +23,23 @@ pub enum Roles {
     SagaRunner,
 }
 
-pub async fn run(
-    stores: &StoreConfig,
-    listen: &ListenConfig,
-    secrets: &SecretConfig,
-    payments: &PaymentConfig,
-    roles: Roles,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> {
+    let RoleConfig {
+        stores,
+        listen,
+        secrets,
+        payments,
+        limits,
+        mail,
+    } = config;
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
     let mut servers = tokio::task::JoinSet::new();
     let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
 
     if roles != Roles::SagaRunner {
-        let state = command_api::AppState::new(
-            pool.clone(),
-            &secrets.jwt_secret(),
-            command_api::ApiConfig::default(),
-        );
+        let state =
+            command_api::AppState::new(pool.clone(), &secrets.jwt_secret(), limits.api_config());
         let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
             pool: pool.clone(),
             stores: event_stores.clone(),
@@ -56,7 +55,7 @@ pub async fn run(
     }
 
     if roles != Roles::CommandApi {
-        let gateway = gateway(payments)?;
+        let gateway = gateway(payments, &pool)?;
         let config = sagas::checkout::CheckoutConfig {
             payment_timeout: Duration::from_secs(payments.payment_timeout_seconds),
             ..Default::default()
@@ -65,8 +64,25 @@ pub async fn run(
             sagas::checkout::CheckoutSaga::new(pool.clone(), event_stores.clone(), gateway, config);
         let runner = sagas::runner::SagaRunner::new(pool.clone(), saga, Default::default());
         println!("checkout saga running");
-        let stop = stop.clone();
-        servers.spawn(async move { runner.run(stop).await.context("saga runner failed") });
+        let stop_runner = stop.clone();
+        servers.spawn(async move { runner.run(stop_runner).await.context("saga runner failed") });
+        match &mail.smtp_url {
+            Some(url) => {
+                let notifier = sagas::notifier::Notifier::new(
+                    pool.clone(),
+                    sagas::notifier::NotifierConfig {
+                        smtp_url: url.0.clone(),
+                        from: mail.mail_from.clone(),
+                        idle: Duration::from_millis(200),
+                    },
+                )
+                .context("cannot set up notifications (SHOP_SMTP_URL)")?;
+                println!("notifier sending through SMTP");
+                let stop = stop.clone();
+                servers.spawn(async move { notifier.run(stop).await.context("notifier failed") });
+            }
+            None => tracing::info!("no SHOP_SMTP_URL: customer notifications are off"),
+        }
     }
 
     if roles == Roles::All {
@@ -85,7 +101,10 @@ pub async fn run(
 }
 
 /// Stripe when a secret key is configured, else the local gateway.
-fn gateway(payments: &PaymentConfig) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+fn gateway(
+    payments: &PaymentConfig,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<Arc<dyn PaymentGateway>> {
     Ok(match &payments.stripe_secret_key {
         Some(key) => {
             let key = sagas::payments::stripe::StripeSecretKey::new(key.0.clone());
@@ -99,7 +118,9 @@ fn gateway(payments: &PaymentConfig) -> anyhow::Result<Arc<dyn PaymentGateway>> 
         }
         None => {
             tracing::info!("payments through the local gateway (no SHOP_STRIPE_SECRET_KEY)");
-            Arc::new(sagas::payments::local::LocalGateway::with_slow_delay(
+            // its intents live in PostgreSQL, as a real provider's live outside this process
+            Arc::new(sagas::payments::local::LocalGateway::persistent(
+                pool.clone(),
                 Duration::from_millis(payments.local_slow_card_ms),
             ))
         }
