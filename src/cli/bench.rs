@@ -43,6 +43,29 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         batch: u64,
     },
+    /// Checkouts end to end through the saga (in process, local gateway): checkouts/s and the
+    /// time from check-out to confirmed, at a constant arrival rate.
+    Checkout {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Checkouts to start.
+        #[arg(long, default_value_t = 2_000)]
+        orders: u64,
+        /// Arrival rate, checkouts per second (open loop).
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
+    /// Concurrent reservations on one SKU: reservations/s on a hot stream.
+    HotSku {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 16)]
+        writers: u32,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
@@ -60,6 +83,22 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             events,
             batch,
         } => append_batch(&stores, events, batch.max(1)).await,
+        Scenario::Checkout {
+            mut stores,
+            orders,
+            rate,
+        } => {
+            stores.db_max_connections = stores.db_max_connections.max(40);
+            super::bench_checkout::checkout(&stores, orders, rate.max(1)).await
+        }
+        Scenario::HotSku {
+            mut stores,
+            writers,
+            seconds,
+        } => {
+            stores.db_max_connections = writers + 2;
+            super::bench_checkout::hot_sku(&stores, writers, Duration::from_secs(seconds)).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_checkout;
 pub mod migrate;
 pub mod seed;
 pub mod serve;
