@@ -6,7 +6,7 @@
 //! command's events twice), and a command runner that reports the log position it wrote.
 
 use std::collections::{HashMap, VecDeque};
-use std::marker::PhantomData;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -44,8 +44,19 @@ pub struct PgEventStore<A: Aggregate> {
     services: A::Services,
     upcasters: &'static [Upcaster],
     snapshots: Option<SnapshotPolicy>,
-    _aggregate: PhantomData<fn() -> A>,
+    /// Where streams this process wrote stand now, so the next command on a hot stream reads
+    /// only what changed since (usually nothing) instead of the whole stream. Never trusted
+    /// blindly: the events after the cached sequence are always read.
+    cache: std::sync::Mutex<HashMap<String, PgAggregateContext<A>>>,
+    /// Commands on one stream take turns within this process instead of colliding (and
+    /// retrying); streams are spread over these by a hash of their id.
+    turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Streams kept in [`PgEventStore`]'s cache before it is emptied.
+const CACHE_CAPACITY: usize = 10_000;
+/// Turn-taking shards.
+const TURNS: usize = 64;
 
 /// A loaded aggregate and where its stream stands.
 pub struct PgAggregateContext<A: Aggregate> {
@@ -75,6 +86,24 @@ struct Recent<E> {
 }
 
 impl<A: Aggregate> PgAggregateContext<A> {
+    fn remember(
+        &mut self,
+        command_id: Option<String>,
+        sequence: i64,
+        position: LogPosition,
+        event: &A::Event,
+    ) {
+        if self.recent.len() == DEDUP_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            command_id,
+            sequence,
+            position,
+            event: event.clone(),
+        });
+    }
+
     /// What an earlier run of `command_id` on this stream wrote, if it is in the dedup window.
     fn earlier_run(&self, command_id: &str) -> Option<CommandReceipt<A::Event>> {
         let runs: Vec<&Recent<A::Event>> = self
@@ -157,7 +186,8 @@ where
             services: A::Services::default(),
             upcasters: &[],
             snapshots: None,
-            _aggregate: PhantomData,
+            cache: std::sync::Mutex::new(HashMap::new()),
+            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 }
@@ -217,22 +247,28 @@ impl<A: Aggregate> PgEventStore<A> {
                 }
             }
         }
-        for stored in self.fetch(aggregate_id, context.current_sequence).await? {
-            if context.recent.len() == DEDUP_WINDOW {
-                context.recent.pop_front();
-            }
-            context.recent.push_back(Recent {
-                command_id: stored.metadata.get("command_id").cloned(),
-                sequence: stored.sequence,
-                position: stored.position,
-                event: stored.event.clone(),
-            });
+        self.catch_up(&mut context).await?;
+        Ok(context)
+    }
+
+    /// Folds the events stored after `context.current_sequence` into it.
+    async fn catch_up(&self, context: &mut PgAggregateContext<A>) -> Result<()> {
+        for stored in self
+            .fetch(&context.aggregate_id, context.current_sequence)
+            .await?
+        {
+            context.remember(
+                stored.metadata.get("command_id").cloned(),
+                stored.sequence,
+                stored.position,
+                &stored.event,
+            );
             context.aggregate.apply(stored.event);
             context.current_sequence = stored.sequence;
             context.last_hash = stored.hash;
             context.last_transaction_id = stored.position.transaction_id;
         }
-        Ok(context)
+        Ok(())
     }
 
     /// The stream's events after `after_sequence`, upcast and deserialized, with their metadata.
@@ -324,6 +360,7 @@ impl<A: Aggregate> PgEventStore<A> {
         metadata: &EventMetadata,
     ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>
     where
+        A: Clone,
         A::Command: Clone,
     {
         self.execute_if(aggregate_id, command, metadata, |_| Ok(()))
@@ -340,12 +377,14 @@ impl<A: Aggregate> PgEventStore<A> {
         precondition: impl Fn(&A) -> std::result::Result<(), Refusal>,
     ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>
     where
+        A: Clone,
         A::Command: Clone,
     {
         let command_id = metadata.command_id.clone();
         let metadata = metadata.to_map();
+        let _turn = self.turns[self.shard(aggregate_id)].lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self.load(aggregate_id).await?;
+            let mut context = self.load_cached(aggregate_id).await?;
             precondition(&context.aggregate).map_err(ExecuteError::Refused)?;
             if let Some(receipt) = context.earlier_run(&command_id) {
                 return Ok(receipt);
@@ -366,21 +405,87 @@ impl<A: Aggregate> PgEventStore<A> {
                 });
             }
             match self.append(&context, &events, &metadata).await {
-                Ok((last_sequence, position)) => {
+                Ok(appended) => {
+                    for (offset, event) in events.iter().enumerate() {
+                        let sequence = context.current_sequence + 1 + offset as i64;
+                        context.remember(
+                            Some(command_id.clone()),
+                            sequence,
+                            appended.position,
+                            event,
+                        );
+                    }
+                    context.current_sequence = appended.last_sequence;
+                    context.last_hash = appended.last_hash;
+                    context.last_transaction_id = appended.position.transaction_id;
+                    if appended.snapshot_taken {
+                        context.snapshot_sequence = appended.last_sequence;
+                    }
+                    self.remember(context);
                     return Ok(CommandReceipt {
                         events,
-                        last_sequence,
-                        position: Some(position),
+                        last_sequence: appended.last_sequence,
+                        position: Some(appended.position),
                         replayed: false,
-                    })
+                    });
                 }
-                Err(Error::Conflict) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(Error::Conflict) => {
+                    self.forget(aggregate_id);
+                    backoff(attempt).await
+                }
+                Err(error) => {
+                    self.forget(aggregate_id);
+                    return Err(error.into());
+                }
             }
         }
         Err(ExecuteError::Conflict {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    fn shard(&self, aggregate_id: &str) -> usize {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        aggregate_id.hash(&mut hasher);
+        (hasher.finish() % self.turns.len() as u64) as usize
+    }
+
+    /// The stream from the cache, brought up to date; or loaded from scratch.
+    async fn load_cached(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>>
+    where
+        A: Clone,
+    {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(aggregate_id)
+            .map(PgAggregateContext::duplicate);
+        match cached {
+            Some(mut context) => {
+                self.catch_up(&mut context).await?;
+                Ok(context)
+            }
+            None => self.load(aggregate_id).await,
+        }
+    }
+
+    fn remember(&self, context: PgAggregateContext<A>) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(context.aggregate_id.clone(), context);
+    }
+
+    fn forget(&self, aggregate_id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(aggregate_id);
     }
 
     /// Appends `events` after `context.current_sequence` in one statement (so one round trip
@@ -392,7 +497,7 @@ impl<A: Aggregate> PgEventStore<A> {
         context: &PgAggregateContext<A>,
         events: &[A::Event],
         metadata: &HashMap<String, String>,
-    ) -> Result<(i64, LogPosition)> {
+    ) -> Result<Appended> {
         let metadata = serde_json::to_value(metadata)?;
         let metadata_text = jsonb_text(&metadata)?;
         let recorded_at = truncate_to_micros(Utc::now());
@@ -430,13 +535,15 @@ impl<A: Aggregate> PgEventStore<A> {
             prev_hash = hash;
         }
         let last_sequence = context.current_sequence + events.len() as i64;
+        let last_hash = prev_hash.clone();
         let snapshot = match self.snapshots {
             Some(policy) if last_sequence - context.snapshot_sequence >= policy.every => {
                 Some((policy, serde_json::to_value(&context.aggregate)?))
             }
             _ => None,
         };
-        let sql = if snapshot.is_some() {
+        let snapshot_taken = snapshot.is_some();
+        let sql = if snapshot_taken {
             APPEND_WITH_SNAPSHOT
         } else {
             APPEND
@@ -464,13 +571,46 @@ impl<A: Aggregate> PgEventStore<A> {
         let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
         // no row: the xid-order guard refused the append (see ARCHITECTURE.md); retry
         let row = row.ok_or(Error::Conflict)?;
-        Ok((
+        Ok(Appended {
             last_sequence,
-            LogPosition {
+            last_hash,
+            snapshot_taken,
+            position: LogPosition {
                 transaction_id: row.get("transaction_id"),
                 global_position: row.get("global_position"),
             },
-        ))
+        })
+    }
+}
+
+/// What an append wrote.
+struct Appended {
+    last_sequence: i64,
+    last_hash: Vec<u8>,
+    position: LogPosition,
+    snapshot_taken: bool,
+}
+
+impl<A: Aggregate + Clone> PgAggregateContext<A> {
+    fn duplicate(&self) -> Self {
+        Self {
+            aggregate_id: self.aggregate_id.clone(),
+            aggregate: self.aggregate.clone(),
+            current_sequence: self.current_sequence,
+            snapshot_sequence: self.snapshot_sequence,
+            last_hash: self.last_hash.clone(),
+            last_transaction_id: self.last_transaction_id,
+            recent: self
+                .recent
+                .iter()
+                .map(|r| Recent {
+                    command_id: r.command_id.clone(),
+                    sequence: r.sequence,
+                    position: r.position,
+                    event: r.event.clone(),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -417,21 +417,21 @@ async fn commands_append_events_with_metadata_and_report_their_position() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_on_one_stream_are_retried_not_lost() {
     let db = database(20).await;
-    let store = Arc::new(PgEventStore::<Inventory>::new(db.pool.clone()));
+    // two stores stand for two processes: within one, commands on a stream take turns;
+    // between them, they collide and retry
+    let stores = [
+        Arc::new(PgEventStore::<Inventory>::new(db.pool.clone())),
+        Arc::new(PgEventStore::<Inventory>::new(db.pool.clone())),
+    ];
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let store = store.clone();
+    for n in 0..32 {
+        let store = stores[n % 2].clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .execute(
-                    "HOT-1",
-                    InventoryCommand::ReceiveStock {
-                        sku: sku("HOT-1"),
-                        quantity: Quantity::new(1).unwrap(),
-                    },
-                    &metadata(),
-                )
-                .await
+            let receive = InventoryCommand::ReceiveStock {
+                sku: sku("HOT-1"),
+                quantity: Quantity::new(1).unwrap(),
+            };
+            store.execute("HOT-1", receive, &metadata()).await
         }));
     }
     let mut conflicts = 0;
@@ -442,14 +442,25 @@ async fn concurrent_commands_on_one_stream_are_retried_not_lost() {
             Err(other) => panic!("unexpected error: {other}"),
         }
     }
-    let context = store.load("HOT-1").await.unwrap();
+    let fresh = PgEventStore::<Inventory>::new(db.pool.clone());
+    let context = fresh.load("HOT-1").await.unwrap();
     assert_eq!(
         context.current_sequence,
-        16 - conflicts,
+        32 - conflicts,
         "every success is exactly one event"
     );
-    assert_eq!(context.aggregate.on_hand(), 16 - conflicts as u64);
-    assert!(conflicts < 16);
+    assert_eq!(context.aggregate.on_hand(), 32 - conflicts as u64);
+    assert!(conflicts < 32);
+    // each store's cached view of the stream catches up with the other's writes
+    for store in &stores {
+        let receive = InventoryCommand::ReceiveStock {
+            sku: sku("HOT-1"),
+            quantity: Quantity::new(1).unwrap(),
+        };
+        store.execute("HOT-1", receive, &metadata()).await.unwrap();
+    }
+    let context = fresh.load("HOT-1").await.unwrap();
+    assert_eq!(context.aggregate.on_hand(), 34 - conflicts as u64);
     db.drop().await;
 }
 
