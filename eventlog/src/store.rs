@@ -450,6 +450,19 @@ impl<A: Aggregate> PgEventStore<A> {
         (hasher.finish() % self.turns.len() as u64) as usize
     }
 
+    /// The aggregate as it stands now, reading only what changed since this store last wrote or
+    /// read it (the cache), or the whole stream when it has not.
+    pub async fn load_latest(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>>
+    where
+        A: Clone,
+    {
+        let context = self.load_cached(aggregate_id).await?;
+        if context.current_sequence > 0 {
+            self.remember(context.duplicate());
+        }
+        Ok(context)
+    }
+
     /// The stream from the cache, brought up to date; or loaded from scratch.
     async fn load_cached(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>>
     where

@@ -98,6 +98,20 @@ pub fn payment_id_of(order_id: OrderId) -> PaymentId {
     ))
 }
 
+/// The metadata of one checkout's commands; [`Conversation::step`] names each command.
+struct Conversation {
+    order_id: OrderId,
+    metadata: EventMetadata,
+}
+
+impl Conversation {
+    fn step(&self, step: &str) -> EventMetadata {
+        let mut metadata = self.metadata.clone();
+        metadata.command_id = format!("checkout:{}:{step}", self.order_id);
+        metadata
+    }
+}
+
 /// The checkout saga.
 #[derive(Clone)]
 pub struct CheckoutSaga {
@@ -151,13 +165,10 @@ impl CheckoutSaga {
         metadata
     }
 
-    /// The correlation id a checkout started with, so every command it sends carries it.
-    async fn checkout_metadata(
-        &self,
-        order_id: OrderId,
-        step: &str,
-    ) -> Result<EventMetadata, StepError> {
-        let mut metadata = self.metadata(order_id, step, None);
+    /// The metadata every command of this checkout carries: the correlation id the checkout
+    /// started with (read once per drive).
+    async fn conversation(&self, order_id: OrderId) -> Result<Conversation, StepError> {
+        let mut metadata = self.metadata(order_id, "", None);
         let row: Option<serde_json::Value> = sqlx::query_scalar(
             "SELECT metadata FROM events WHERE aggregate_type = 'checkout' AND aggregate_id = $1 AND sequence = 1",
         )
@@ -172,7 +183,7 @@ impl CheckoutSaga {
             metadata.correlation_id = correlation;
         }
         metadata.causation_id = Some(format!("checkout:{order_id}"));
-        Ok(metadata)
+        Ok(Conversation { order_id, metadata })
     }
 
     /// Reacts to one event of the log: starts checkouts, and tells running ones what happened
@@ -403,23 +414,22 @@ impl CheckoutSaga {
     /// Does the checkout's steps until it waits or settles.
     pub async fn drive(&self, order_id: OrderId) -> Result<Driven, StepError> {
         let id = order_id.to_string();
+        let conversation = self.conversation(order_id).await?;
         for _ in 0..200 {
-            let process = self.stores.checkouts.load(&id).await?.aggregate;
+            let process = self.stores.checkouts.load_latest(&id).await?.aggregate;
             let now = Utc::now();
             let step = process.next_step(now);
             let outcome = match step {
                 Step::Idle => return Ok(Driven::Settled),
                 Step::WaitUntil(at) => return Ok(Driven::WakeAt(at)),
                 Step::Finish => Outcome::Finished,
-                step => match self.perform(&process, &step).await? {
+                step => match self.perform(&process, &step, &conversation).await? {
                     Some(outcome) => outcome,
                     None => return Ok(Driven::WakeAt(now + chrono::Duration::seconds(1))),
                 },
             };
-            let metadata = self.checkout_metadata(order_id, "record").await?;
             // each recording is its own command: give it its own id
-            let mut metadata = metadata;
-            metadata.command_id = format!("checkout:{order_id}:record:{}", Uuid::now_v7());
+            let metadata = conversation.step(&format!("record:{}", Uuid::now_v7()));
             self.stores
                 .checkouts
                 .execute(&id, CheckoutCommand::Record(outcome), &metadata)
@@ -436,6 +446,7 @@ impl CheckoutSaga {
         &self,
         process: &CheckoutProcess,
         step: &Step,
+        conversation: &Conversation,
     ) -> Result<Option<Outcome>, StepError> {
         let checkout = process
             .checkout()
@@ -480,7 +491,7 @@ impl CheckoutSaga {
                     payment_method: terms.payment_method.clone(),
                     placed_at: now,
                 };
-                let metadata = self.checkout_metadata(order_id, "place").await?;
+                let metadata = conversation.step("place");
                 match self.stores.orders.execute(&order, command, &metadata).await {
                     Ok(_) | Err(ExecuteError::Domain(OrderError::AlreadyPlaced)) => {}
                     Err(other) => return Err(other.into()),
@@ -493,9 +504,7 @@ impl CheckoutSaga {
                     quantity: *quantity,
                     expires_at: terms.reservation_expiry,
                 };
-                let metadata = self
-                    .checkout_metadata(order_id, &format!("reserve:{sku}"))
-                    .await?;
+                let metadata = conversation.step(&format!("reserve:{sku}"));
                 let receipt = self
                     .stores
                     .inventory
@@ -525,9 +534,7 @@ impl CheckoutSaga {
                 }
             }
             Step::MarkOrderStockReserved => {
-                let metadata = self
-                    .checkout_metadata(order_id, "mark-stock-reserved")
-                    .await?;
+                let metadata = conversation.step("mark-stock-reserved");
                 self.order_command(
                     &order,
                     OrderCommand::MarkStockReserved { at: now },
@@ -543,7 +550,7 @@ impl CheckoutSaga {
                     method: terms.payment_method.clone(),
                     requested_at: now,
                 };
-                let metadata = self.checkout_metadata(order_id, "request-payment").await?;
+                let metadata = conversation.step("request-payment");
                 match self
                     .stores
                     .payments
@@ -574,7 +581,7 @@ impl CheckoutSaga {
                         reason,
                     },
                     Ok(Ok(AuthorizeOutcome::Authorized { provider_ref })) => {
-                        let metadata = self.checkout_metadata(order_id, "authorize").await?;
+                        let metadata = conversation.step("authorize");
                         let command = PaymentCommand::Authorize {
                             provider_ref: provider_ref.clone(),
                             at: Utc::now(),
@@ -597,7 +604,7 @@ impl CheckoutSaga {
             }
             Step::TimeOutPayment => Outcome::PaymentTimedOut,
             Step::ConfirmOrder => {
-                let metadata = self.checkout_metadata(order_id, "confirm").await?;
+                let metadata = conversation.step("confirm");
                 let command = OrderCommand::Confirm {
                     payment_id,
                     at: now,
@@ -612,9 +619,7 @@ impl CheckoutSaga {
                 }
             }
             Step::CommitReservation { sku } => {
-                let metadata = self
-                    .checkout_metadata(order_id, &format!("commit:{sku}"))
-                    .await?;
+                let metadata = conversation.step(&format!("commit:{sku}"));
                 let receipt = self
                     .stores
                     .inventory
@@ -653,7 +658,7 @@ impl CheckoutSaga {
                     )
                     .await
                     .map_err(|e| StepError::Gateway(e.to_string()))?;
-                let metadata = self.checkout_metadata(order_id, "capture").await?;
+                let metadata = conversation.step("capture");
                 self.stores
                     .payments
                     .execute(
@@ -678,7 +683,7 @@ impl CheckoutSaga {
                         return Err(StepError::Gateway(reason))
                     }
                 }
-                let metadata = self.checkout_metadata(order_id, "cancel-payment").await?;
+                let metadata = conversation.step("cancel-payment");
                 // a payment that was never authorized in our books has nothing to cancel there
                 let _ = self
                     .stores
@@ -692,9 +697,7 @@ impl CheckoutSaga {
                 Outcome::AuthorizationCancelled
             }
             Step::ReleaseReservation { sku } => {
-                let metadata = self
-                    .checkout_metadata(order_id, &format!("release:{sku}"))
-                    .await?;
+                let metadata = conversation.step(&format!("release:{sku}"));
                 let reason = checkout
                     .failure
                     .as_ref()
@@ -710,7 +713,7 @@ impl CheckoutSaga {
                 Outcome::ReservationReleased { sku: sku.clone() }
             }
             Step::FailPayment { reason } => {
-                let metadata = self.checkout_metadata(order_id, "fail-payment").await?;
+                let metadata = conversation.step("fail-payment");
                 match self
                     .stores
                     .payments
@@ -730,7 +733,7 @@ impl CheckoutSaga {
                 Outcome::PaymentFailed
             }
             Step::FailOrder { reason } => {
-                let metadata = self.checkout_metadata(order_id, "fail-order").await?;
+                let metadata = conversation.step("fail-order");
                 let command = OrderCommand::Fail {
                     reason: reason.clone(),
                     at: Utc::now(),
@@ -743,9 +746,7 @@ impl CheckoutSaga {
                 Outcome::OrderFailed
             }
             Step::ReturnStock { sku, quantity } => {
-                let metadata = self
-                    .checkout_metadata(order_id, &format!("return:{sku}"))
-                    .await?;
+                let metadata = conversation.step(&format!("return:{sku}"));
                 let command = InventoryCommand::ReturnStock {
                     order_id,
                     quantity: *quantity,
@@ -778,9 +779,7 @@ impl CheckoutSaga {
                     )
                     .await
                     .map_err(|e| StepError::Gateway(e.to_string()))?;
-                let metadata = self
-                    .checkout_metadata(order_id, &format!("refund:{refund_id}"))
-                    .await?;
+                let metadata = conversation.step(&format!("refund:{refund_id}"));
                 self.stores
                     .payments
                     .execute(
@@ -794,7 +793,7 @@ impl CheckoutSaga {
                     )
                     .await?;
                 if *refund_id == domain::checkout::cancellation_refund_id(order_id) {
-                    self.record_cancellation_refund(order_id, *refund_id, *amount)
+                    self.record_cancellation_refund(conversation, order_id, *refund_id, *amount)
                         .await?;
                 }
                 Outcome::Refunded {
@@ -823,11 +822,12 @@ impl CheckoutSaga {
     /// The order's history shows the money that went back on cancellation.
     async fn record_cancellation_refund(
         &self,
+        conversation: &Conversation,
         order_id: OrderId,
         refund_id: RefundId,
         amount: Money,
     ) -> Result<(), StepError> {
-        let metadata = self.checkout_metadata(order_id, "refund-on-order").await?;
+        let metadata = conversation.step("refund-on-order");
         let command = OrderCommand::Refund {
             refund_id,
             amount,

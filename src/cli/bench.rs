@@ -54,6 +54,9 @@ pub enum Scenario {
         /// Arrival rate, checkouts per second (open loop).
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// Products the orders spread over (1 = every order on one hot SKU).
+        #[arg(long, default_value_t = 100)]
+        skus: u32,
     },
     /// Concurrent reservations on one SKU: reservations/s on a hot stream.
     HotSku {
@@ -87,9 +90,10 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             mut stores,
             orders,
             rate,
+            skus,
         } => {
             stores.db_max_connections = stores.db_max_connections.max(40);
-            super::bench_checkout::checkout(&stores, orders, rate.max(1)).await
+            super::bench_checkout::checkout(&stores, orders, rate.max(1), skus.max(1)).await
         }
         Scenario::HotSku {
             mut stores,

@@ -91,14 +91,19 @@ async fn check_out(stores: &Stores, sku: &Sku) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn checkout(stores: &StoreConfig, orders: u64, rate: u64) -> anyhow::Result<ExitCode> {
+pub async fn checkout(
+    stores: &StoreConfig,
+    orders: u64,
+    rate: u64,
+    skus: u32,
+) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
     let event_stores = Arc::new(Stores::new(&pool));
-    let sku = stocked_product(
-        &event_stores,
-        u32::try_from(orders).unwrap_or(u32::MAX).max(1),
-    )
-    .await?;
+    let units = u32::try_from(orders).unwrap_or(u32::MAX).max(1);
+    let mut catalog = Vec::new();
+    for _ in 0..skus {
+        catalog.push(stocked_product(&event_stores, units).await?);
+    }
     let since = Utc::now();
     let (stop, watch) = tokio::sync::watch::channel(false);
     let saga = CheckoutSaga::new(
@@ -117,7 +122,8 @@ pub async fn checkout(stores: &StoreConfig, orders: u64, rate: u64) -> anyhow::R
     let mut submitting = tokio::task::JoinSet::new();
     for n in 0..orders {
         tokio::time::sleep_until((started + interval * n as u32).into()).await;
-        let (stores, sku, failed) = (event_stores.clone(), sku.clone(), failed.clone());
+        let sku = catalog[(n % u64::from(skus)) as usize].clone();
+        let (stores, failed) = (event_stores.clone(), failed.clone());
         submitting.spawn(async move {
             if check_out(&stores, &sku).await.is_err() {
                 failed.fetch_add(1, Ordering::Relaxed);
@@ -164,7 +170,7 @@ pub async fn checkout(stores: &StoreConfig, orders: u64, rate: u64) -> anyhow::R
     };
     let failures = failed.load(Ordering::Relaxed);
     println!(
-        "checkout: {confirmed} of {orders} confirmed in {elapsed:.1} s = {:.0} checkouts/s (offered {rate}/s); check-out to confirmed p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} submit errors; {done} settled",
+        "checkout: {confirmed} of {orders} confirmed in {elapsed:.1} s = {:.0} checkouts/s (offered {rate}/s over {skus} SKUs); check-out to confirmed p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} submit errors; {done} settled",
         confirmed as f64 / elapsed,
         percentile(0.50),
         percentile(0.95),
