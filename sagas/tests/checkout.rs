@@ -547,3 +547,355 @@ async fn two_runners_never_claim_the_same_timer() {
     );
     db.drop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Stripe webhook
+
+use sagas::payments::webhook::sign;
+
+const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+async fn webhook_server(shop: &Shop, secret: Option<&str>) -> String {
+    let router = sagas::webhooks::router(sagas::webhooks::WebhookState {
+        pool: shop.db.pool.clone(),
+        stores: shop.stores.clone(),
+        secret: secret.map(Arc::from),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}/webhooks/stripe")
+}
+
+fn stripe_event(id: &str, kind: &str, order: OrderId, status: &str, amount: i64) -> String {
+    serde_json::json!({
+        "id": id, "object": "event", "type": kind, "created": Utc::now().timestamp(), "livemode": false,
+        "data": {"object": {
+            "id": format!("pi_{}", order.as_uuid().simple()), "object": "payment_intent", "status": status,
+            "amount": amount, "amount_capturable": if status == "requires_capture" { amount } else { 0 },
+            "amount_received": if status == "succeeded" { amount } else { 0 },
+            "metadata": {"order_id": order.to_string()},
+            "last_payment_error": if kind == "payment_intent.payment_failed" {
+                serde_json::json!({"message": "Your card was declined.", "code": "card_declined"})
+            } else { serde_json::Value::Null }
+        }}
+    })
+    .to_string()
+}
+
+async fn post_webhook(
+    url: &str,
+    payload: &str,
+    signature: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("Stripe-Signature", signature)
+        .header("content-type", "application/json")
+        .body(payload.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn requested_payment(shop: &Shop, amount: i64) -> OrderId {
+    let order = OrderId::new(Uuid::new_v4());
+    let request = domain::PaymentCommand::Request {
+        order_id: order,
+        amount: eur(amount),
+        method: "pm_card_visa".into(),
+        requested_at: Utc::now(),
+    };
+    shop.stores
+        .payments
+        .execute(&payment_id_of(order).to_string(), request, &meta())
+        .await
+        .unwrap();
+    order
+}
+
+async fn payment_events(shop: &Shop) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'payment'")
+        .fetch_one(&shop.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_webhooks_are_verified_deduplicated_and_applied_in_any_order() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    let url = webhook_server(&shop, Some(WEBHOOK_SECRET)).await;
+    let now = Utc::now().timestamp();
+    let order = requested_payment(&shop, 4307).await;
+    let authorized = stripe_event(
+        "evt_1",
+        "payment_intent.amount_capturable_updated",
+        order,
+        "requires_capture",
+        4307,
+    );
+    let before = payment_events(&shop).await;
+
+    // forged, stale and unsigned webhooks are refused and change nothing
+    let forged = sign(authorized.as_bytes(), "whsec_wrong", now);
+    assert_eq!(
+        post_webhook(&url, &authorized, &forged).await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    let stale = sign(authorized.as_bytes(), WEBHOOK_SECRET, now - 600);
+    assert_eq!(
+        post_webhook(&url, &authorized, &stale).await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_webhook(&url, &authorized, "").await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    let tampered = authorized.replace("4307", "1");
+    let signed_original = sign(authorized.as_bytes(), WEBHOOK_SECRET, now);
+    assert_eq!(
+        post_webhook(&url, &tampered, &signed_original).await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    assert_eq!(payment_events(&shop).await, before);
+
+    // a valid one applies; with several v1 signatures, one valid is enough
+    let several = format!(
+        "{},v1={}",
+        sign(authorized.as_bytes(), WEBHOOK_SECRET, now),
+        "00".repeat(32)
+    );
+    let (status, body) = post_webhook(&url, &authorized, &several).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (reqwest::StatusCode::OK, Some("applied"))
+    );
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Authorized)
+    );
+    // a replay of the same event (Stripe retries) changes nothing
+    let (status, body) = post_webhook(&url, &authorized, &signed_original).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (reqwest::StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(payment_events(&shop).await, before + 1);
+
+    // out of order: succeeded before amount_capturable_updated ends captured
+    let early = requested_payment(&shop, 1000).await;
+    let succeeded = stripe_event(
+        "evt_2",
+        "payment_intent.succeeded",
+        early,
+        "succeeded",
+        1000,
+    );
+    assert_eq!(
+        post_webhook(
+            &url,
+            &succeeded,
+            &sign(succeeded.as_bytes(), WEBHOOK_SECRET, now)
+        )
+        .await
+        .0,
+        reqwest::StatusCode::OK
+    );
+    let late = stripe_event(
+        "evt_3",
+        "payment_intent.amount_capturable_updated",
+        early,
+        "requires_capture",
+        1000,
+    );
+    let (status, _) = post_webhook(&url, &late, &sign(late.as_bytes(), WEBHOOK_SECRET, now)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(
+        shop.payment_status(early).await,
+        Some(PaymentStatus::Captured)
+    );
+
+    // a failure
+    let failing = requested_payment(&shop, 500).await;
+    let failed = stripe_event(
+        "evt_4",
+        "payment_intent.payment_failed",
+        failing,
+        "requires_payment_method",
+        500,
+    );
+    assert_eq!(
+        post_webhook(&url, &failed, &sign(failed.as_bytes(), WEBHOOK_SECRET, now))
+            .await
+            .0,
+        reqwest::StatusCode::OK
+    );
+    assert_eq!(
+        shop.payment_status(failing).await,
+        Some(PaymentStatus::Failed)
+    );
+
+    // without a configured secret, every webhook is refused
+    let closed = webhook_server(&shop, None).await;
+    assert_eq!(
+        post_webhook(
+            &closed,
+            &failed,
+            &sign(failed.as_bytes(), WEBHOOK_SECRET, now)
+        )
+        .await
+        .0,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
+    shop.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications
+
+/// A local SMTP server that keeps what it receives.
+async fn smtp_sink() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            store.lock().unwrap().push(std::mem::take(body));
+                            data = None;
+                            write.write_all(b"250 OK queued\r\n").await.unwrap();
+                        } else {
+                            body.push_str(&line);
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            break;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (format!("smtp://127.0.0.1:{}", addr.port()), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_confirmation_is_mailed_once_however_often_its_event_is_read() {
+    let db = TestDatabase::create(
+        eventlog::migrate::MIGRATIONS
+            .iter()
+            .chain(command_api::MIGRATIONS)
+            .chain(sagas::MIGRATIONS),
+        4,
+    )
+    .await;
+    let stores = Stores::new(&db.pool);
+    let customer = command_api::auth::accounts::create(
+        &db.pool,
+        "ada@example.com",
+        "Ada",
+        "x",
+        command_api::auth::Role::Customer,
+    )
+    .await
+    .unwrap();
+    let order = OrderId::new(Uuid::new_v4());
+    let id = order.to_string();
+    let place = OrderCommand::Place {
+        order_number: domain::OrderNumber(17),
+        customer: Some(CustomerId::new(customer)),
+        cart_id: CartId::new(Uuid::new_v4()),
+        lines: vec![domain::order::OrderLine {
+            sku: sku("MUG-1"),
+            name: "Mug".into(),
+            quantity: Quantity::new(1).unwrap(),
+            unit_price: eur(1200),
+        }],
+        currency: Currency::parse("EUR").unwrap(),
+        discount: eur(0),
+        tax: eur(0),
+        shipping: eur(0),
+        shipping_address: Address::new("Ada", "1 Main St", None, "Berlin", "10115", "DE").unwrap(),
+        payment_method: "pm_card_visa".into(),
+        placed_at: Utc::now(),
+    };
+    stores.orders.execute(&id, place, &meta()).await.unwrap();
+    stores
+        .orders
+        .execute(
+            &id,
+            OrderCommand::MarkStockReserved { at: Utc::now() },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    let confirm = OrderCommand::Confirm {
+        payment_id: payment_id_of(order),
+        at: Utc::now(),
+    };
+    stores.orders.execute(&id, confirm, &meta()).await.unwrap();
+
+    let (smtp_url, received) = smtp_sink().await;
+    let notifier = sagas::notifier::Notifier::new(
+        db.pool.clone(),
+        sagas::notifier::NotifierConfig {
+            smtp_url,
+            from: "shop <orders@shop.test>".into(),
+            idle: Duration::from_millis(10),
+        },
+    )
+    .unwrap();
+    for _ in 0..100 {
+        notifier.enqueue_batch(100).await.unwrap();
+        if notifier.send_due(10).await.unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let messages = received.lock().unwrap();
+        assert_eq!(messages.len(), 1, "one message for the confirmation");
+        assert!(
+            messages[0].contains("To: ada@example.com"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[0].contains("Your order is confirmed (order #17)"),
+            "{}",
+            messages[0]
+        );
+    }
+    // reading the log again (a rebuilt checkpoint, a redelivery) enqueues nothing new
+    eventlog::checkpoint::reset(&db.pool, sagas::notifier::SUBSCRIPTION)
+        .await
+        .unwrap();
+    assert!(notifier.enqueue_batch(100).await.unwrap() > 0);
+    assert_eq!(notifier.send_due(10).await.unwrap(), 0);
+    assert_eq!(received.lock().unwrap().len(), 1);
+    db.drop().await;
+}
