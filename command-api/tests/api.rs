@@ -921,6 +921,35 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
     assert_eq!(metadata["command_id"], "guest:add-mug");
     assert_eq!(metadata["actor_role"], "guest");
 
+    // a key whose first request is still being processed: 409 with Retry-After
+    let body = serde_json::to_vec(&json!({"currency": "EUR"})).unwrap();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, b"POST\0/api/carts\0");
+    sha2::Digest::update(&mut hasher, &body);
+    let hash = sha2::Digest::finalize(hasher).to_vec();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, locked_until)
+         VALUES ('guest', 'busy-key', $1, now() + interval '30 seconds')",
+    )
+    .bind(hash)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let busy = app
+        .request(Method::POST, "/api/carts", None)
+        .header("idempotency-key", "busy-key")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), StatusCode::CONFLICT);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(
+        busy.json::<Value>().await.unwrap()["code"],
+        "request_in_progress"
+    );
+
     let bad_key = app
         .request(Method::POST, "/api/carts", None)
         .header("idempotency-key", "x".repeat(300))

@@ -147,14 +147,38 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let line = lines.next().unwrap().unwrap();
-        let addr = line.rsplit_once("http://").unwrap().1.to_owned();
-        addresses.push((line, addr));
+    let mut printed = Vec::new();
+    while printed
+        .iter()
+        .filter(|l: &&String| l.contains("listening on"))
+        .count()
+        < 2
+    {
+        printed.push(
+            lines
+                .next()
+                .expect("shop serve printed its addresses")
+                .unwrap(),
+        );
     }
-    assert!(addresses[0].0.starts_with("command API listening on"));
-    assert!(addresses[1].0.starts_with("query API listening on"));
+    let address = |role: &str| {
+        let line = printed
+            .iter()
+            .find(|l| l.starts_with(role))
+            .unwrap_or_else(|| panic!("no `{role}` line in {printed:?}"));
+        (
+            line.clone(),
+            line.rsplit_once("http://").unwrap().1.to_owned(),
+        )
+    };
+    let addresses = [
+        address("command API listening on"),
+        address("query API listening on"),
+    ];
+    assert!(
+        printed.iter().any(|l| l == "checkout saga running"),
+        "{printed:?}"
+    );
     for (_, addr) in &addresses {
         assert!(http_get(addr, "/health/live")
             .await
