@@ -205,6 +205,18 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// A failing test still stops the processes it started.
+    fn drop(&mut self) {
+        if let Some(mut runner) = self.runner.take() {
+            let _ = runner.kill();
+            let _ = runner.wait();
+        }
+        let _ = self.api.kill();
+        let _ = self.api.wait();
+    }
+}
+
 async fn event_count(pool: &PgPool, event_type: &str, aggregate_id: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1 AND aggregate_id = $2")
         .bind(event_type)

@@ -121,6 +121,16 @@ fn invalid_configuration_is_refused_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// A child process that is killed if the test fails before it is stopped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn http_get(addr: &str, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -134,7 +144,7 @@ async fn http_get(addr: &str, path: &str) -> String {
 async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     let (name, url) = fresh_database_url();
     assert!(shop(&["migrate"], &url).status.success());
-    let mut child = Command::new(SHOP)
+    let child = Command::new(SHOP)
         .args([
             "serve",
             "--command-api-addr",
@@ -146,7 +156,8 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     while printed
         .iter()
@@ -189,13 +200,13 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     }
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let mut status = None;
     for _ in 0..100 {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = child.0.try_wait().unwrap() {
             status = Some(exit);
             break;
         }
