@@ -47,6 +47,29 @@ enum Command {
         #[command(flatten)]
         config: RoleConfig,
     },
+    /// Run the projectors only.
+    Projector {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Rebuild a read model from the whole log into a new version, then swap it in.
+    Rebuild {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// The projection (catalog, stock, orders).
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: i64,
+    },
+    /// Read-model operations.
+    Projections {
+        #[command(subcommand)]
+        command: cli::projections::ProjectionsCommand,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -74,6 +97,16 @@ async fn main() -> std::process::ExitCode {
         Command::SagaRunner { config } => {
             cli::serve::run(&config, cli::serve::Roles::SagaRunner).await
         }
+        Command::Projector { config } => {
+            cli::serve::run(&config, cli::serve::Roles::Projector).await
+        }
+        Command::Rebuild {
+            stores,
+            name,
+            all,
+            batch,
+        } => cli::projections::rebuild(&stores, name.as_deref(), all, batch.max(1)).await,
+        Command::Projections { command } => cli::projections::run(command).await,
         Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,
     };

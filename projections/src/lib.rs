@@ -1,4 +1,6 @@
-//! shop's the read side's projectors: durable subscriptions over the gap-safe log building read models in PostgreSQL, Redis and tantivy. Built by the Read side issue.
-//!
-//! Nothing is here yet: this crate marks where that role lives in the workspace
-//! (see ARCHITECTURE.md).
+//! shop's read side: projectors that follow the gap-safe event log from durable checkpoints and
+//! build read models — in PostgreSQL ([`pg`]: exactly once, rows and checkpoint in one
+//! transaction, blue/green rebuilds) and in the search index.
+
+pub mod pg;
+pub mod search;

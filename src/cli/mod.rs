@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_checkout;
 pub mod migrate;
+pub mod projections;
 pub mod seed;
 pub mod serve;
 pub mod user;

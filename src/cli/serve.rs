@@ -21,6 +21,7 @@ pub enum Roles {
     All,
     CommandApi,
     SagaRunner,
+    Projector,
 }
 
 pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> {
@@ -37,7 +38,28 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     let mut servers = tokio::task::JoinSet::new();
     let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
 
-    if roles != Roles::SagaRunner {
+    if matches!(roles, Roles::All | Roles::Projector) {
+        let pool = pool.clone();
+        let stop = stop.clone();
+        println!("projectors following the log");
+        // on a blocking thread of its own: the projectors' future is not `Send` (sqlx executor
+        // borrows across `dyn` projections hit a compiler limitation), and this keeps their batch
+        // work off the request-serving threads anyway
+        let runtime = tokio::runtime::Handle::current();
+        servers.spawn(async move {
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(async {
+                    let all = projections::pg::all();
+                    projections::pg::follow(&pool, &all, 1_000, stop).await
+                })
+            })
+            .await
+            .context("projector panicked")?
+            .context("projector failed")
+        });
+    }
+
+    if matches!(roles, Roles::All | Roles::CommandApi) {
         let state =
             command_api::AppState::new(pool.clone(), &secrets.jwt_secret(), limits.api_config());
         let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
@@ -54,7 +76,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         servers.spawn(serve(listener, router, stop.clone()));
     }
 
-    if roles != Roles::CommandApi {
+    if matches!(roles, Roles::All | Roles::SagaRunner) {
         let gateway = gateway(payments, &pool)?;
         let config = sagas::checkout::CheckoutConfig {
             payment_timeout: Duration::from_secs(payments.payment_timeout_seconds),

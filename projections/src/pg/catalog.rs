@@ -1,0 +1,228 @@
+//! The catalog read model: every product with its price, category and stock (`rm_catalog`).
+//! Applied in batches: the batch's products are read once, folded in memory, and written back
+//! with one upsert per table — which is what makes a rebuild fast.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{InventoryEvent, ProductEvent};
+use eventlog::RecordedEvent;
+use schemas::AnyEvent;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{decode, PgProjection, Result};
+
+pub struct Catalog;
+
+#[derive(Clone, Debug)]
+struct ProductRow {
+    name: String,
+    description: String,
+    category: String,
+    price_minor: i64,
+    currency: String,
+    discontinued: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+impl PgProjection for Catalog {
+    fn name(&self) -> &'static str {
+        "catalog"
+    }
+
+    fn tables(&self, s: &str) -> String {
+        format!(
+            "CREATE TABLE {s}.products (
+                sku          text PRIMARY KEY,
+                name         text NOT NULL,
+                description  text NOT NULL,
+                category     text NOT NULL,
+                price_minor  bigint NOT NULL,
+                currency     text NOT NULL,
+                discontinued boolean NOT NULL,
+                created_at   timestamptz NOT NULL,
+                updated_at   timestamptz NOT NULL);
+             CREATE INDEX ON {s}.products (category, price_minor);
+             CREATE TABLE {s}.stock (
+                sku       text PRIMARY KEY,
+                on_hand   bigint NOT NULL,
+                available bigint NOT NULL);"
+        )
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        s: &str,
+        events: &[RecordedEvent],
+    ) -> Result<()> {
+        let mut touched: Vec<String> = Vec::new();
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "product" => {
+                    touched.push(event.aggregate_id.clone());
+                    decoded.push((event, decode(event)?));
+                }
+                "inventory" => decoded.push((event, decode(event)?)),
+                _ => {}
+            }
+        }
+        let mut products: HashMap<String, ProductRow> = HashMap::new();
+        if !touched.is_empty() {
+            let rows = sqlx::query(&format!(
+                "SELECT sku, name, description, category, price_minor, currency, discontinued, created_at, updated_at
+                   FROM {s}.products WHERE sku = ANY($1)"
+            ))
+            .bind(&touched)
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in rows {
+                products.insert(
+                    row.get("sku"),
+                    ProductRow {
+                        name: row.get("name"),
+                        description: row.get("description"),
+                        category: row.get("category"),
+                        price_minor: row.get("price_minor"),
+                        currency: row.get("currency"),
+                        discontinued: row.get("discontinued"),
+                        created_at: row.get("created_at"),
+                        updated_at: row.get("updated_at"),
+                    },
+                );
+            }
+        }
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut stock: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for (event, decoded) in decoded {
+            let at = event.recorded_at;
+            match decoded {
+                AnyEvent::Product(product) => {
+                    let sku = event.aggregate_id.clone();
+                    if let ProductEvent::ProductCreated {
+                        name,
+                        description,
+                        category,
+                        price,
+                        created_at,
+                        ..
+                    } = &product
+                    {
+                        products.insert(
+                            sku.clone(),
+                            ProductRow {
+                                name: name.clone(),
+                                description: description.clone(),
+                                category: category.clone(),
+                                price_minor: price.amount_minor,
+                                currency: price.currency.as_str().to_owned(),
+                                discontinued: false,
+                                created_at: *created_at,
+                                updated_at: at,
+                            },
+                        );
+                        changed.insert(sku);
+                        continue;
+                    }
+                    let Some(row) = products.get_mut(&sku) else {
+                        continue; // a change to a product this model never saw created
+                    };
+                    match product {
+                        ProductEvent::ProductCreated { .. } => {}
+                        ProductEvent::ProductRenamed { name } => row.name = name,
+                        ProductEvent::ProductDescribed { description } => {
+                            row.description = description
+                        }
+                        ProductEvent::ProductRepriced { price } => {
+                            row.price_minor = price.amount_minor
+                        }
+                        ProductEvent::ProductCategorised { category } => row.category = category,
+                        ProductEvent::ProductDiscontinued { .. } => row.discontinued = true,
+                    }
+                    row.updated_at = at;
+                    changed.insert(sku);
+                }
+                AnyEvent::Inventory(inventory) => {
+                    let (on_hand, available) = match inventory {
+                        InventoryEvent::StockReceived { quantity, .. } => {
+                            let q = i64::from(quantity.get());
+                            (q, q)
+                        }
+                        InventoryEvent::StockAdjusted { delta, .. } => (delta, delta),
+                        InventoryEvent::StockReserved { quantity, .. } => {
+                            (0, -i64::from(quantity.get()))
+                        }
+                        InventoryEvent::ReservationReleased { quantity, .. } => {
+                            (0, i64::from(quantity.get()))
+                        }
+                        InventoryEvent::ReservationCommitted { quantity, .. } => {
+                            (-i64::from(quantity.get()), 0)
+                        }
+                        InventoryEvent::StockReturned { quantity, .. } => {
+                            let q = i64::from(quantity.get());
+                            (q, q)
+                        }
+                        InventoryEvent::ReservationRefused { .. }
+                        | InventoryEvent::LowStock { .. }
+                        | InventoryEvent::LowStockThresholdSet { .. } => (0, 0),
+                    };
+                    if on_hand != 0 || available != 0 {
+                        let entry = stock.entry(event.aggregate_id.clone()).or_default();
+                        entry.0 += on_hand;
+                        entry.1 += available;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !changed.is_empty() {
+            let rows: Vec<(&String, &ProductRow)> = changed
+                .iter()
+                .filter_map(|sku| products.get(sku).map(|row| (sku, row)))
+                .collect();
+            let column =
+                |f: fn(&ProductRow) -> String| rows.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
+            sqlx::query(&format!(
+                "INSERT INTO {s}.products (sku, name, description, category, price_minor, currency, discontinued, created_at, updated_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
+                 ON CONFLICT (sku) DO UPDATE SET
+                    name = EXCLUDED.name, description = EXCLUDED.description, category = EXCLUDED.category,
+                    price_minor = EXCLUDED.price_minor, currency = EXCLUDED.currency,
+                    discontinued = EXCLUDED.discontinued, updated_at = EXCLUDED.updated_at"
+            ))
+            .bind(rows.iter().map(|(sku, _)| (*sku).clone()).collect::<Vec<_>>())
+            .bind(column(|r| r.name.clone()))
+            .bind(column(|r| r.description.clone()))
+            .bind(column(|r| r.category.clone()))
+            .bind(rows.iter().map(|(_, r)| r.price_minor).collect::<Vec<_>>())
+            .bind(column(|r| r.currency.clone()))
+            .bind(rows.iter().map(|(_, r)| r.discontinued).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.updated_at).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !stock.is_empty() {
+            let skus: Vec<&String> = stock.keys().collect();
+            let on_hand: Vec<i64> = stock.values().map(|v| v.0).collect();
+            let available: Vec<i64> = stock.values().map(|v| v.1).collect();
+            sqlx::query(&format!(
+                "INSERT INTO {s}.stock (sku, on_hand, available)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (sku) DO UPDATE SET
+                    on_hand = stock.on_hand + EXCLUDED.on_hand,
+                    available = stock.available + EXCLUDED.available"
+            ))
+            .bind(skus)
+            .bind(on_hand)
+            .bind(available)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! PostgreSQL read models: each projection owns a schema (`rm_<name>`), applies the log in
+//! batches and saves its checkpoint in the same transaction as its rows — exactly once.
+//!
+//! A rebuild ([`rebuild`]) builds a new version into `rm_<name>__next` from position zero while
+//! the live schema keeps serving, catches up, and swaps the two in one transaction: readers see
+//! the old version or the new one, never a mix. The old one is dropped afterwards.
+
+pub mod catalog;
+pub mod orders;
+pub mod stock;
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use eventlog::{checkpoint, log, LogPosition, RecordedEvent};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// What can go wrong in a projection.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event log: {0}")]
+    Log(#[from] eventlog::Error),
+    #[error("event {event_id} ({event_type}) cannot be projected: {reason}")]
+    Event {
+        event_id: uuid::Uuid,
+        event_type: String,
+        reason: String,
+    },
+}
+
+pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
+
+/// A read model in PostgreSQL.
+#[async_trait]
+pub trait PgProjection: Send + Sync {
+    /// Short name: the schema is `rm_<name>`, the checkpoint `pg:<name>`.
+    fn name(&self) -> &'static str;
+
+    /// The statements creating this projection's tables in `schema` (empty schema given).
+    fn tables(&self, schema: &str) -> String;
+
+    /// Applies a batch of events (in log order) to the tables in `schema`, inside `tx`.
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        schema: &str,
+        events: &[RecordedEvent],
+    ) -> Result<()>;
+}
+
+pub fn live_schema(projection: &dyn PgProjection) -> String {
+    format!("rm_{}", projection.name())
+}
+
+fn next_schema(projection: &dyn PgProjection) -> String {
+    format!("rm_{}__next", projection.name())
+}
+
+pub fn checkpoint_name(projection: &dyn PgProjection) -> String {
+    format!("pg:{}", projection.name())
+}
+
+fn next_checkpoint_name(projection: &dyn PgProjection) -> String {
+    format!("pg:{}:next", projection.name())
+}
+
+/// The advisory lock a projection's writer holds per batch; the swap takes it too.
+fn lock_key(projection: &dyn PgProjection) -> i64 {
+    // a stable FNV-1a hash of the name, in the projections' own key range
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in projection.name().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 1) as i64
+}
+
+/// Creates the live schema and tables when they do not exist yet.
+pub async fn ensure_live(pool: &PgPool, projection: &dyn PgProjection) -> Result<()> {
+    let schema = live_schema(projection);
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(projection))
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !exists {
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; {}",
+            projection.tables(&schema)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        checkpoint::reset(&mut *tx, &checkpoint_name(projection)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies the next batch (up to `limit` events) to the live read model; the number applied.
+pub async fn step(pool: &PgPool, projection: &dyn PgProjection, limit: i64) -> Result<usize> {
+    let name = checkpoint_name(projection);
+    let mut tx = pool.begin().await?;
+    // one writer per projection at a time (several projector processes may run)
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(projection))
+        .execute(&mut *tx)
+        .await?;
+    // the lock is ours: the committed checkpoint is the one to continue from
+    let position = checkpoint::load(pool, &name).await?;
+    let batch = log::read_after(pool, position, limit).await?;
+    let Some(last) = batch.last() else {
+        return Ok(0);
+    };
+    projection
+        .apply(&mut tx, &live_schema(projection), &batch)
+        .await?;
+    checkpoint::save(&mut *tx, &name, last.position).await?;
+    tx.commit().await?;
+    Ok(batch.len())
+}
+
+/// Progress of a rebuild, for a progress bar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RebuildProgress {
+    pub events: u64,
+    pub position: LogPosition,
+    pub seconds: f64,
+}
+
+/// Rebuilds a projection into a new version and swaps it in. `progress` is called per batch.
+pub async fn rebuild(
+    pool: &PgPool,
+    projection: &dyn PgProjection,
+    batch: i64,
+    mut progress: impl FnMut(RebuildProgress),
+) -> Result<RebuildProgress> {
+    let next = next_schema(projection);
+    let next_name = next_checkpoint_name(projection);
+    let started = Instant::now();
+    {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS {next} CASCADE; CREATE SCHEMA {next}; {}",
+            projection.tables(&next)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        checkpoint::reset(&mut *tx, &next_name).await?;
+        tx.commit().await?;
+    }
+    let mut done = RebuildProgress::default();
+    // build from position zero, beside the live version
+    loop {
+        let mut tx = pool.begin().await?;
+        let position = checkpoint::load(&mut *tx, &next_name).await?;
+        let events = log::read_after(&mut *tx, position, batch).await?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        projection.apply(&mut tx, &next, &events).await?;
+        checkpoint::save(&mut *tx, &next_name, last.position).await?;
+        tx.commit().await?;
+        done.events += events.len() as u64;
+        done.position = last.position;
+        done.seconds = started.elapsed().as_secs_f64();
+        progress(done);
+    }
+    // catch up and swap in one transaction, holding the live writer's lock
+    let live = live_schema(projection);
+    let old = format!("rm_{}__old", projection.name());
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(projection))
+        .execute(&mut *tx)
+        .await?;
+    loop {
+        let position = checkpoint::load(&mut *tx, &next_name).await?;
+        let events = log::read_after(&mut *tx, position, batch).await?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        projection.apply(&mut tx, &next, &events).await?;
+        checkpoint::save(&mut *tx, &next_name, last.position).await?;
+        done.events += events.len() as u64;
+        done.position = last.position;
+    }
+    let position = checkpoint::load(&mut *tx, &next_name).await?;
+    let live_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&live)
+            .fetch_one(&mut *tx)
+            .await?;
+    let retire = if live_exists {
+        format!("ALTER SCHEMA {live} RENAME TO {old};")
+    } else {
+        String::new()
+    };
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {old} CASCADE; {retire} ALTER SCHEMA {next} RENAME TO {live};"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    checkpoint::reset(&mut *tx, &checkpoint_name(projection)).await?;
+    checkpoint::save(&mut *tx, &checkpoint_name(projection), position).await?;
+    checkpoint::reset(&mut *tx, &next_name).await?;
+    tx.commit().await?;
+    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
+        .execute(pool)
+        .await?;
+    done.seconds = started.elapsed().as_secs_f64();
+    progress(done);
+    Ok(done)
+}
+
+/// Decodes an event, or says which one could not be read.
+pub(crate) fn decode(event: &RecordedEvent) -> Result<schemas::AnyEvent> {
+    schemas::decode(
+        &event.aggregate_type,
+        &event.event_type,
+        &event.event_version,
+        event.payload.clone(),
+    )
+    .map_err(|e| ProjectionError::Event {
+        event_id: event.event_id,
+        event_type: event.event_type.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every PostgreSQL projection.
+pub fn all() -> Vec<Box<dyn PgProjection>> {
+    vec![
+        Box::new(catalog::Catalog),
+        Box::new(stock::Stock),
+        Box::new(orders::Orders),
+    ]
+}
+
+/// Finds a projection by name.
+pub fn by_name(name: &str) -> Option<Box<dyn PgProjection>> {
+    all().into_iter().find(|p| p.name() == name)
+}
+
+/// Where a projection stands against the log.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub position: LogPosition,
+    /// Events in the log after the projection's position.
+    pub lag_events: i64,
+    /// Age of the oldest event not yet applied (0 when caught up).
+    pub lag_seconds: f64,
+    /// `live`, `building` (a rebuild in progress) or `missing` (never started).
+    pub state: &'static str,
+}
+
+pub async fn status(pool: &PgPool, projection: &dyn PgProjection) -> Result<ProjectionStatus> {
+    let position = checkpoint::load(pool, &checkpoint_name(projection)).await?;
+    let row: (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+           FROM events WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)",
+    )
+    .bind(position.transaction_id)
+    .bind(position.global_position)
+    .fetch_one(pool)
+    .await?;
+    let schemas: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1)")
+            .bind(vec![live_schema(projection), next_schema(projection)])
+            .fetch_all(pool)
+            .await?;
+    let state = if schemas.contains(&next_schema(projection)) {
+        "building"
+    } else if schemas.contains(&live_schema(projection)) {
+        "live"
+    } else {
+        "missing"
+    };
+    Ok(ProjectionStatus {
+        name: projection.name().to_owned(),
+        position,
+        lag_events: row.0,
+        lag_seconds: row.1.unwrap_or(0.0).max(0.0),
+        state,
+    })
+}
+
+/// Follows the log with every projection until `stop`; each batch is exactly once.
+pub async fn follow(
+    pool: &PgPool,
+    projections: &[Box<dyn PgProjection>],
+    batch: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    for projection in projections {
+        ensure_live(pool, projection.as_ref()).await?;
+    }
+    while !*stop.borrow() {
+        let mut applied = 0;
+        for projection in projections {
+            match step(pool, projection.as_ref(), batch).await {
+                Ok(n) => applied += n,
+                Err(error) => {
+                    tracing::warn!(projection = projection.name(), %error, "projection batch failed; retrying");
+                }
+            }
+        }
+        if applied == 0 {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(20), stop.changed()).await;
+        }
+    }
+    Ok(())
+}
