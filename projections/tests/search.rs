@@ -893,7 +893,7 @@ fn searches_over_100k_products() {
             "text + filters, newest",
             SearchRequest {
                 text: Some("portable".to_owned()),
-                category: Some("Category 3".to_owned()),
+                category: Some("Category 4".to_owned()),
                 price_min: Some(1_000),
                 price_max: Some(30_000),
                 in_stock: Some(true),

@@ -58,6 +58,17 @@ pub enum Scenario {
         #[arg(long, default_value_t = 100)]
         skus: u32,
     },
+    /// Generates a log of N events and rebuilds every read model from it: events/s.
+    Rebuild {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Events to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events per rebuild transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: i64,
+    },
     /// Concurrent reservations on one SKU: reservations/s on a hot stream.
     HotSku {
         #[command(flatten)]
@@ -95,6 +106,11 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             stores.db_max_connections = stores.db_max_connections.max(40);
             super::bench_checkout::checkout(&stores, orders, rate.max(1), skus.max(1)).await
         }
+        Scenario::Rebuild {
+            stores,
+            events,
+            batch,
+        } => super::bench_rebuild::rebuild(&stores, events, batch.max(1)).await,
         Scenario::HotSku {
             mut stores,
             writers,

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_checkout;
+pub mod bench_rebuild;
 pub mod migrate;
 pub mod projections;
 pub mod seed;

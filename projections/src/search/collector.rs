@@ -90,6 +90,7 @@ impl Collector for PageCollector {
                 ..SegmentCounts::default()
             },
             best: BinaryHeap::new(),
+            block: BlockValues::default(),
         })
     }
 
@@ -149,6 +150,38 @@ pub(crate) struct PageSegmentCollector {
     category: StrColumn,
     counts: SegmentCounts,
     best: BinaryHeap<SegmentCandidate>,
+    block: BlockValues,
+}
+
+/// Fast-field values of one block of documents (reused between blocks).
+#[derive(Default)]
+struct BlockValues {
+    prices: Vec<Option<i64>>,
+    in_stock: Vec<Option<bool>>,
+    category_ords: Vec<Option<u64>>,
+}
+
+impl BlockValues {
+    fn fill(
+        &mut self,
+        prices: &Column<i64>,
+        in_stock: &Column<bool>,
+        category: &StrColumn,
+        docs: &[DocId],
+    ) {
+        fn load<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+            column: &Column<T>,
+            docs: &[DocId],
+            out: &mut Vec<Option<T>>,
+        ) {
+            out.clear();
+            out.resize(docs.len(), None);
+            column.first_vals(docs, out);
+        }
+        load(prices, docs, &mut self.prices);
+        load(in_stock, docs, &mut self.in_stock);
+        load(category.ords(), docs, &mut self.category_ords);
+    }
 }
 
 impl PageSegmentCollector {
@@ -165,28 +198,30 @@ impl PageSegmentCollector {
     fn sku_ord(&self, doc: DocId) -> u64 {
         self.sku.ords().first(doc).unwrap_or(u64::MAX)
     }
-}
 
-impl SegmentCollector for PageSegmentCollector {
-    type Fruit = PageCounts;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        let price_minor = self.price_minor.first(doc).unwrap_or(0);
+    /// Counts one matching document and keeps it if it is among the best so far.
+    fn take(
+        &mut self,
+        doc: DocId,
+        score: Score,
+        price_minor: Option<i64>,
+        in_stock: Option<bool>,
+        category_ord: Option<u64>,
+    ) {
+        let price_minor = price_minor.unwrap_or(0);
         let counts = &mut self.counts;
         counts.total += 1;
         counts.price_bands[PriceBand::of_minor(price_minor).slot()] += 1;
-        if self.in_stock.first(doc).unwrap_or(false) {
+        if in_stock.unwrap_or(false) {
             counts.in_stock += 1;
         } else {
             counts.out_of_stock += 1;
         }
-        if let Some(ord) = self.category.ords().first(doc) {
-            if let Some(count) = usize::try_from(ord)
-                .ok()
-                .and_then(|ord| counts.category_counts.get_mut(ord))
-            {
-                *count += 1;
-            }
+        if let Some(count) = category_ord
+            .and_then(|ord| usize::try_from(ord).ok())
+            .and_then(|ord| counts.category_counts.get_mut(ord))
+        {
+            *count += 1;
         }
 
         if self.window == 0 {
@@ -219,6 +254,33 @@ impl SegmentCollector for PageSegmentCollector {
             self.best.pop();
             self.best.push(candidate);
         }
+    }
+}
+
+impl SegmentCollector for PageSegmentCollector {
+    type Fruit = PageCounts;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        let price_minor = self.price_minor.first(doc);
+        let in_stock = self.in_stock.first(doc);
+        let category_ord = self.category.ords().first(doc);
+        self.take(doc, score, price_minor, in_stock, category_ord);
+    }
+
+    /// Unscored matches come in blocks: read the fast fields a block at a time.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let mut block = std::mem::take(&mut self.block);
+        block.fill(&self.price_minor, &self.in_stock, &self.category, docs);
+        for (i, doc) in docs.iter().enumerate() {
+            self.take(
+                *doc,
+                0.0,
+                block.prices[i],
+                block.in_stock[i],
+                block.category_ords[i],
+            );
+        }
+        self.block = block;
     }
 
     fn harvest(self) -> PageCounts {
