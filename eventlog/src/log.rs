@@ -108,9 +108,10 @@ pub async fn read_after<'e>(
 ) -> Result<Vec<RecordedEvent>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events
-          WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
-            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY transaction_id, global_position
+          WHERE (events.transaction_id, events.global_position) > ($1::bigint::text::xid8, $2)
+            AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          -- qualified: the bare names would sort by the bigint output columns, not the index
+          ORDER BY events.transaction_id, events.global_position
           LIMIT $3"
     );
     let rows = sqlx::query(&sql)
@@ -158,7 +159,7 @@ pub async fn status<'e>(executor: impl PgExecutor<'e>) -> Result<LogStatus> {
               safe AS (
                 SELECT transaction_id::text::bigint AS transaction_id, global_position
                   FROM events, horizon WHERE transaction_id < horizon.xmin
-                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1)
+                 ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1)
          SELECT (SELECT transaction_id FROM safe) AS transaction_id,
                 (SELECT global_position FROM safe) AS global_position,
                 (SELECT count(*) FROM events, horizon WHERE transaction_id >= horizon.xmin) AS held_back,
