@@ -123,6 +123,35 @@ pub async fn read_after<'e>(
     Ok(rows.into_iter().map(recorded_event).collect())
 }
 
+/// [`read_after`] for a subscriber that only reads some aggregate types: every event's position
+/// still comes back (so its checkpoint moves past the rest), but the payload and metadata of the
+/// others are `null` — they are neither sent nor parsed, which is most of a batch's cost.
+pub async fn read_after_for<'e>(
+    executor: impl PgExecutor<'e>,
+    after: LogPosition,
+    limit: i64,
+    aggregate_types: &[&str],
+) -> Result<Vec<RecordedEvent>> {
+    let sql = "SELECT transaction_id::text::bigint AS transaction_id, global_position, event_id,
+                aggregate_type, aggregate_id, sequence, event_type, event_version,
+                CASE WHEN aggregate_type = ANY($4) THEN payload ELSE 'null'::jsonb END AS payload,
+                CASE WHEN aggregate_type = ANY($4) THEN metadata ELSE 'null'::jsonb END AS metadata,
+                recorded_at
+           FROM events
+          WHERE (events.transaction_id, events.global_position) > ($1::bigint::text::xid8, $2)
+            AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY events.transaction_id, events.global_position
+          LIMIT $3";
+    let rows = sqlx::query(sql)
+        .bind(after.transaction_id)
+        .bind(after.global_position)
+        .bind(limit)
+        .bind(aggregate_types)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(recorded_event).collect())
+}
+
 /// One stream's events in sequence order (for audit history and as-of queries).
 pub async fn read_stream<'e>(
     executor: impl PgExecutor<'e>,

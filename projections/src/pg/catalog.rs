@@ -33,6 +33,10 @@ impl PgProjection for Catalog {
         "catalog"
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["product", "inventory"]
+    }
+
     fn tables(&self, s: &str) -> String {
         format!(
             "CREATE TABLE {s}.products (

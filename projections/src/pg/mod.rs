@@ -38,6 +38,10 @@ pub trait PgProjection: Send + Sync {
     /// Short name: the schema is `rm_<name>`, the checkpoint `pg:<name>`.
     fn name(&self) -> &'static str;
 
+    /// The aggregate types whose events this projection reads (the others' payloads are not
+    /// even fetched).
+    fn aggregate_types(&self) -> &'static [&'static str];
+
     /// The statements creating this projection's tables in `schema` (empty schema given).
     fn tables(&self, schema: &str) -> String;
 
@@ -114,7 +118,7 @@ pub async fn step(pool: &PgPool, projection: &dyn PgProjection, limit: i64) -> R
         .await?;
     // the lock is ours: the committed checkpoint is the one to continue from
     let position = checkpoint::load(pool, &name).await?;
-    let batch = log::read_after(pool, position, limit).await?;
+    let batch = log::read_after_for(pool, position, limit, projection.aggregate_types()).await?;
     let Some(last) = batch.last() else {
         return Ok(0);
     };
@@ -160,7 +164,8 @@ pub async fn rebuild(
     loop {
         let mut tx = pool.begin().await?;
         let position = checkpoint::load(&mut *tx, &next_name).await?;
-        let events = log::read_after(&mut *tx, position, batch).await?;
+        let events =
+            log::read_after_for(&mut *tx, position, batch, projection.aggregate_types()).await?;
         let Some(last) = events.last() else {
             break;
         };
@@ -182,7 +187,8 @@ pub async fn rebuild(
         .await?;
     loop {
         let position = checkpoint::load(&mut *tx, &next_name).await?;
-        let events = log::read_after(&mut *tx, position, batch).await?;
+        let events =
+            log::read_after_for(&mut *tx, position, batch, projection.aggregate_types()).await?;
         let Some(last) = events.last() else {
             break;
         };

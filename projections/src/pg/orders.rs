@@ -89,6 +89,10 @@ impl PgProjection for Orders {
         "orders"
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["order", "payment"]
+    }
+
     fn tables(&self, s: &str) -> String {
         format!(
             "CREATE TABLE {s}.orders (

@@ -28,6 +28,10 @@ impl PgProjection for Stock {
         "stock"
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["inventory"]
+    }
+
     fn tables(&self, s: &str) -> String {
         format!(
             "CREATE TABLE {s}.stock (
