@@ -3,4 +3,5 @@
 //! transaction, blue/green rebuilds) and in the search index.
 
 pub mod pg;
+pub mod redis;
 pub mod search;

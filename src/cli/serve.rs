@@ -46,6 +46,13 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         // borrows across `dyn` projections hit a compiler limitation), and this keeps their batch
         // work off the request-serving threads anyway
         let runtime = tokio::runtime::Handle::current();
+        let redis_url = stores.redis_url.to_string();
+        let redis_stop = stop.clone();
+        let redis_pool = pool.clone();
+        servers.spawn(async move {
+            follow_redis(&redis_url, &redis_pool, redis_stop).await;
+            Ok(())
+        });
         servers.spawn(async move {
             tokio::task::spawn_blocking(move || {
                 runtime.block_on(async {
@@ -120,6 +127,35 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     pool.close().await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the Redis read models current until `stop`; a Redis that is down is retried, never
+/// fatal (the storefront falls back to PostgreSQL).
+async fn follow_redis(url: &str, pool: &sqlx::PgPool, mut stop: watch::Receiver<bool>) {
+    let mut models = None;
+    while !*stop.borrow() {
+        if models.is_none() {
+            match projections::redis::RedisReadModels::connect(url, projections::redis::PREFIX)
+                .await
+            {
+                Ok(connected) => models = Some(connected),
+                Err(error) => tracing::warn!(%error, "Redis read models: cannot connect; retrying"),
+            }
+        }
+        let applied = match &models {
+            Some(models) => match models.follow(pool, 500).await {
+                Ok(applied) => applied,
+                Err(error) => {
+                    tracing::warn!(%error, "Redis read models: batch failed; retrying");
+                    0
+                }
+            },
+            None => 0,
+        };
+        if applied == 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(200), stop.changed()).await;
+        }
+    }
 }
 
 /// Stripe when a secret key is configured, else the local gateway.
