@@ -218,6 +218,9 @@ pub struct ListenConfig {
     /// Address of the query API (GraphQL).
     #[arg(long, env = "SHOP_QUERY_API_ADDR", default_value = "127.0.0.1:8081")]
     pub query_api_addr: SocketAddr,
+    /// The query API is not ready while a read model lags more than this many seconds.
+    #[arg(long, env = "SHOP_READY_MAX_LAG_SECONDS", default_value_t = 30.0)]
+    pub ready_max_lag_seconds: f64,
 }
 
 #[cfg(test)]

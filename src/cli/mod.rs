@@ -6,6 +6,7 @@ pub mod bench_checkout;
 pub mod bench_rebuild;
 pub mod migrate;
 pub mod projections;
+pub mod read_health;
 pub mod seed;
 pub mod serve;
 pub mod user;

@@ -35,6 +35,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     } = config;
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
+    let metrics = super::read_health::install_recorder();
     let mut servers = tokio::task::JoinSet::new();
     let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
 
@@ -46,6 +47,12 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         // borrows across `dyn` projections hit a compiler limitation), and this keeps their batch
         // work off the request-serving threads anyway
         let runtime = tokio::runtime::Handle::current();
+        let lag_pool = pool.clone();
+        let lag_stop = stop.clone();
+        servers.spawn(async move {
+            super::read_health::watch_lag(lag_pool, Duration::from_secs(5), lag_stop).await;
+            Ok(())
+        });
         let redis_url = stores.redis_url.to_string();
         let redis_stop = stop.clone();
         let redis_pool = pool.clone();
@@ -79,7 +86,10 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         });
         let listener = bind(listen.command_api_addr, "command API").await?;
         println!("command API listening on http://{}", listener.local_addr()?);
-        let router = command_api::router(state).merge(webhooks);
+        let mut router = command_api::router(state).merge(webhooks);
+        if let Some(handle) = &metrics {
+            router = router.merge(super::read_health::metrics_router(handle.clone()));
+        }
         servers.spawn(serve(listener, router, stop.clone()));
     }
 
@@ -117,7 +127,11 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     if roles == Roles::All {
         let listener = bind(listen.query_api_addr, "query API").await?;
         println!("query API listening on http://{}", listener.local_addr()?);
-        let router = command_api::health_router(pool.clone());
+        let mut router =
+            super::read_health::health_router(pool.clone(), listen.ready_max_lag_seconds);
+        if let Some(handle) = &metrics {
+            router = router.merge(super::read_health::metrics_router(handle.clone()));
+        }
         servers.spawn(serve(listener, router, stop.clone()));
     }
 

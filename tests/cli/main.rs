@@ -229,6 +229,22 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
             .starts_with("HTTP/1.1 200"));
     }
 
+    // the read side's lag is exported as Prometheus gauges
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http_get(&addresses[1].1, "/metrics").await;
+        if metrics.contains("shop_projection_lag_events{projection=\"orders\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("shop_projection_lag_seconds{projection=\"catalog\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("shop_log_held_back_events"), "{metrics}");
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
