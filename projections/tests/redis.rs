@@ -175,19 +175,46 @@ async fn carts_products_and_recent_orders_follow_the_log_and_replays_change_noth
     assert_eq!(seq, 4);
     assert_eq!(cart_doc["view"]["lines"].as_array().map(Vec::len), Some(0));
 
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
+    // the same documents as a model built from scratch in one pass
+    let fresh_prefix = format!("shop-test-{}:v1", Uuid::new_v4().simple());
+    let fresh = RedisReadModels::connect("redis://127.0.0.1:6379", &fresh_prefix)
         .await
         .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
+    let everything = eventlog::log::read_after(&db.pool, LogPosition::START, 10_000)
+        .await
+        .unwrap();
+    fresh.apply(&everything).await.unwrap();
+    for (kind, key) in [
+        ("cart", cart.as_str()),
+        ("product", "MUG-1"),
+        ("order", id.as_str()),
+    ] {
+        assert_eq!(
+            fresh.document(kind, key).await.unwrap(),
+            models.document(kind, key).await.unwrap(),
+            "{kind} {key}"
+        );
+    }
+    assert_eq!(
+        fresh.recent_orders(&customer.to_string()).await.unwrap(),
+        models.recent_orders(&customer.to_string()).await.unwrap()
+    );
+
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    for prefix in [prefix, fresh_prefix] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
             .query_async(&mut connection)
             .await
             .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
     }
     db.drop().await;
 }
