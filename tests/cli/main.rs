@@ -233,7 +233,9 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     let mut metrics = String::new();
     for _ in 0..50 {
         metrics = http_get(&addresses[1].1, "/metrics").await;
-        if metrics.contains("shop_projection_lag_events{projection=\"orders\"}") {
+        if metrics.contains("shop_projection_lag_events{projection=\"orders\"}")
+            && metrics.contains("shop_log_held_back_events")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
