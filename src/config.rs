@@ -223,6 +223,48 @@ pub struct ListenConfig {
     pub ready_max_lag_seconds: f64,
 }
 
+/// The GraphQL query API.
+#[derive(Args, Debug, Clone)]
+pub struct QueryApiArgs {
+    /// Directory of this replica's search index; without it the index lives in memory and is
+    /// rebuilt from the log at every start.
+    #[arg(long, env = "SHOP_SEARCH_DIR")]
+    pub search_dir: Option<std::path::PathBuf>,
+    /// Answer introspection queries (on in development; turn off in production).
+    #[arg(long, env = "SHOP_GRAPHQL_INTROSPECTION", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub graphql_introspection: bool,
+    /// Serve GraphiQL at `GET /graphql`.
+    #[arg(long, env = "SHOP_GRAPHIQL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graphiql: bool,
+    /// Deepest query accepted.
+    #[arg(long, env = "SHOP_GRAPHQL_MAX_DEPTH", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=64))]
+    pub graphql_max_depth: u64,
+    /// Largest query complexity accepted (a field costs 1; a connection's selection costs
+    /// `first` times over).
+    #[arg(long, env = "SHOP_GRAPHQL_MAX_COMPLEXITY", default_value_t = 2_500,
+          value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub graphql_max_complexity: u64,
+    /// Milliseconds a read waits for a read model to reach a requested position.
+    #[arg(long, env = "SHOP_CONSISTENCY_WAIT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=30_000))]
+    pub consistency_wait_ms: u64,
+}
+
+impl QueryApiArgs {
+    pub fn query_config(&self) -> query_api::QueryConfig {
+        query_api::QueryConfig {
+            consistency_wait: std::time::Duration::from_millis(self.consistency_wait_ms),
+            max_depth: self.graphql_max_depth as usize,
+            max_complexity: self.graphql_max_complexity as usize,
+            introspection: self.graphql_introspection,
+            graphiql: self.graphiql,
+            ..query_api::QueryConfig::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,4 +307,6 @@ pub struct RoleConfig {
     pub limits: ApiLimits,
     #[command(flatten)]
     pub mail: MailConfig,
+    #[command(flatten)]
+    pub query: QueryApiArgs,
 }

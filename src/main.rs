@@ -47,6 +47,11 @@ enum Command {
         #[command(flatten)]
         config: RoleConfig,
     },
+    /// Run the GraphQL query API only (with this replica's search index).
+    QueryApi {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
     /// Run the projectors only.
     Projector {
         #[command(flatten)]
@@ -97,6 +102,7 @@ async fn main() -> std::process::ExitCode {
         Command::SagaRunner { config } => {
             cli::serve::run(&config, cli::serve::Roles::SagaRunner).await
         }
+        Command::QueryApi { config } => cli::serve::run(&config, cli::serve::Roles::QueryApi).await,
         Command::Projector { config } => {
             cli::serve::run(&config, cli::serve::Roles::Projector).await
         }

@@ -33,6 +33,11 @@ pub enum ErrorCode {
     RateLimited,
     /// A refresh token that was already rotated was used again; its whole family is revoked.
     TokenReused,
+    /// A read asked for a log position its read model has not reached within the wait bound;
+    /// retry shortly (the error carries the current position).
+    NotYetConsistent,
+    /// A GraphQL query is too deep, too complex or too large.
+    QueryTooComplex,
     ServiceUnavailable,
     Internal,
 }
@@ -55,7 +60,10 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable | ErrorCode::NotYetConsistent => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::QueryTooComplex => StatusCode::BAD_REQUEST,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +86,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TokenReused => "token_reused",
+            ErrorCode::NotYetConsistent => "not_yet_consistent",
+            ErrorCode::QueryTooComplex => "query_too_complex",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -208,6 +218,8 @@ mod tests {
             ErrorCode::UnsupportedMediaType,
             ErrorCode::RateLimited,
             ErrorCode::TokenReused,
+            ErrorCode::NotYetConsistent,
+            ErrorCode::QueryTooComplex,
             ErrorCode::ServiceUnavailable,
             ErrorCode::Internal,
         ] {

@@ -7,6 +7,7 @@
 //! version here, add a fixture of the new version, and regenerate the schemas with
 //! `UPDATE_SCHEMAS=1 cargo test -p schemas`. The old fixture stays and must keep loading.
 
+pub mod fold;
 pub mod stores;
 
 use cqrs_es::DomainEvent;

@@ -22,6 +22,7 @@ pub enum Roles {
     CommandApi,
     SagaRunner,
     Projector,
+    QueryApi,
 }
 
 pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> {
@@ -32,12 +33,15 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         payments,
         limits,
         mail,
+        query,
     } = config;
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
     let metrics = super::read_health::install_recorder();
     let mut servers = tokio::task::JoinSet::new();
     let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
+    // one key for both APIs: the query API verifies the command API's tokens
+    let jwt_secret = secrets.jwt_secret();
 
     if matches!(roles, Roles::All | Roles::Projector) {
         let pool = pool.clone();
@@ -74,8 +78,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     }
 
     if matches!(roles, Roles::All | Roles::CommandApi) {
-        let state =
-            command_api::AppState::new(pool.clone(), &secrets.jwt_secret(), limits.api_config());
+        let state = command_api::AppState::new(pool.clone(), &jwt_secret, limits.api_config());
         let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
             pool: pool.clone(),
             stores: event_stores.clone(),
@@ -124,11 +127,46 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         }
     }
 
-    if roles == Roles::All {
+    if matches!(roles, Roles::All | Roles::QueryApi) {
+        let index = projections::search::SearchIndex::open(query.search_dir.as_deref())
+            .context("cannot open the search index (SHOP_SEARCH_DIR)")?;
+        let search_stop = stop.clone();
+        let search_pool = pool.clone();
+        let search_index = index.clone();
+        servers.spawn(async move {
+            query_api::follow_search(search_index, search_pool, search_stop).await;
+            Ok(())
+        });
+        let redis = match projections::redis::RedisReadModels::connect(
+            stores.redis_url.as_str(),
+            projections::redis::PREFIX,
+        )
+        .await
+        {
+            Ok(redis) => Some(Arc::new(redis)),
+            Err(error) => {
+                tracing::warn!(%error, "Redis unavailable: carts are read from their events");
+                None
+            }
+        };
+        let config = query.query_config();
+        let models = query_api::ReadModels {
+            pool: pool.clone(),
+            redis,
+            search: index,
+            consistency_wait: config.consistency_wait,
+        };
+        let keys = command_api::auth::tokens::TokenKeys::new(
+            &jwt_secret,
+            command_api::ApiConfig::default().access_ttl,
+        );
+        let api = query_api::QueryApi::new(models, keys, config);
         let listener = bind(listen.query_api_addr, "query API").await?;
         println!("query API listening on http://{}", listener.local_addr()?);
-        let mut router =
-            super::read_health::health_router(pool.clone(), listen.ready_max_lag_seconds);
+        let mut router = query_api::router(api).merge(super::read_health::health_router(
+            pool.clone(),
+            listen.ready_max_lag_seconds,
+        ));
         if let Some(handle) = &metrics {
             router = router.merge(super::read_health::metrics_router(handle.clone()));
         }

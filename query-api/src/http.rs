@@ -1,0 +1,254 @@
+//! The query API over HTTP: `POST /graphql` (JSON), `GET /graphql` (GraphiQL, when enabled) and
+//! `GET /graphql/ws` (subscriptions over graphql-ws / graphql-transport-ws).
+
+use std::sync::Arc;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, EmptyMutation, ErrorExtensions, Schema, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use command_api::auth::tokens::TokenKeys;
+use command_api::ErrorCode;
+
+use crate::consistency::{parse_position, RequestPosition};
+use crate::error::QueryError;
+use crate::schema::{OrderEvents, QueryRoot, ShopSchema, SubscriptionRoot};
+use crate::viewer::Viewer;
+use crate::{QueryConfig, ReadModels};
+
+/// The request header carrying a position for the whole request (read-your-writes).
+pub const POSITION_HEADER: &str = "shop-position";
+
+/// The built schema, the token keys and the settings; cheap to clone.
+#[derive(Clone)]
+pub struct QueryApi(Arc<Inner>);
+
+struct Inner {
+    schema: ShopSchema,
+    keys: TokenKeys,
+    config: QueryConfig,
+}
+
+impl QueryApi {
+    /// Builds the schema and starts the order-status feed (needs a Tokio runtime).
+    pub fn new(models: ReadModels, keys: TokenKeys, config: QueryConfig) -> QueryApi {
+        let feed = OrderEvents::start(models.pool.clone(), config.order_feed_poll);
+        let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
+            .data(models)
+            .data(feed)
+            // what a request without its own viewer (none of ours) is
+            .data(Viewer::Guest)
+            .limit_depth(config.max_depth)
+            .limit_complexity(config.max_complexity)
+            .limit_recursive_depth(config.max_depth * 2)
+            .limit_directives(8);
+        if !config.introspection {
+            builder = builder.disable_introspection();
+        }
+        QueryApi(Arc::new(Inner {
+            schema: builder.finish(),
+            keys,
+            config,
+        }))
+    }
+
+    pub fn schema(&self) -> &ShopSchema {
+        &self.0.schema
+    }
+
+    /// Runs one request as `viewer`, giving every error without a code one.
+    pub async fn execute(
+        &self,
+        request: async_graphql::Request,
+        viewer: Viewer,
+        position: RequestPosition,
+    ) -> async_graphql::Response {
+        let request = request.data(viewer).data(position);
+        let mut response = self.0.schema.execute(request).await;
+        for error in &mut response.errors {
+            give_code(error);
+        }
+        response
+    }
+}
+
+/// Errors the engine raises itself (parse, validation, limits) carry no code: give them one.
+fn give_code(error: &mut ServerError) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_some() {
+        return;
+    }
+    let code = if error.message.contains("too complex") || error.message.contains("too deep") {
+        ErrorCode::QueryTooComplex
+    } else {
+        ErrorCode::Validation
+    };
+    extensions.set("code", code.as_str());
+}
+
+/// `/graphql` and `/graphql/ws`.
+pub fn router(api: QueryApi) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(websocket))
+        .with_state(api)
+}
+
+async fn graphql(State(api): State<QueryApi>, headers: HeaderMap, body: Bytes) -> Response {
+    match prepare(&api, &headers, &body) {
+        Ok((request, viewer, position)) => {
+            let response = api.execute(request, viewer, position).await;
+            json(StatusCode::OK, &response)
+        }
+        Err((status, error)) => {
+            let response = async_graphql::Response::from_errors(vec![error
+                .extend()
+                .into_server_error(async_graphql::Pos::default())]);
+            json(status, &response)
+        }
+    }
+}
+
+type Prepared = (async_graphql::Request, Viewer, RequestPosition);
+
+/// Reads the viewer, the position and the request, or the HTTP status and error to answer.
+fn prepare(
+    api: &QueryApi,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Prepared, (StatusCode, QueryError)> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or("invalid"));
+    let viewer = Viewer::from_authorization(authorization, &api.0.keys)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e))?;
+    let position = match headers.get(POSITION_HEADER) {
+        None => RequestPosition(None),
+        Some(value) => RequestPosition(Some(
+            value
+                .to_str()
+                .map_err(|_| QueryError::validation("the Shop-Position header is not text"))
+                .and_then(parse_position)
+                .map_err(|e| (StatusCode::BAD_REQUEST, e))?,
+        )),
+    };
+    let json_content = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !json_content {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            QueryError::validation("send the request as application/json"),
+        ));
+    }
+    // the body holds the query and its variables: allow variables as much room as the query
+    let limit = api.0.config.max_query_bytes;
+    if body.len() > 2 * limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            QueryError::QueryTooLarge(body.len(), 2 * limit),
+        ));
+    }
+    let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            QueryError::validation(format!("the body is not a GraphQL request: {e}")),
+        )
+    })?;
+    if request.query.len() > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            QueryError::QueryTooLarge(request.query.len(), limit),
+        ));
+    }
+    Ok((request, viewer, position))
+}
+
+fn json(status: StatusCode, response: &async_graphql::Response) -> Response {
+    let body = serde_json::to_vec(response).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn graphiql(State(api): State<QueryApi>) -> Response {
+    if api.0.config.graphiql {
+        Html(GRAPHIQL).into_response()
+    } else {
+        let error = QueryError::NotFound("GraphiQL is off; POST queries to /graphql".into());
+        let response = async_graphql::Response::from_errors(vec![error
+            .extend()
+            .into_server_error(async_graphql::Pos::default())]);
+        json(StatusCode::NOT_FOUND, &response)
+    }
+}
+
+/// Subscriptions. The token comes from the upgrade request's `Authorization` header or from the
+/// `connection_init` payload (`{"Authorization": "Bearer ..."}`), as browsers cannot set headers
+/// on a WebSocket.
+async fn websocket(
+    State(api): State<QueryApi>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or("invalid").to_owned());
+    let keys = api.0.keys.clone();
+    let schema = api.0.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let from_payload = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|key| payload.get(key).and_then(|v| v.as_str()))
+                        .map(str::to_owned);
+                    let viewer = Viewer::from_authorization(
+                        from_payload.or(authorization).as_deref(),
+                        &keys,
+                    )
+                    .map_err(|e| e.extend())?;
+                    let mut data = Data::default();
+                    data.insert(viewer);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+const GRAPHIQL: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>shop GraphiQL</title>
+  <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
+</head>
+<body style="margin:0">
+  <div id="graphiql" style="height:100vh"></div>
+  <script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+  <script>
+    const url = new URL('/graphql', location.href).href;
+    const fetcher = GraphiQL.createFetcher({
+      url,
+      subscriptionUrl: url.replace(/^http/, 'ws') + '/ws',
+    });
+    ReactDOM.createRoot(document.getElementById('graphiql'))
+      .render(React.createElement(GraphiQL, { fetcher }));
+  </script>
+</body>
+</html>
+"#;

@@ -1,0 +1,319 @@
+//! The storefront's catalog: `products` (search, facets, sort; from this replica's search index)
+//! and `product(sku)` (from the catalog read model in PostgreSQL).
+
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use projections::search::{SearchRequest, SearchSort};
+use sqlx::Row;
+
+use super::common::{decode_offset_cursor, offset_cursor, page_size, Money, PageInfo};
+use crate::consistency::{required, ReadModel};
+use crate::error::{IntoGraphql, QueryError, QueryResult};
+use crate::ReadModels;
+
+/// How `products` are ordered; ties are broken by SKU so pages are stable.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[graphql(remote = "projections::search::SearchSort")]
+pub enum ProductSort {
+    /// Best text match first; without `query`, SKU order.
+    #[default]
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    /// Most recently created first.
+    Newest,
+}
+
+/// Price bands of the price facet (two-decimal currencies; lower bound inclusive).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "projections::search::PriceBand")]
+pub enum PriceBand {
+    Under10,
+    From10To25,
+    From25To50,
+    From50To100,
+    From100To250,
+    From250,
+}
+
+/// Filters of `products`. Prices are in minor units, inclusive.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct ProductFilter {
+    pub category: Option<String>,
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    pub in_stock: Option<bool>,
+}
+
+/// A product as the storefront shows it.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price: Money,
+    /// At least one unit can be ordered now.
+    pub in_stock: bool,
+    pub created_at: DateTime<Utc>,
+    /// The relevance score, when the list was searched by text and sorted by relevance.
+    pub score: Option<f64>,
+    #[graphql(skip)]
+    pub details: Option<ProductDetails>,
+}
+
+/// What only the catalog read model holds (search hits do not carry it).
+#[derive(Clone, Debug)]
+pub struct ProductDetails {
+    pub description: String,
+    pub discontinued: bool,
+    pub available: i64,
+}
+
+#[ComplexObject]
+impl Product {
+    async fn description(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        self.details(ctx).await.map(|d| d.description).gql()
+    }
+
+    /// Units that can be ordered now (on hand minus reserved).
+    async fn available(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        self.details(ctx).await.map(|d| d.available).gql()
+    }
+
+    async fn discontinued(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        self.details(ctx).await.map(|d| d.discontinued).gql()
+    }
+}
+
+impl Product {
+    async fn details(&self, ctx: &Context<'_>) -> QueryResult<ProductDetails> {
+        if let Some(details) = &self.details {
+            return Ok(details.clone());
+        }
+        let models = ctx.data_unchecked::<ReadModels>();
+        load_product(models, &self.sku)
+            .await?
+            .and_then(|product| product.details)
+            .ok_or_else(|| QueryError::NotFound(format!("product {} is not listed", self.sku)))
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProductEdge {
+    pub cursor: String,
+    pub node: Product,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CategoryCount {
+    pub category: String,
+    pub count: i64,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PriceBandCount {
+    pub band: PriceBand,
+    /// Inclusive lower bound in minor units; null for the lowest band.
+    pub min_minor: Option<i64>,
+    /// Exclusive upper bound in minor units; null for the highest band.
+    pub max_minor: Option<i64>,
+    pub count: i64,
+}
+
+/// Counts over every product matching the query and filters (not just this page).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProductFacets {
+    /// Most matches first, then by name.
+    pub categories: Vec<CategoryCount>,
+    /// Every band, cheapest first, zeros included.
+    pub price_bands: Vec<PriceBandCount>,
+    pub in_stock: i64,
+    pub out_of_stock: i64,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProductConnection {
+    pub edges: Vec<ProductEdge>,
+    pub page_info: PageInfo,
+    /// Every match, not just this page.
+    pub total_count: i64,
+    pub facets: ProductFacets,
+}
+
+#[derive(Default)]
+pub struct CatalogQuery;
+
+#[Object]
+impl CatalogQuery {
+    /// Search and browse the catalog: free text with typo tolerance over name, description and
+    /// category, filters, facets and sorting. Discontinued products are not listed.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    #[allow(clippy::too_many_arguments)]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        query: Option<String>,
+        filter: Option<ProductFilter>,
+        #[graphql(default)] sort: ProductSort,
+        #[graphql(desc = "a position a command returned: answer once the index has passed it")]
+        position: Option<String>,
+    ) -> async_graphql::Result<ProductConnection> {
+        search_products(ctx, first, after, query, filter, sort, position.as_deref())
+            .await
+            .gql()
+    }
+
+    /// One product by SKU, discontinued or not; null if there is none.
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        sku: String,
+        position: Option<String>,
+    ) -> async_graphql::Result<Option<Product>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            models
+                .await_position(ReadModel::Catalog, required(ctx, position.as_deref())?)
+                .await?;
+            load_product(models, &sku).await
+        }
+        .await
+        .gql()
+    }
+}
+
+async fn search_products(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    query: Option<String>,
+    filter: Option<ProductFilter>,
+    sort: ProductSort,
+    position: Option<&str>,
+) -> QueryResult<ProductConnection> {
+    let models = ctx.data_unchecked::<ReadModels>();
+    let first = page_size(first)?;
+    let offset = match after.as_deref() {
+        Some(cursor) => decode_offset_cursor(cursor)? + 1,
+        None => 0,
+    };
+    let filter = filter.unwrap_or_default();
+    let request = SearchRequest {
+        text: query,
+        category: filter.category,
+        price_min: filter.price_min,
+        price_max: filter.price_max,
+        in_stock: filter.in_stock,
+        sort: SearchSort::from(sort),
+        offset,
+        // a page of 0 still answers the total and the facets
+        limit: first.max(1),
+    };
+    request
+        .validate()
+        .map_err(|e| QueryError::validation(e.to_string()))?;
+    models
+        .await_position(ReadModel::Search, required(ctx, position)?)
+        .await?;
+    let index = models.search.clone();
+    let page = tokio::task::spawn_blocking(move || index.search(&request))
+        .await
+        .map_err(QueryError::internal)?
+        .map_err(|e| {
+            if e.is_invalid_request() {
+                QueryError::validation(e.to_string())
+            } else {
+                QueryError::internal(e)
+            }
+        })?;
+    let edges: Vec<ProductEdge> = page
+        .hits
+        .into_iter()
+        .take(first)
+        .enumerate()
+        .map(|(i, hit)| ProductEdge {
+            cursor: offset_cursor(offset + i),
+            node: Product {
+                sku: hit.sku,
+                name: hit.name,
+                category: hit.category,
+                price: Money::from_row(hit.price_minor, &hit.currency),
+                in_stock: hit.in_stock,
+                created_at: hit.created_at,
+                score: (hit.score > 0.0).then_some(f64::from(hit.score)),
+                details: None,
+            },
+        })
+        .collect();
+    let page_info = PageInfo {
+        has_next_page: offset + edges.len() < page.total,
+        has_previous_page: offset > 0,
+        start_cursor: edges.first().map(|e| e.cursor.clone()),
+        end_cursor: edges.last().map(|e| e.cursor.clone()),
+    };
+    let facets = page.facets;
+    Ok(ProductConnection {
+        edges,
+        page_info,
+        total_count: page.total as i64,
+        facets: ProductFacets {
+            categories: facets
+                .categories
+                .into_iter()
+                .map(|(category, count)| CategoryCount {
+                    category,
+                    count: count as i64,
+                })
+                .collect(),
+            price_bands: facets
+                .price_bands
+                .into_iter()
+                .map(|(band, count)| {
+                    let (min_minor, max_minor) = band.bounds_minor();
+                    PriceBandCount {
+                        band: PriceBand::from(band),
+                        min_minor,
+                        max_minor,
+                        count: count as i64,
+                    }
+                })
+                .collect(),
+            in_stock: facets.in_stock as i64,
+            out_of_stock: facets.out_of_stock as i64,
+        },
+    })
+}
+
+/// A product from the catalog read model.
+pub async fn load_product(models: &ReadModels, sku: &str) -> QueryResult<Option<Product>> {
+    let row = sqlx::query(
+        "SELECT p.sku, p.name, p.description, p.category, p.price_minor, p.currency,
+                p.discontinued, p.created_at, COALESCE(s.available, 0) AS available
+           FROM rm_catalog.products p LEFT JOIN rm_catalog.stock s USING (sku)
+          WHERE p.sku = $1",
+    )
+    .bind(sku)
+    .fetch_optional(&models.pool)
+    .await?;
+    Ok(row.map(|row| {
+        let available: i64 = row.get("available");
+        let currency: String = row.get("currency");
+        Product {
+            sku: row.get("sku"),
+            name: row.get("name"),
+            category: row.get("category"),
+            price: Money::from_row(row.get("price_minor"), &currency),
+            in_stock: available > 0,
+            created_at: row.get("created_at"),
+            score: None,
+            details: Some(ProductDetails {
+                description: row.get("description"),
+                discontinued: row.get("discontinued"),
+                available,
+            }),
+        }
+    }))
+}

@@ -1,0 +1,236 @@
+//! `orderStatus(orderId)` over WebSocket: the order's current status, then each change.
+//!
+//! One feed per process follows the log (gap-safe, order events only) and broadcasts; each
+//! subscription folds its own order from the event store and applies the broadcast events with
+//! a higher sequence, so a change is pushed exactly once whatever the timing of subscribe and
+//! load. A subscriber that falls behind the broadcast reloads its order from the store.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_graphql::{Context, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use domain::Order as OrderState;
+use eventlog::{LogPosition, RecordedEvent};
+use futures_util::Stream;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::orders::{may_read, OrderStatus};
+use crate::error::{IntoGraphql, QueryError, QueryResult};
+use crate::viewer::Viewer;
+use crate::ReadModels;
+
+/// A change of an order's status.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct OrderStatusChange {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    /// Null on the first message (the status when subscribing).
+    pub previous_status: Option<OrderStatus>,
+    /// The event that changed it.
+    pub event: String,
+    pub at: DateTime<Utc>,
+    /// The order stream's version after the event.
+    pub version: i64,
+}
+
+/// The process's feed of order events.
+#[derive(Clone)]
+pub struct OrderEvents(Arc<broadcast::Sender<Arc<RecordedEvent>>>);
+
+impl OrderEvents {
+    /// Starts following the log from its current head; the feed stops when the last handle
+    /// is dropped.
+    pub fn start(pool: PgPool, poll: Duration) -> OrderEvents {
+        let (sender, _) = broadcast::channel(4_096);
+        let sender = Arc::new(sender);
+        let weak = Arc::downgrade(&sender);
+        tokio::spawn(follow(pool, weak, poll));
+        OrderEvents(sender)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
+        self.0.subscribe()
+    }
+}
+
+async fn follow(pool: PgPool, sender: Weak<broadcast::Sender<Arc<RecordedEvent>>>, poll: Duration) {
+    let mut position = loop {
+        match eventlog::log::status(&pool).await {
+            Ok(status) => break status.safe_head.unwrap_or(LogPosition::START),
+            Err(error) => {
+                tracing::warn!(%error, "order status feed: cannot read the log head; retrying");
+                tokio::time::sleep(poll * 10).await;
+                if sender.strong_count() == 0 {
+                    return;
+                }
+            }
+        }
+    };
+    loop {
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        let read = match eventlog::log::read_after_for(&pool, position, 1_000, &["order"]).await {
+            Ok(batch) => {
+                let read = batch.len();
+                for event in batch {
+                    position = event.position;
+                    if event.aggregate_type == "order" {
+                        // no subscriber is fine
+                        let _ = sender.send(Arc::new(event));
+                    }
+                }
+                read
+            }
+            Err(error) => {
+                tracing::warn!(%error, "order status feed: read failed; retrying");
+                0
+            }
+        };
+        drop(sender);
+        if read < 1_000 {
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The caller's own order (or any, for staff): its status now, then every change.
+    async fn order_status(
+        &self,
+        ctx: &Context<'_>,
+        order_id: Uuid,
+    ) -> async_graphql::Result<impl Stream<Item = OrderStatusChange>> {
+        let models = ctx.data_unchecked::<ReadModels>().clone();
+        let viewer = *ctx.data_unchecked::<Viewer>();
+        let feed = ctx.data_unchecked::<OrderEvents>().clone();
+        // subscribe before loading: every event after the load is then in the receiver
+        let receiver = feed.subscribe();
+        let watch = Watch::load(&models, order_id).await.gql()?;
+        match watch.state.placed() {
+            None => {
+                return Err(QueryError::NotFound(format!("no order {order_id}"))).gql();
+            }
+            Some(placed) => {
+                may_read(&viewer, placed.customer.map(|c| c.as_uuid())).gql()?;
+            }
+        }
+        let first = watch.change(None, watch.last_event.clone(), watch.last_at);
+        Ok(futures_util::stream::unfold(
+            (Some(first), watch, receiver, models),
+            |(pending, mut watch, mut receiver, models)| async move {
+                if let Some(first) = pending {
+                    return Some((first, (None, watch, receiver, models)));
+                }
+                loop {
+                    let change = match receiver.recv().await {
+                        Ok(event) => watch.apply(&event),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::debug!(missed, "order status subscriber lagged; reloading");
+                            watch.reload(&models).await
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    if let Some(change) = change {
+                        return Some((change, (None, watch, receiver, models)));
+                    }
+                }
+            },
+        ))
+    }
+}
+
+/// One subscription's view of its order.
+struct Watch {
+    order_id: Uuid,
+    state: OrderState,
+    version: i64,
+    last_event: String,
+    last_at: DateTime<Utc>,
+}
+
+impl Watch {
+    async fn load(models: &ReadModels, order_id: Uuid) -> QueryResult<Watch> {
+        let events =
+            eventlog::log::read_stream(&models.pool, "order", &order_id.to_string()).await?;
+        let state = schemas::fold::fold::<OrderState>(&events).map_err(QueryError::internal)?;
+        let last = events.last();
+        Ok(Watch {
+            order_id,
+            state,
+            version: last.map_or(0, |e| e.sequence),
+            last_event: last.map(|e| e.event_type.clone()).unwrap_or_default(),
+            last_at: last.map_or_else(Utc::now, |e| e.recorded_at),
+        })
+    }
+
+    fn status(&self) -> Option<OrderStatus> {
+        self.state.status().map(OrderStatus::from)
+    }
+
+    fn change(
+        &self,
+        previous: Option<OrderStatus>,
+        event: String,
+        at: DateTime<Utc>,
+    ) -> OrderStatusChange {
+        OrderStatusChange {
+            order_id: self.order_id,
+            status: self.status().unwrap_or(OrderStatus::AwaitingStock),
+            previous_status: previous,
+            event,
+            at,
+            version: self.version,
+        }
+    }
+
+    /// Applies a broadcast event if it is this order's next one; the change if the status moved.
+    fn apply(&mut self, event: &RecordedEvent) -> Option<OrderStatusChange> {
+        if event.aggregate_id != self.order_id.to_string() || event.sequence <= self.version {
+            return None;
+        }
+        let before = self.status();
+        let typed = match schemas::decode(
+            &event.aggregate_type,
+            &event.event_type,
+            &event.event_version,
+            event.payload.clone(),
+        ) {
+            Ok(schemas::AnyEvent::Order(typed)) => typed,
+            other => {
+                tracing::warn!(?other, "order status: undecodable order event");
+                return None;
+            }
+        };
+        self.state.apply(typed);
+        self.version = event.sequence;
+        let after = self.status();
+        (after != before).then(|| self.change(before, event.event_type.clone(), event.recorded_at))
+    }
+
+    /// After missing broadcasts: reload from the store; the change if the status moved.
+    async fn reload(&mut self, models: &ReadModels) -> Option<OrderStatusChange> {
+        let before = self.status();
+        match Watch::load(models, self.order_id).await {
+            Ok(fresh) if fresh.version > self.version => {
+                *self = fresh;
+                let after = self.status();
+                (after != before)
+                    .then(|| self.change(before, self.last_event.clone(), self.last_at))
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "order status: reload failed");
+                None
+            }
+        }
+    }
+}
