@@ -243,7 +243,7 @@ pub struct QueryApiArgs {
     pub graphql_max_depth: u64,
     /// Largest query complexity accepted (a field costs 1; a connection's selection costs
     /// `first` times over).
-    #[arg(long, env = "SHOP_GRAPHQL_MAX_COMPLEXITY", default_value_t = 2_500,
+    #[arg(long, env = "SHOP_GRAPHQL_MAX_COMPLEXITY", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
     pub graphql_max_complexity: u64,
     /// Milliseconds a read waits for a read model to reach a requested position.

@@ -56,7 +56,7 @@ impl Default for QueryConfig {
         Self {
             consistency_wait: Duration::from_secs(2),
             max_depth: 10,
-            max_complexity: 2_500,
+            max_complexity: 5_000,
             max_query_bytes: 16 * 1024,
             introspection: true,
             graphiql: true,

@@ -157,10 +157,11 @@ impl CatalogQuery {
         after: Option<String>,
         query: Option<String>,
         filter: Option<ProductFilter>,
-        #[graphql(default)] sort: ProductSort,
+        #[graphql(desc = "RELEVANCE when not given")] sort: Option<ProductSort>,
         #[graphql(desc = "a position a command returned: answer once the index has passed it")]
         position: Option<String>,
     ) -> async_graphql::Result<ProductConnection> {
+        let sort = sort.unwrap_or_default();
         search_products(ctx, first, after, query, filter, sort, position.as_deref())
             .await
             .gql()

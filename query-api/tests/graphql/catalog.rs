@@ -1,0 +1,208 @@
+//! `products` (search, typo tolerance, filters, facets, sort, pagination) and `product(sku)`.
+
+use domain::ProductCommand;
+use serde_json::{json, Value};
+
+use crate::harness::{assert_snapshot, code, eur, meta, no_errors, Harness};
+
+const PRODUCTS: &str = "query($first: Int, $after: String, $query: String, $filter: ProductFilter, $sort: ProductSort) {
+  products(first: $first, after: $after, query: $query, filter: $filter, sort: $sort) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { sku name category price { amountMinor currency } inStock } }
+    facets {
+      categories { category count }
+      priceBands { band minMinor maxMinor count }
+      inStock outOfStock
+    }
+  }
+}";
+
+fn skus(response: &Value) -> Vec<String> {
+    response["data"]["products"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["sku"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn search_finds_typos_counts_facets_sorts_and_pages() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    h.project().await;
+
+    // a typo finds the headphones
+    let typo = h.gql(None, PRODUCTS, json!({"query": "hedphones"})).await;
+    no_errors(&typo);
+    assert_eq!(skus(&typo), ["HP-1"]);
+    assert_snapshot("products_typo_search", &typo);
+
+    // everything: facets over all three
+    let all = h.gql(None, PRODUCTS, json!({"sort": "PRICE_ASC"})).await;
+    no_errors(&all);
+    assert_eq!(skus(&all), ["MUG-1", "SPK-1", "HP-1"]);
+    let facets = &all["data"]["products"]["facets"];
+    assert_eq!(
+        facets["categories"],
+        json!([{"category": "audio", "count": 2}, {"category": "home", "count": 1}])
+    );
+    assert_eq!(facets["inStock"], 2);
+    assert_eq!(facets["outOfStock"], 1);
+    let bands: Vec<(String, i64)> = facets["priceBands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["band"].as_str().unwrap().to_owned(),
+                b["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bands,
+        [
+            ("UNDER_10".to_owned(), 0),
+            ("FROM_10_TO_25".to_owned(), 1),
+            ("FROM_25_TO_50".to_owned(), 1),
+            ("FROM_50_TO_100".to_owned(), 0),
+            ("FROM_100_TO_250".to_owned(), 1),
+            ("FROM_250".to_owned(), 0),
+        ]
+    );
+
+    // filters narrow the hits and the facets alike
+    let audio_in_stock = h
+        .gql(
+            None,
+            PRODUCTS,
+            json!({"filter": {"category": "audio", "inStock": true}}),
+        )
+        .await;
+    assert_eq!(skus(&audio_in_stock), ["HP-1"]);
+    assert_eq!(
+        audio_in_stock["data"]["products"]["facets"]["outOfStock"],
+        0
+    );
+    let cheap = h
+        .gql(
+            None,
+            PRODUCTS,
+            json!({"filter": {"priceMax": 5_000}, "sort": "PRICE_DESC"}),
+        )
+        .await;
+    assert_eq!(skus(&cheap), ["SPK-1", "MUG-1"]);
+
+    // pages: two, then the last one, then past the end
+    let page1 = h
+        .gql(None, PRODUCTS, json!({"first": 2, "sort": "PRICE_ASC"}))
+        .await;
+    assert_eq!(skus(&page1), ["MUG-1", "SPK-1"]);
+    let info = &page1["data"]["products"]["pageInfo"];
+    assert_eq!(info["hasNextPage"], true);
+    assert_eq!(info["hasPreviousPage"], false);
+    assert_eq!(page1["data"]["products"]["totalCount"], 3);
+    let after = info["endCursor"].as_str().unwrap().to_owned();
+    let page2 = h
+        .gql(
+            None,
+            PRODUCTS,
+            json!({"first": 2, "after": after, "sort": "PRICE_ASC"}),
+        )
+        .await;
+    assert_eq!(skus(&page2), ["HP-1"]);
+    let info = &page2["data"]["products"]["pageInfo"];
+    assert_eq!(info["hasNextPage"], false);
+    assert_eq!(info["hasPreviousPage"], true);
+    let last = info["endCursor"].as_str().unwrap().to_owned();
+    let past = h
+        .gql(
+            None,
+            PRODUCTS,
+            json!({"first": 2, "after": last, "sort": "PRICE_ASC"}),
+        )
+        .await;
+    assert!(skus(&past).is_empty());
+    assert_eq!(
+        past["data"]["products"]["pageInfo"]["endCursor"],
+        Value::Null
+    );
+
+    // no match: an empty page, zero counts
+    let none = h.gql(None, PRODUCTS, json!({"query": "zzzzqqqq"})).await;
+    no_errors(&none);
+    assert!(skus(&none).is_empty());
+    assert_eq!(none["data"]["products"]["totalCount"], 0);
+    assert_eq!(none["data"]["products"]["pageInfo"]["hasNextPage"], false);
+
+    // a page of zero still counts
+    let zero = h.gql(None, PRODUCTS, json!({"first": 0})).await;
+    assert!(skus(&zero).is_empty());
+    assert_eq!(zero["data"]["products"]["totalCount"], 3);
+
+    // bad arguments are typed errors
+    for (variables, expected) in [
+        (json!({"after": "not-a-cursor"}), "validation"),
+        (json!({"after": "6576656e743a31"}), "validation"), // another connection's cursor
+        (json!({"first": 101}), "validation"),
+        (json!({"first": -1}), "validation"),
+        (
+            json!({"filter": {"priceMin": 500, "priceMax": 100}}),
+            "validation",
+        ),
+        (json!({"sort": "CHEAPEST"}), "validation"),
+    ] {
+        let response = h.gql(None, PRODUCTS, variables.clone()).await;
+        assert_eq!(code(&response), expected, "{variables}: {response}");
+        assert_eq!(response["data"], Value::Null, "{response}");
+    }
+    h.drop().await;
+}
+
+#[tokio::test]
+async fn product_by_sku_and_a_price_change_shows_after_projection() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    h.project().await;
+    let query = "query($sku: String!) { product(sku: $sku) {
+        sku name description category price { amountMinor currency } inStock available
+        discontinued createdAt } }";
+    let product = h.gql(None, query, json!({"sku": "HP-1"})).await;
+    no_errors(&product);
+    assert_eq!(product["data"]["product"]["available"], 5);
+    assert_eq!(
+        product["data"]["product"]["description"],
+        "Studio headphones: a fine audio product"
+    );
+    assert_snapshot("product_by_sku", &product);
+    let missing = h.gql(None, query, json!({"sku": "NOPE-1"})).await;
+    no_errors(&missing);
+    assert_eq!(missing["data"]["product"], Value::Null);
+
+    // a reprice reaches the search results once the index has passed its position
+    let receipt = h
+        .stores
+        .products
+        .execute(
+            "HP-1",
+            ProductCommand::Reprice { price: eur(9_900) },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    let position = receipt.position.unwrap().to_string();
+    let searched = "query($p: String) { products(query: \"headphones\", position: $p) {
+        edges { node { sku price { amountMinor } description available } } } }";
+    let (before, ()) = tokio::join!(h.gql(None, searched, json!({"p": position})), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        h.project().await;
+    });
+    no_errors(&before);
+    let node = &before["data"]["products"]["edges"][0]["node"];
+    assert_eq!(node["price"]["amountMinor"], 9_900, "{before}");
+    // fields only the catalog read model holds are filled in for search hits
+    assert_eq!(node["available"], 5);
+    h.drop().await;
+}
