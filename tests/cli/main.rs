@@ -264,3 +264,143 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     drop_database(&name).await;
 }
+
+/// The storefront's round trip through one `shop serve`: sign up and fill a cart over REST, read
+/// it back over GraphQL with the command's position (read-your-writes), search the seeded
+/// catalog, check out, and watch the order reach `CONFIRMED` on the read side.
+#[tokio::test]
+async fn a_storefront_round_trip_through_both_apis() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    assert!(shop(&["seed"], &url).status.success());
+    let child = Command::new(SHOP)
+        .args([
+            "serve",
+            "--command-api-addr",
+            "127.0.0.1:0",
+            "--query-api-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let (mut command_api, mut query_api) = (None, None);
+    while command_api.is_none() || query_api.is_none() {
+        let line = lines
+            .next()
+            .expect("shop serve printed its addresses")
+            .unwrap();
+        let base = line.rsplit_once(' ').map(|(_, url)| url.to_owned());
+        if line.starts_with("command API listening on") {
+            command_api = base;
+        } else if line.starts_with("query API listening on") {
+            query_api = base;
+        }
+    }
+    let (command_api, query_api) = (command_api.unwrap(), query_api.unwrap());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let post = |path: String, token: Option<String>, body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let mut request = client.post(path).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let graphql = |token: String, query: &'static str, variables: serde_json::Value| {
+        post(
+            format!("{query_api}/graphql"),
+            Some(token),
+            serde_json::json!({"query": query, "variables": variables}),
+        )
+    };
+
+    let (status, session) = post(
+        format!("{command_api}/api/auth/register"),
+        None,
+        serde_json::json!({"email": "ada@example.com", "password": "a long password", "name": "Ada"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let (_, cart) = post(
+        format!("{command_api}/api/carts"),
+        Some(token.clone()),
+        serde_json::json!({}),
+    )
+    .await;
+    let cart_id = cart["cart_id"].as_str().unwrap().to_owned();
+    let (status, added) = post(
+        format!("{command_api}/api/carts/{cart_id}/items"),
+        Some(token.clone()),
+        serde_json::json!({"sku": "HP-100", "quantity": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+
+    // the token of the command API works on the query API; the position makes the read current
+    let (status, read) = graphql(
+        token.clone(),
+        "query($id: UUID!, $p: String) { cart(id: $id, position: $p) { itemCount lines { sku } } }",
+        serde_json::json!({"id": cart_id, "p": added["position"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["data"]["cart"]["itemCount"], 2, "{read}");
+
+    // the replica's own search index was built from the log
+    let mut found = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, response) = graphql(
+            token.clone(),
+            "{ products(query: \"hedphones\") { totalCount edges { node { sku } } } }",
+            serde_json::json!({}),
+        )
+        .await;
+        found = response;
+        if found["data"]["products"]["totalCount"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["data"]["products"]["totalCount"], 2, "{found}");
+
+    let address = serde_json::json!({"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let (status, checkout) = post(
+        format!("{command_api}/api/carts/{cart_id}/checkout"),
+        Some(token.clone()),
+        serde_json::json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{checkout}");
+    let order_id = checkout["order_id"].as_str().unwrap().to_owned();
+    let mut order = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, response) = graphql(
+            token.clone(),
+            "query($id: UUID!) { order(id: $id) { status totals { total { amountMinor } } timeline { status } } me { orders { totalCount } } }",
+            serde_json::json!({"id": order_id}),
+        )
+        .await;
+        order = response;
+        if order["data"]["order"]["status"] == "CONFIRMED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(order["data"]["order"]["status"], "CONFIRMED", "{order}");
+    assert_eq!(order["data"]["me"]["orders"]["totalCount"], 1, "{order}");
+    drop(child);
+    drop_database(&name).await;
+}
