@@ -67,32 +67,43 @@ fn surface(sdl: &str) -> BTreeMap<String, String> {
     surface
 }
 
-/// What a client of `old` would lose with `new`.
+/// `name: Type` pairs of a field's shape `Type (a: A, b: B)`.
+fn arguments(shape: &str) -> BTreeMap<&str, &str> {
+    let arguments = shape.split_once(" (").map_or("", |(_, a)| a);
+    arguments
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|a| a.split_once(": "))
+        .collect()
+}
+
+/// What a client of `old` would lose with `new`: removed types, fields, arguments and enum
+/// values; a field whose type changed; an argument whose type changed other than by becoming
+/// nullable; a new required argument.
 fn breaking_changes(old: &str, new: &str) -> Vec<String> {
     let new = surface(new);
     surface(old)
         .into_iter()
-        .filter_map(|(name, shape)| match new.get(&name) {
-            None => Some(format!("{name} was removed")),
-            Some(now) if now != &shape && shape != "enum value" => {
-                // an added nullable argument is fine; anything else that changed is not
-                let (old_type, old_args) = shape.split_once(" (").unwrap_or((&shape, ""));
-                let (new_type, new_args) = now.split_once(" (").unwrap_or((now, ""));
-                let old_args: Vec<&str> = old_args
-                    .trim_end_matches(')')
-                    .split(", ")
-                    .filter(|a| !a.is_empty())
-                    .collect();
-                let added_only_optional = old_args.iter().all(|a| new_args.contains(a))
-                    && new_args
-                        .trim_end_matches(')')
-                        .split(", ")
-                        .filter(|a| !a.is_empty() && !old_args.contains(a))
-                        .all(|a| !a.ends_with('!'));
-                (old_type != new_type || !added_only_optional)
-                    .then(|| format!("{name} changed from `{shape}` to `{now}`"))
+        .filter_map(|(name, shape)| {
+            let Some(now) = new.get(&name) else {
+                return Some(format!("{name} was removed"));
+            };
+            if now == &shape || shape == "enum value" {
+                return None;
             }
-            Some(_) => None,
+            let old_type = shape.split(" (").next().unwrap_or("");
+            let new_type = now.split(" (").next().unwrap_or("");
+            let (old_args, new_args) = (arguments(&shape), arguments(now));
+            let kept = old_args.iter().all(|(arg, ty)| {
+                new_args
+                    .get(arg)
+                    .is_some_and(|now| now == ty || Some(*now) == ty.strip_suffix('!'))
+            });
+            let added_required = new_args
+                .iter()
+                .any(|(arg, ty)| !old_args.contains_key(arg) && ty.ends_with('!'));
+            (old_type != new_type || !kept || added_required)
+                .then(|| format!("{name} changed from `{shape}` to `{now}`"))
         })
         .collect()
 }
@@ -137,4 +148,14 @@ fn the_compatibility_check_catches_removals_and_type_changes_but_not_additions()
     assert_eq!(breaking_changes(old, retyped).len(), 1);
     let required_arg = "type Query { a(x: Int, y: Int!): Int  b: String! }\nenum E { X Y }";
     assert_eq!(breaking_changes(old, required_arg).len(), 1);
+    let strict = "type Query { a(x: Int!): Int  b: String! }\nenum E { X Y }";
+    assert_eq!(
+        breaking_changes(old, strict).len(),
+        1,
+        "an argument made required"
+    );
+    assert!(
+        breaking_changes(strict, old).is_empty(),
+        "an argument made optional"
+    );
 }

@@ -69,6 +69,24 @@ pub enum Scenario {
         #[arg(long, default_value_t = 5_000)]
         batch: i64,
     },
+    /// Storefront reads through GraphQL at a constant arrival rate (a catalog page; a search with
+    /// facets) over a generated catalog of N products: requests/s and latency percentiles.
+    Browse {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Products in the catalog (generated when the log has fewer).
+        #[arg(long, default_value_t = 100_000)]
+        products: u64,
+        /// Arrival rate, requests per second (open loop), per scenario.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// How long each scenario runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Exit non-zero above this fraction of failed requests.
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
+    },
     /// Concurrent reservations on one SKU: reservations/s on a hot stream.
     HotSku {
         #[command(flatten)]
@@ -111,6 +129,16 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             events,
             batch,
         } => super::bench_rebuild::rebuild(&stores, events, batch.max(1)).await,
+        Scenario::Browse {
+            stores,
+            products,
+            rate,
+            seconds,
+            max_error_rate,
+        } => {
+            super::bench_browse::browse(&stores, products, rate.max(1), seconds, max_error_rate)
+                .await
+        }
         Scenario::HotSku {
             mut stores,
             writers,

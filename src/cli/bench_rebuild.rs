@@ -20,17 +20,29 @@ use uuid::Uuid;
 use crate::config::StoreConfig;
 
 /// Buffers generated events and appends them in batches, numbering each stream's sequence.
-struct Generator {
+pub(super) struct Generator {
     pool: sqlx::PgPool,
     metadata: Value,
     sequences: HashMap<(String, String), i64>,
-    pending: Vec<NewEvent>,
-    written: u64,
-    bar: indicatif::ProgressBar,
+    pub(super) pending: Vec<NewEvent>,
+    pub(super) written: u64,
+    pub(super) bar: indicatif::ProgressBar,
 }
 
 impl Generator {
-    fn push<E: cqrs_es::DomainEvent>(
+    /// A generator writing to `pool` with a progress bar over `total` events.
+    pub(super) fn new(pool: &sqlx::PgPool, total: u64, what: &str) -> anyhow::Result<Generator> {
+        Ok(Generator {
+            pool: pool.clone(),
+            metadata: serde_json::to_value(EventMetadata::new(Actor::system("bench")).to_map())?,
+            sequences: HashMap::new(),
+            pending: Vec::new(),
+            written: 0,
+            bar: super::progress_bar(total, what),
+        })
+    }
+
+    pub(super) fn push<E: cqrs_es::DomainEvent>(
         &mut self,
         aggregate_type: &str,
         aggregate_id: &str,
@@ -53,7 +65,7 @@ impl Generator {
 
     /// Writes what is buffered; callers flush between phases so every stream's events in one
     /// batch are consecutive.
-    async fn flush(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
         for chunk in self.pending.chunks(2_000) {
             let mut tx = self.pool.begin().await?;
             append_bulk(&mut tx, chunk).await?;
@@ -73,14 +85,7 @@ pub async fn rebuild(stores: &StoreConfig, events: u64, batch: i64) -> anyhow::R
     // 8 events per order (3 order, 3 payment, 2 stock) plus 2 per product
     let products = (events / 100).max(10);
     let orders = events.saturating_sub(products * 2) / 8;
-    let mut generator = Generator {
-        pool: pool.clone(),
-        metadata: serde_json::to_value(EventMetadata::new(Actor::system("bench")).to_map())?,
-        sequences: HashMap::new(),
-        pending: Vec::new(),
-        written: 0,
-        bar: super::progress_bar(products * 2 + orders * 8, "generating"),
-    };
+    let mut generator = Generator::new(&pool, products * 2 + orders * 8, "generating")?;
     let started = Instant::now();
     let skus: Vec<String> = (0..products).map(|n| format!("GEN-{n:07}")).collect();
     for (n, sku) in skus.iter().enumerate() {

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_browse;
 pub mod bench_checkout;
 pub mod bench_rebuild;
 pub mod migrate;
