@@ -218,6 +218,10 @@ pub struct ListenConfig {
     /// Address of the query API (GraphQL).
     #[arg(long, env = "SHOP_QUERY_API_ADDR", default_value = "127.0.0.1:8081")]
     pub query_api_addr: SocketAddr,
+    /// Address of the operations listener (`/health/live`, `/health/ready`, `/metrics`), for
+    /// every role including those without an API (saga runner, projector); off when not set.
+    #[arg(long, env = "SHOP_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// The query API is not ready while a read model lags more than this many seconds.
     #[arg(long, env = "SHOP_READY_MAX_LAG_SECONDS", default_value_t = 30.0)]
     pub ready_max_lag_seconds: f64,

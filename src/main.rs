@@ -80,6 +80,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::user::UserCommand,
     },
+    /// Health check for containers without curl: GET a URL, exit 0 on a 2xx answer within 3 s.
+    Probe {
+        #[arg(
+            env = "SHOP_PROBE_URL",
+            default_value = "http://127.0.0.1:9090/health/live"
+        )]
+        url: String,
+    },
     /// Benchmarks against the real stores.
     Bench {
         #[command(subcommand)]
@@ -115,6 +123,7 @@ async fn main() -> std::process::ExitCode {
         Command::Projections { command } => cli::projections::run(command).await,
         Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,
+        Command::Probe { url } => cli::probe(&url).await,
     };
     match outcome {
         Ok(code) => code,

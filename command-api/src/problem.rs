@@ -175,6 +175,7 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
+        metrics::counter!("shop_api_errors_total", "code" => self.code.as_str()).increment(1);
         let problem = Problem {
             problem_type: format!("https://shop.example/problems/{}", self.code.as_str()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),

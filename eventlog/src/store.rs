@@ -369,7 +369,50 @@ impl<A: Aggregate> PgEventStore<A> {
 
     /// [`execute`](Self::execute), after `precondition` accepted the loaded aggregate (who may
     /// touch it, whether it exists for this caller).
+    ///
+    /// Every outcome is counted (`shop_commands_total{aggregate, outcome}`) and every appended
+    /// event (`shop_events_appended_total{aggregate, event_type}`).
     pub async fn execute_if(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        precondition: impl Fn(&A) -> std::result::Result<(), Refusal>,
+    ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>
+    where
+        A: Clone,
+        A::Command: Clone,
+    {
+        let result = self
+            .run_command(aggregate_id, command, metadata, precondition)
+            .await;
+        let outcome = match &result {
+            Ok(receipt) if receipt.replayed => "replayed",
+            Ok(receipt) if receipt.position.is_none() => "unchanged",
+            Ok(_) => "ok",
+            Err(ExecuteError::Domain(_)) => "rejected",
+            Err(ExecuteError::Refused(_)) => "refused",
+            Err(ExecuteError::Conflict { .. }) => "conflict",
+            Err(ExecuteError::Store(_)) => "error",
+        };
+        metrics::counter!("shop_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        if let Ok(receipt) = &result {
+            if !receipt.replayed {
+                for event in &receipt.events {
+                    metrics::counter!(
+                        "shop_events_appended_total",
+                        "aggregate" => A::TYPE,
+                        "event_type" => event.event_type()
+                    )
+                    .increment(1);
+                }
+            }
+        }
+        result
+    }
+
+    async fn run_command(
         &self,
         aggregate_id: &str,
         command: A::Command,

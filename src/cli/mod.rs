@@ -10,6 +10,7 @@ pub mod projections;
 pub mod read_health;
 pub mod seed;
 pub mod serve;
+pub mod telemetry;
 pub mod user;
 
 use anyhow::Context;
@@ -20,12 +21,25 @@ use crate::config::StoreConfig;
 
 /// Logs to stderr; `RUST_LOG` filters, `SHOP_LOG_FORMAT=json` switches to JSON lines.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    telemetry::init_logs();
+}
+
+/// `shop probe`: a health check a container can run without curl.
+pub async fn probe(url: &str) -> anyhow::Result<std::process::ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => Ok(std::process::ExitCode::SUCCESS),
+        Ok(response) => {
+            eprintln!("{url}: {}", response.status());
+            Ok(std::process::ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("{url}: {error}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Connects to PostgreSQL, saying which URL failed (without its password).

@@ -12,11 +12,24 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-/// Installs the process-wide metrics recorder; `None` if one is installed already.
+/// Latency buckets of the request histograms, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide metrics recorder (latencies as Prometheus histograms, so alerts
+/// can take quantiles over replicas); `None` if one is installed already.
 pub fn install_recorder() -> Option<PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .ok()?
         .install_recorder()
-        .ok()
+        .ok()?;
+    super::telemetry::describe_metrics();
+    Some(handle)
 }
 
 /// `/metrics` in Prometheus text format.
@@ -29,7 +42,8 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
         .with_state(handle)
 }
 
-/// Refreshes the lag gauges every `every` until `stop`.
+/// Refreshes the gauges (read-model lag, timers, this process's connections) every `every` until
+/// `stop`.
 pub async fn watch_lag(pool: PgPool, every: Duration, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         if let Err(error) = record_lag(&pool).await {
@@ -52,6 +66,25 @@ async fn record_lag(pool: &PgPool) -> anyhow::Result<()> {
     metrics::gauge!("shop_log_held_back_events").set(log.held_back_events as f64);
     metrics::gauge!("shop_log_oldest_open_transaction_seconds")
         .set(log.oldest_open_transaction_seconds);
+    let timers: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT kind, count(*), count(*) FILTER (WHERE due_at <= now()) FROM timers GROUP BY kind",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut due = 0;
+    for kind in [sagas::checkout::DRIVE, sagas::checkout::RESERVATION_EXPIRY] {
+        let (pending, kind_due) = timers
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map_or((0, 0), |(_, pending, due)| (*pending, *due));
+        metrics::gauge!("shop_timers_pending", "kind" => kind).set(pending as f64);
+        due += kind_due;
+    }
+    metrics::gauge!("shop_timers_due").set(due as f64);
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("shop_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("shop_db_pool_connections", "state" => "in_use")
+        .set(f64::from(pool.size()) - idle);
     Ok(())
 }
 

@@ -39,6 +39,14 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     let stop = shutdown_signal();
     let metrics = super::read_health::install_recorder();
     let mut servers = tokio::task::JoinSet::new();
+    // every role exports the read side's lag, its timers and its own connection pool
+    {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        servers.spawn(async move {
+            super::read_health::watch_lag(pool, Duration::from_secs(5), stop).await;
+            Ok(())
+        });
+    }
     let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
     // one key for both APIs: the query API verifies the command API's tokens
     let jwt_secret = secrets.jwt_secret();
@@ -51,12 +59,6 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         // borrows across `dyn` projections hit a compiler limitation), and this keeps their batch
         // work off the request-serving threads anyway
         let runtime = tokio::runtime::Handle::current();
-        let lag_pool = pool.clone();
-        let lag_stop = stop.clone();
-        servers.spawn(async move {
-            super::read_health::watch_lag(lag_pool, Duration::from_secs(5), lag_stop).await;
-            Ok(())
-        });
         let redis_url = stores.redis_url.to_string();
         let redis_stop = stop.clone();
         let redis_pool = pool.clone();
@@ -89,7 +91,10 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         });
         let listener = bind(listen.command_api_addr, "command API").await?;
         println!("command API listening on http://{}", listener.local_addr()?);
-        let mut router = command_api::router(state).merge(webhooks);
+        let mut router = super::telemetry::with_http_metrics(
+            command_api::router(state).merge(webhooks),
+            "command",
+        );
         if let Some(handle) = &metrics {
             router = router.merge(super::read_health::metrics_router(handle.clone()));
         }
@@ -163,14 +168,32 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         let api = query_api::QueryApi::new(models, keys, config);
         let listener = bind(listen.query_api_addr, "query API").await?;
         println!("query API listening on http://{}", listener.local_addr()?);
-        let mut router = query_api::router(api).merge(super::read_health::health_router(
-            pool.clone(),
-            listen.ready_max_lag_seconds,
-        ));
+        let mut router = super::telemetry::with_http_metrics(
+            query_api::router(api).merge(super::read_health::health_router(
+                pool.clone(),
+                listen.ready_max_lag_seconds,
+            )),
+            "query",
+        );
         if let Some(handle) = &metrics {
             router = router.merge(super::read_health::metrics_router(handle.clone()));
         }
         servers.spawn(serve(listener, router, stop.clone()));
+    }
+
+    if let Some(addr) = listen.ops_addr {
+        let listener = bind(addr, "operations listener").await?;
+        println!("operations listening on http://{}", listener.local_addr()?);
+        let mut router =
+            super::read_health::health_router(pool.clone(), listen.ready_max_lag_seconds);
+        if let Some(handle) = &metrics {
+            router = router.merge(super::read_health::metrics_router(handle.clone()));
+        }
+        servers.spawn(serve(
+            listener,
+            super::telemetry::with_http_metrics(router, "ops"),
+            stop.clone(),
+        ));
     }
 
     while let Some(result) = servers.join_next().await {

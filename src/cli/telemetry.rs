@@ -1,0 +1,94 @@
+//! Logs and HTTP metrics: JSON logs (pretty on a terminal), and one latency histogram and
+//! request counter per API, route template, method and status.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+
+/// Every metric shop exports, with what it means: described to the recorder at start (so
+/// `/metrics` carries `# HELP` lines), and the list the deploy files are checked against.
+pub const METRICS: &[(&str, &str)] = &[
+    ("shop_http_requests_total", "HTTP requests answered, by api, route template, method and status"),
+    ("shop_http_request_duration_seconds", "HTTP request latency, by api, route template, method and status"),
+    ("shop_commands_total", "commands run through the event store, by aggregate and outcome (ok, rejected, refused, conflict, replayed, unchanged, error)"),
+    ("shop_events_appended_total", "events appended, by aggregate and event type"),
+    ("shop_api_errors_total", "error answers of the command API, by error code"),
+    ("shop_projection_position", "global position of each read model's checkpoint"),
+    ("shop_projection_lag_events", "events each read model has still to apply"),
+    ("shop_projection_lag_seconds", "age of the oldest event each read model has still to apply"),
+    ("shop_log_held_back_events", "committed events readers cannot read yet (an older transaction is open)"),
+    ("shop_log_oldest_open_transaction_seconds", "age of the oldest open writing transaction"),
+    ("shop_timers_pending", "durable timers waiting, by kind (a checkout timer is a checkout in flight)"),
+    ("shop_timers_due", "durable timers past their due time"),
+    ("shop_db_pool_connections", "this process's PostgreSQL connections, by state (idle, in_use)"),
+];
+
+/// Describes [`METRICS`] to the installed recorder.
+pub fn describe_metrics() {
+    for (name, help) in METRICS {
+        if name.ends_with("_seconds") && name.contains("duration") {
+            metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+        } else if name.ends_with("_total") {
+            metrics::describe_counter!(*name, *help);
+        } else {
+            metrics::describe_gauge!(*name, *help);
+        }
+    }
+}
+
+/// Logs to stderr: JSON lines, or human-readable when `SHOP_LOG_FORMAT=pretty` or (unset) on a
+/// terminal. `RUST_LOG` filters (default `info,sqlx=warn`).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let json = match std::env::var("SHOP_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("pretty") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Adds the request metrics of `api` (e.g. `command`, `query`, `ops`) to every route of `router`.
+pub fn with_http_metrics(router: Router, api: &'static str) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| record(api, request, next),
+    ))
+}
+
+async fn record(api: &'static str, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = [
+        ("api", api.to_owned()),
+        ("route", route),
+        ("method", method),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("shop_http_requests_total", &labels).increment(1);
+    metrics::histogram!("shop_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
