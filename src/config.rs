@@ -222,6 +222,11 @@ pub struct ListenConfig {
     /// every role including those without an API (saga runner, projector); off when not set.
     #[arg(long, env = "SHOP_OPS_ADDR")]
     pub ops_addr: Option<SocketAddr>,
+    /// Seconds in-flight work gets to finish after SIGTERM (keep below the orchestrator's grace
+    /// period, 30 s in Kubernetes by default).
+    #[arg(long, env = "SHOP_SHUTDOWN_GRACE_SECONDS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_grace_seconds: u64,
     /// The query API is not ready while a read model lags more than this many seconds.
     #[arg(long, env = "SHOP_READY_MAX_LAG_SECONDS", default_value_t = 30.0)]
     pub ready_max_lag_seconds: f64,

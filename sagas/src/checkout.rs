@@ -189,6 +189,22 @@ impl CheckoutSaga {
     /// Reacts to one event of the log: starts checkouts, and tells running ones what happened
     /// elsewhere (a cancellation, a staff refund, a payment settled by webhook). Idempotent.
     pub async fn on_event(&self, event: &RecordedEvent) -> Result<(), StepError> {
+        use tracing::Instrument;
+        // one span per handled event, carrying the conversation's correlation id, so a saga's
+        // commands are found with the HTTP request that started them
+        let span = tracing::info_span!(
+            "saga.event",
+            saga = "checkout",
+            event_type = %event.event_type,
+            aggregate = %event.aggregate_type,
+            aggregate_id = %event.aggregate_id,
+            position = %event.position,
+            correlation_id = event.metadata["correlation_id"].as_str().unwrap_or_default(),
+        );
+        self.handle_event(event).instrument(span).await
+    }
+
+    async fn handle_event(&self, event: &RecordedEvent) -> Result<(), StepError> {
         let decoded = match schemas::decode(
             &event.aggregate_type,
             &event.event_type,
@@ -353,6 +369,12 @@ impl CheckoutSaga {
 
     /// Handles a fired timer: drives a checkout, or releases a reservation that lapsed.
     pub async fn fire(&self, timer: &Timer) -> Result<(), StepError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("saga.timer", kind = %timer.kind, key = %timer.key);
+        self.fire_timer(timer).instrument(span).await
+    }
+
+    async fn fire_timer(&self, timer: &Timer) -> Result<(), StepError> {
         match timer.kind.as_str() {
             DRIVE => {
                 let order_id = OrderId::new(

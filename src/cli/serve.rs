@@ -196,8 +196,28 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         ));
     }
 
-    while let Some(result) = servers.join_next().await {
-        result.context("a server task panicked")??;
+    // one cancellation path: on SIGTERM every task sees `stop`, stops taking work, finishes what
+    // it holds (requests in flight, the current batch and its checkpoint, the current saga step)
+    // and returns; past the grace period the process gives up and exits non-zero
+    let grace = Duration::from_secs(listen.shutdown_grace_seconds);
+    let mut signalled = stop.clone();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            next = servers.join_next() => match next {
+                None => break,
+                Some(result) => result.context("a server task panicked")??,
+            },
+            _ = signalled.wait_for(|stopped| *stopped), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + grace);
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => {
+                eprintln!("in-flight work did not finish within {} s; exiting", grace.as_secs());
+                servers.abort_all();
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     pool.close().await;
     println!("stopped");

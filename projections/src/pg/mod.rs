@@ -122,11 +122,32 @@ pub async fn step(pool: &PgPool, projection: &dyn PgProjection, limit: i64) -> R
     let Some(last) = batch.last() else {
         return Ok(0);
     };
+    let span = tracing::info_span!(
+        "projection.batch",
+        projection = projection.name(),
+        events = batch.len(),
+        from = %position,
+        to = %last.position,
+    );
+    let _entered = span.enter();
+    // a span per event at debug level, with the correlation id of the request behind it
+    for event in batch.iter().filter(|e| !e.metadata.is_null()) {
+        let _event = tracing::debug_span!(
+            "projection.event",
+            event_type = %event.event_type,
+            aggregate_id = %event.aggregate_id,
+            correlation_id = event.metadata["correlation_id"].as_str().unwrap_or_default(),
+        )
+        .entered();
+        tracing::debug!("projected");
+    }
+    drop(_entered);
     projection
         .apply(&mut tx, &live_schema(projection), &batch)
         .await?;
     checkpoint::save(&mut *tx, &name, last.position).await?;
     tx.commit().await?;
+    tracing::debug!(parent: &span, "batch committed");
     Ok(batch.len())
 }
 
