@@ -6,7 +6,9 @@ set -euo pipefail
 PG_HOST=127.0.0.1
 PG_PORT=5432
 # Debian packages the build needs (gcc/make come with the Rust toolchain's machine image).
-BUILD_PACKAGES=(pkg-config)
+# cmake and libcurl's headers build the static librdkafka of rdkafka's `cmake-build` (see
+# DESIGN.md: Debian's librdkafka is too old to link against).
+BUILD_PACKAGES=(pkg-config cmake libcurl4-openssl-dev)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -91,6 +93,41 @@ use_build_cache() {
     mkdir -p "$CARGO_TARGET_DIR"
 }
 
+# The Kafka-protocol broker for development and tests: nisshi 0.7.0 (the renamed tansu) with its
+# PostgreSQL storage engine, built once per machine into the cache (20-30 min on 2 cores; see
+# DESIGN.md), then started on 127.0.0.1:9092 when nothing answers there.
+KAFKA_PORT=9092
+NISSHI_VERSION=0.7.0
+ensure_kafka() {
+    if (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT) 2>/dev/null; then
+        return 0
+    fi
+    local root="$SHOP_CACHE_DIR/nisshi-$NISSHI_VERSION"
+    local broker="$root/bin/nisshi"
+    if [ ! -x "$broker" ]; then
+        say "building the Kafka broker nisshi $NISSHI_VERSION into $root (once per machine, 20-30 min)"
+        # its own target dir: the project's cache keeps only the project's artifacts
+        CARGO_TARGET_DIR="$SHOP_CACHE_DIR/nisshi-build" cargo install "nisshi@$NISSHI_VERSION" --locked \
+            --ignore-rust-version --no-default-features --features dynostore,postgres --root "$root"
+    fi
+    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -AtqX -c "SELECT 1 FROM pg_database WHERE datname = 'nisshi'" |
+        grep -q 1 || psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -qX -c "CREATE DATABASE nisshi"
+    say "starting the Kafka broker on 127.0.0.1:$KAFKA_PORT"
+    mkdir -p "$SHOP_CACHE_DIR/log"
+    nohup "$broker" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine "postgres://postgres:postgres@$PG_HOST:$PG_PORT/nisshi?sslmode=disable" \
+        --group-initial-rebalance-delay 0s \
+        >"$SHOP_CACHE_DIR/log/nisshi.log" 2>&1 &
+    for _ in $(seq 1 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT) 2>/dev/null && return 0
+        sleep 0.2
+    done
+    say "the Kafka broker did not start; see $SHOP_CACHE_DIR/log/nisshi.log"
+    exit 1
+}
+
 setup() {
     command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
     command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools
@@ -99,7 +136,8 @@ setup() {
     ensure_postgres
     ensure_redis
     use_build_cache
-    say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, build cache in $CARGO_TARGET_DIR"
+    ensure_kafka
+    say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, Kafka on 127.0.0.1:$KAFKA_PORT, build cache in $CARGO_TARGET_DIR"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -232,6 +232,24 @@ pub struct ListenConfig {
     pub ready_max_lag_seconds: f64,
 }
 
+/// Kafka: the relay, and where the projectors read from.
+#[derive(Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port,...`). `shop relay` needs them; `shop serve` runs the
+    /// relay too when they are set.
+    #[arg(long, env = "SHOP_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Partitions of the topics the relay creates.
+    #[arg(long, env = "SHOP_KAFKA_PARTITIONS", default_value_t = 6,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub kafka_partitions: i32,
+    /// Where the PostgreSQL projectors read events: `postgres` (the log) or `kafka` (the
+    /// relay's topics, consumer group per projection, deduplicated by event id).
+    #[arg(long, env = "SHOP_PROJECTOR_SOURCE", default_value = "postgres",
+          value_parser = ["postgres", "kafka"])]
+    pub projector_source: String,
+}
+
 /// The GraphQL query API.
 #[derive(Args, Debug, Clone)]
 pub struct QueryApiArgs {
@@ -318,4 +336,6 @@ pub struct RoleConfig {
     pub mail: MailConfig,
     #[command(flatten)]
     pub query: QueryApiArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }

@@ -52,6 +52,11 @@ enum Command {
         #[command(flatten)]
         config: RoleConfig,
     },
+    /// Run the Kafka relay only (publishes the log to SHOP_KAFKA_BROKERS).
+    Relay {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
     /// Run the projectors only.
     Projector {
         #[command(flatten)]
@@ -111,6 +116,7 @@ async fn main() -> std::process::ExitCode {
             cli::serve::run(&config, cli::serve::Roles::SagaRunner).await
         }
         Command::QueryApi { config } => cli::serve::run(&config, cli::serve::Roles::QueryApi).await,
+        Command::Relay { config } => cli::serve::run(&config, cli::serve::Roles::Relay).await,
         Command::Projector { config } => {
             cli::serve::run(&config, cli::serve::Roles::Projector).await
         }

@@ -5,3 +5,4 @@
 pub mod pg;
 pub mod redis;
 pub mod search;
+pub mod source;

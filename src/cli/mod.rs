@@ -61,6 +61,7 @@ pub fn all_migrations() -> Vec<&'static eventlog::migrate::Migration> {
         .iter()
         .chain(command_api::MIGRATIONS)
         .chain(sagas::MIGRATIONS)
+        .chain(relay::MIGRATIONS)
         .collect()
 }
 

@@ -23,6 +23,7 @@ pub enum Roles {
     SagaRunner,
     Projector,
     QueryApi,
+    Relay,
 }
 
 pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> {
@@ -34,6 +35,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         limits,
         mail,
         query,
+        kafka,
     } = config;
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
@@ -66,17 +68,47 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
             follow_redis(&redis_url, &redis_pool, redis_stop).await;
             Ok(())
         });
+        let from_kafka = match (kafka.projector_source.as_str(), &kafka.kafka_brokers) {
+            ("kafka", Some(brokers)) => Some(brokers.clone()),
+            ("kafka", None) => {
+                anyhow::bail!("SHOP_PROJECTOR_SOURCE=kafka needs SHOP_KAFKA_BROKERS")
+            }
+            _ => None,
+        };
         servers.spawn(async move {
             tokio::task::spawn_blocking(move || {
                 runtime.block_on(async {
-                    let all = projections::pg::all();
-                    projections::pg::follow(&pool, &all, 1_000, stop).await
+                    match from_kafka {
+                        Some(brokers) => follow_kafka(&pool, &brokers, stop).await,
+                        None => {
+                            let all = projections::pg::all();
+                            projections::pg::follow(&pool, &all, 1_000, stop)
+                                .await
+                                .map_err(anyhow::Error::from)
+                        }
+                    }
                 })
             })
             .await
             .context("projector panicked")?
             .context("projector failed")
         });
+    }
+
+    let relay_runs =
+        roles == Roles::Relay || (roles == Roles::All && kafka.kafka_brokers.is_some());
+    if relay_runs {
+        let Some(brokers) = &kafka.kafka_brokers else {
+            anyhow::bail!("`shop relay` needs SHOP_KAFKA_BROKERS");
+        };
+        let config = relay::RelayConfig {
+            partitions: kafka.kafka_partitions,
+            ..relay::RelayConfig::new(brokers.clone())
+        };
+        let relay = relay::Relay::new(pool.clone(), config).context("cannot set up the relay")?;
+        println!("relay publishing the log to Kafka at {brokers}");
+        let stop = stop.clone();
+        servers.spawn(async move { relay.run(stop).await.context("relay failed") });
     }
 
     if matches!(roles, Roles::All | Roles::CommandApi) {
@@ -251,6 +283,44 @@ async fn follow_redis(url: &str, pool: &sqlx::PgPool, mut stop: watch::Receiver<
             let _ = tokio::time::timeout(Duration::from_millis(200), stop.changed()).await;
         }
     }
+}
+
+/// The PostgreSQL read models fed from Kafka: one consumer group per projection, applied into
+/// the live schema, deduplicated by event id.
+async fn follow_kafka(
+    pool: &sqlx::PgPool,
+    brokers: &str,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut consumers = Vec::new();
+    for projection in projections::pg::all() {
+        let name = projection.name();
+        let types: Vec<String> = projection
+            .aggregate_types()
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        let schema = projections::pg::live_schema(projection.as_ref());
+        let fed = relay::KafkaProjection::new(pool, projection, &schema, &format!("kafka:{name}"))
+            .await?;
+        let source = relay::KafkaSource::new(&relay::SourceConfig {
+            brokers: brokers.to_owned(),
+            group: format!("shop-projector-{name}"),
+            aggregate_types: types,
+            poll: Duration::from_millis(200),
+        })?;
+        consumers.push((fed, source));
+    }
+    println!("projectors following Kafka at {brokers}");
+    while !*stop.borrow() {
+        for (fed, source) in &mut consumers {
+            if let Err(error) = fed.step(pool, source, 1_000).await {
+                tracing::warn!(%error, "Kafka projector: batch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Stripe when a secret key is configured, else the local gateway.

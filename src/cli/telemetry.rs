@@ -24,6 +24,11 @@ pub const METRICS: &[(&str, &str)] = &[
     ("shop_log_oldest_open_transaction_seconds", "age of the oldest open writing transaction"),
     ("shop_timers_pending", "durable timers waiting, by kind (a checkout timer is a checkout in flight)"),
     ("shop_timers_due", "durable timers past their due time"),
+    ("shop_relay_published_total", "events the relay published and the broker acknowledged"),
+    ("shop_relay_up", "1 while the relay's last batch was acknowledged, 0 while the broker refuses"),
+    ("shop_relay_lag_events", "events the relay has still to publish (once a relay has run)"),
+    ("shop_relay_lag_seconds", "age of the oldest event the relay has still to publish"),
+    ("shop_dead_letters_total", "messages Kafka consumers could not handle and set aside"),
     ("shop_db_pool_connections", "this process's PostgreSQL connections, by state (idle, in_use)"),
 ];
 

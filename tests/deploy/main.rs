@@ -313,6 +313,8 @@ mod toml_like {
 /// A `shop serve` with an operations listener; killed on drop.
 struct Serve {
     child: Child,
+    // the relay inside `shop serve` publishes to it (dropped after the child)
+    _broker: relay::testing::Broker,
     addresses: BTreeMap<String, String>,
     database: String,
 }
@@ -329,7 +331,7 @@ fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn start_serve() -> Serve {
+async fn start_serve() -> Serve {
     let database = format!("shop_cli_{}", uuid::Uuid::new_v4().simple());
     let server = server_url();
     let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
@@ -341,9 +343,13 @@ fn start_serve() -> Serve {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     }
+    let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
+    let broker = relay::testing::Broker::start_beside(&admin, &database).await;
+    admin.close().await;
     let mut child = Command::new(SHOP)
         .args(["serve"])
         .env("DATABASE_URL", &url)
+        .env("SHOP_KAFKA_BROKERS", broker.brokers())
         .env("SHOP_COMMAND_API_ADDR", "127.0.0.1:0")
         .env("SHOP_QUERY_API_ADDR", "127.0.0.1:0")
         .env("SHOP_OPS_ADDR", "127.0.0.1:0")
@@ -366,6 +372,7 @@ fn start_serve() -> Serve {
     std::thread::spawn(move || for _ in lines {});
     Serve {
         child,
+        _broker: broker,
         addresses,
         database,
     }
@@ -393,7 +400,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn probes_routes_and_every_dashboard_and_alert_metric_are_real() {
-    let serve = start_serve();
+    let serve = start_serve().await;
     let ops = serve.addresses["operations"].clone();
     let command = serve.addresses["command API"].clone();
     let query = serve.addresses["query API"].clone();
@@ -535,10 +542,12 @@ async fn probes_routes_and_every_dashboard_and_alert_metric_are_real() {
     let database = serve.database.clone();
     drop(serve);
     let pool = sqlx::PgPool::connect(&server_url()).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    for name in [database.clone(), format!("{database}_kafka")] {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 }
 
 async fn post(
