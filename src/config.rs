@@ -243,11 +243,12 @@ pub struct KafkaArgs {
     #[arg(long, env = "SHOP_KAFKA_PARTITIONS", default_value_t = 6,
           value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub kafka_partitions: i32,
-    /// Where the PostgreSQL projectors read events: `postgres` (the log) or `kafka` (the
-    /// relay's topics, consumer group per projection, deduplicated by event id).
-    #[arg(long, env = "SHOP_PROJECTOR_SOURCE", default_value = "postgres",
+    /// Where the PostgreSQL projectors and the saga runner read events: `postgres` (the log) or
+    /// `kafka` (the relay's topics; a consumer group per projection and one for the saga;
+    /// redeliveries are dropped by event id).
+    #[arg(long, env = "SHOP_EVENT_SOURCE", default_value = "postgres",
           value_parser = ["postgres", "kafka"])]
-    pub projector_source: String,
+    pub event_source: String,
 }
 
 /// The GraphQL query API.

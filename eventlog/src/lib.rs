@@ -14,6 +14,7 @@ pub mod hash;
 pub mod log;
 pub mod metadata;
 pub mod migrate;
+pub mod source;
 pub mod store;
 pub mod testing;
 pub mod upcast;

@@ -5,4 +5,3 @@
 pub mod pg;
 pub mod redis;
 pub mod search;
-pub mod source;

@@ -7,7 +7,7 @@
 //!   acknowledged every event of the batch: a crash or an outage republishes, never skips.
 //! - [`KafkaSource`]: what a consumer follows instead of the PostgreSQL log when shop scales out
 //!   (consumer groups spread partitions over replicas). It implements the same
-//!   [`projections::source::EventSource`] trait as the log; consumers deduplicate by event id
+//!   [`eventlog::source::EventSource`] trait as the log; consumers deduplicate by event id
 //!   ([`KafkaProjection`]), and a message that cannot be handled goes to the dead-letter topic
 //!   with its error while the consumer moves on.
 
@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use envelope::{topic_for, Envelope, EnvelopeError, DEAD_LETTER_TOPIC};
 pub use projection::{KafkaProjection, MIGRATIONS};
-pub use publisher::{Relay, RelayConfig};
+pub use publisher::{ensure_topics, Relay, RelayConfig};
 pub use source::{Delivery, KafkaSource, SourceConfig};
 
 /// What can go wrong talking to Kafka.

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
+use eventlog::source::{EventSource, Poison};
 use eventlog::RecordedEvent;
 use projections::pg::PgProjection;
-use projections::source::{EventSource, Poison};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -153,6 +153,6 @@ fn decodable(event: &RecordedEvent) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn source_error(error: projections::source::SourceError) -> RelayError {
+fn source_error(error: eventlog::source::SourceError) -> RelayError {
     RelayError::Source(error.to_string())
 }

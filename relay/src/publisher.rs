@@ -78,37 +78,12 @@ impl Relay {
 
     /// Creates the topics of every aggregate type and the dead-letter topic when missing.
     pub async fn ensure_topics(&self) -> Result<(), RelayError> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
-            .create()?;
-        let names: Vec<String> = schemas::AGGREGATE_TYPES
-            .iter()
-            .map(|t| topic_for(t))
-            .chain([DEAD_LETTER_TOPIC.to_owned()])
-            .collect();
-        let topics: Vec<NewTopic> = names
-            .iter()
-            .map(|name| {
-                NewTopic::new(
-                    name,
-                    self.config.partitions,
-                    TopicReplication::Fixed(self.config.replication),
-                )
-            })
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics(&topics, &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(RelayError::Topic {
-                        topic,
-                        reason: code.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(())
+        ensure_topics(
+            &self.config.brokers,
+            self.config.partitions,
+            self.config.replication,
+        )
+        .await
     }
 
     /// Publishes the next batch after the checkpoint and moves the checkpoint once every
@@ -250,4 +225,38 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// Creates the topics of every aggregate type and the dead-letter topic when missing (the relay
+/// and every consumer call it, so start order does not matter).
+pub async fn ensure_topics(
+    brokers: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), RelayError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let names: Vec<String> = schemas::AGGREGATE_TYPES
+        .iter()
+        .map(|t| topic_for(t))
+        .chain([DEAD_LETTER_TOPIC.to_owned()])
+        .collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(RelayError::Topic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }

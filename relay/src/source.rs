@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use projections::source::{EventSource, Incoming, Poison, SourceError};
+use eventlog::source::{EventSource, Incoming, Poison, SourceError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -22,6 +22,15 @@ pub struct SourceConfig {
     pub aggregate_types: Vec<String>,
     /// How long `next_batch` waits for a first message.
     pub poll: Duration,
+}
+
+impl KafkaSource {
+    /// [`KafkaSource::new`] after making sure the topics exist (6 partitions when created here;
+    /// the relay creates them the same way), so a consumer may start before the relay.
+    pub async fn connect(config: &SourceConfig) -> Result<KafkaSource, RelayError> {
+        crate::publisher::ensure_topics(&config.brokers, 6, 1).await?;
+        KafkaSource::new(config)
+    }
 }
 
 /// A delivery's place, for committing.
@@ -80,7 +89,14 @@ impl EventSource for KafkaSource {
         while batch.len() < limit {
             let message = match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Err(_) => break,
-                Ok(message) => message?,
+                Ok(Ok(message)) => message,
+                // a rebalance, a topic being created, a broker moment: nothing is lost, the
+                // next call reads on from the committed offsets
+                Ok(Err(error)) if !batch.is_empty() => {
+                    tracing::debug!(%error, "Kafka source: stopping the batch early");
+                    break;
+                }
+                Ok(Err(error)) => return Err(Box::new(error)),
             };
             // after the first message, take what is already there and return
             wait = Duration::from_millis(5);

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::{Currency, InventoryCommand, Money, OrderId, ProductCommand, Quantity, Sku};
+use eventlog::source::EventSource;
 use eventlog::testing::TestDatabase;
 use eventlog::{Actor, EventMetadata};
-use projections::source::EventSource;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventlog::{checkpoint, log};
+use eventlog::source::{EventSource, PgLogSource};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -46,6 +46,8 @@ pub enum RunnerError {
     Database(#[from] sqlx::Error),
     #[error("event log: {0}")]
     Log(#[from] eventlog::Error),
+    #[error("event source: {0}")]
+    Source(String),
 }
 
 pub struct SagaRunner {
@@ -63,6 +65,20 @@ impl SagaRunner {
     /// timers already claimed) and returns.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let follower = tokio::spawn(self.clone().follow_log(stop.clone()));
+        let firing = self.fire_timers(stop).await;
+        let following = follower.await.unwrap_or(Ok(()));
+        firing.and(following)
+    }
+
+    /// [`run`](Self::run) with the events from `source` (e.g. Kafka) instead of the log: no
+    /// leader election (the source's consumer group splits the work); the saga's handling is
+    /// idempotent, so a redelivery changes nothing.
+    pub async fn run_from(
+        self: Arc<Self>,
+        source: Box<dyn EventSource>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        let follower = tokio::spawn(self.clone().follow(source, stop.clone()));
         let firing = self.fire_timers(stop).await;
         let following = follower.await.unwrap_or(Ok(()));
         firing.and(following)
@@ -86,16 +102,52 @@ impl SagaRunner {
                 return Ok(());
             }
         }
-        let mut position = checkpoint::load(&self.pool, SUBSCRIPTION).await?;
+        let source = PgLogSource::new(self.pool.clone(), SUBSCRIPTION)
+            .await
+            .map_err(|e| RunnerError::Source(e.to_string()))?;
+        let followed = self.follow(Box::new(source), stop).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LEADER_LOCK)
+            .execute(&mut *leader)
+            .await?;
+        followed
+    }
+
+    async fn follow(
+        self: Arc<Self>,
+        mut source: Box<dyn EventSource>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), RunnerError> {
+        let source_error = |e: eventlog::source::SourceError| RunnerError::Source(e.to_string());
         while !*stop.borrow() {
-            let batch = log::read_after(&self.pool, position, self.config.batch).await?;
+            let batch = match source.next_batch(self.config.batch as usize).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    // a source that fails now (a broker away) is retried, never fatal
+                    tracing::warn!(%error, "saga: cannot read events; retrying");
+                    if wait(&mut stop, Duration::from_millis(500)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
             if batch.is_empty() {
                 if wait(&mut stop, self.config.idle).await {
                     break;
                 }
                 continue;
             }
-            for event in &batch {
+            for incoming in &batch {
+                let event = match incoming {
+                    Ok(event) => event,
+                    Err(poison) => {
+                        source
+                            .dead_letter(poison, &poison.reason)
+                            .await
+                            .map_err(source_error)?;
+                        continue;
+                    }
+                };
                 // at least once: an event is retried until handled, never skipped
                 let mut attempt = 0u32;
                 while let Err(error) = self.saga.on_event(event).await {
@@ -106,15 +158,11 @@ impl SagaRunner {
                     }
                 }
             }
-            if let Some(last) = batch.last() {
-                position = last.position;
-                checkpoint::save(&self.pool, SUBSCRIPTION, position).await?;
+            if let Err(error) = source.acknowledge().await {
+                // handled but not acknowledged: delivered again, and handling is idempotent
+                tracing::warn!(%error, "saga: cannot acknowledge; the batch will be redelivered");
             }
         }
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LEADER_LOCK)
-            .execute(&mut *leader)
-            .await?;
         Ok(())
     }
 

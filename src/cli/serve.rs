@@ -68,10 +68,10 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
             follow_redis(&redis_url, &redis_pool, redis_stop).await;
             Ok(())
         });
-        let from_kafka = match (kafka.projector_source.as_str(), &kafka.kafka_brokers) {
+        let from_kafka = match (kafka.event_source.as_str(), &kafka.kafka_brokers) {
             ("kafka", Some(brokers)) => Some(brokers.clone()),
             ("kafka", None) => {
-                anyhow::bail!("SHOP_PROJECTOR_SOURCE=kafka needs SHOP_KAFKA_BROKERS")
+                anyhow::bail!("SHOP_EVENT_SOURCE=kafka needs SHOP_KAFKA_BROKERS")
             }
             _ => None,
         };
@@ -142,9 +142,35 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         let saga =
             sagas::checkout::CheckoutSaga::new(pool.clone(), event_stores.clone(), gateway, config);
         let runner = sagas::runner::SagaRunner::new(pool.clone(), saga, Default::default());
-        println!("checkout saga running");
         let stop_runner = stop.clone();
-        servers.spawn(async move { runner.run(stop_runner).await.context("saga runner failed") });
+        match (kafka.event_source.as_str(), &kafka.kafka_brokers) {
+            ("kafka", Some(brokers)) => {
+                let source = relay::KafkaSource::connect(&relay::SourceConfig {
+                    brokers: brokers.clone(),
+                    group: "shop-saga-checkout".into(),
+                    aggregate_types: schemas::AGGREGATE_TYPES
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                    poll: Duration::from_millis(200),
+                })
+                .await?;
+                println!("checkout saga running on Kafka at {brokers}");
+                servers.spawn(async move {
+                    runner
+                        .run_from(Box::new(source), stop_runner)
+                        .await
+                        .context("saga runner failed")
+                });
+            }
+            ("kafka", None) => anyhow::bail!("SHOP_EVENT_SOURCE=kafka needs SHOP_KAFKA_BROKERS"),
+            _ => {
+                println!("checkout saga running");
+                servers.spawn(async move {
+                    runner.run(stop_runner).await.context("saga runner failed")
+                });
+            }
+        }
         match &mail.smtp_url {
             Some(url) => {
                 let notifier = sagas::notifier::Notifier::new(
@@ -303,12 +329,13 @@ async fn follow_kafka(
         let schema = projections::pg::live_schema(projection.as_ref());
         let fed = relay::KafkaProjection::new(pool, projection, &schema, &format!("kafka:{name}"))
             .await?;
-        let source = relay::KafkaSource::new(&relay::SourceConfig {
+        let source = relay::KafkaSource::connect(&relay::SourceConfig {
             brokers: brokers.to_owned(),
             group: format!("shop-projector-{name}"),
             aggregate_types: types,
             poll: Duration::from_millis(200),
-        })?;
+        })
+        .await?;
         consumers.push((fed, source));
     }
     println!("projectors following Kafka at {brokers}");

@@ -638,3 +638,140 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
     pool.close().await;
     drop_database(&name).await;
 }
+
+/// Scale-out mode: the relay publishes the log to a real Kafka-protocol broker, and the saga
+/// runner and the projectors follow Kafka instead of PostgreSQL. A checkout still goes from
+/// cart to `CONFIRMED` on the read side.
+#[tokio::test]
+async fn a_checkout_completes_with_the_saga_and_projectors_on_kafka() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    assert!(shop(&["seed"], &url).status.success());
+    let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
+    let broker = relay::testing::Broker::start_beside(&admin, &name).await;
+    let child = Command::new(SHOP)
+        .args([
+            "serve",
+            "--command-api-addr",
+            "127.0.0.1:0",
+            "--query-api-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("SHOP_KAFKA_BROKERS", broker.brokers())
+        .env("SHOP_EVENT_SOURCE", "kafka")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let (mut command_api, mut query_api, mut printed) = (None, None, Vec::new());
+    while command_api.is_none() || query_api.is_none() {
+        let line = lines.next().expect("addresses").unwrap();
+        let base = line.rsplit_once(' ').map(|(_, url)| url.to_owned());
+        if line.starts_with("command API listening on") {
+            command_api = base;
+        } else if line.starts_with("query API listening on") {
+            query_api = base;
+        }
+        printed.push(line);
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("checkout saga running on Kafka")),
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().any(|l| l.starts_with("relay publishing")),
+        "{printed:?}"
+    );
+    let (command_api, query_api) = (command_api.unwrap(), query_api.unwrap());
+    let client = reqwest::Client::new();
+    let post = |url: String, token: Option<&str>, body: serde_json::Value| {
+        let mut request = client.post(url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let (_, session) = post(
+        format!("{command_api}/api/auth/register"),
+        None,
+        serde_json::json!({"email": "kafka@example.com", "password": "a long password", "name": "K"}),
+    )
+    .await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let (_, cart) = post(
+        format!("{command_api}/api/carts"),
+        Some(&token),
+        serde_json::json!({}),
+    )
+    .await;
+    let cart = cart["cart_id"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        format!("{command_api}/api/carts/{cart}/items"),
+        Some(&token),
+        serde_json::json!({"sku": "HP-100", "quantity": 1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let address = serde_json::json!({"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let (status, checkout) = post(
+        format!("{command_api}/api/carts/{cart}/checkout"),
+        Some(&token),
+        serde_json::json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{checkout}");
+    let order = checkout["order_id"].as_str().unwrap().to_owned();
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..300 {
+        let (_, response) = post(
+            format!("{query_api}/graphql"),
+            Some(&token),
+            serde_json::json!({"query": "query($id: UUID!) { order(id: $id) { status } }", "variables": {"id": order}}),
+        )
+        .await;
+        seen = response;
+        if seen["data"]["order"]["status"] == "CONFIRMED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["data"]["order"]["status"], "CONFIRMED", "{seen}");
+    // the read model was fed from Kafka: its deduplication table saw the order's events
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let consumed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM consumed_events WHERE subscription = 'kafka:orders'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        consumed >= 3,
+        "orders read model fed from Kafka: {consumed} events"
+    );
+    pool.close().await;
+    drop(child);
+    drop(broker);
+    drop_database(&name).await;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {name}_kafka WITH (FORCE)"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+}

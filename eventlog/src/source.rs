@@ -1,8 +1,8 @@
 //! Where a consumer's events come from: the PostgreSQL log (default, single node) or Kafka
-//! (scale-out, `relay::KafkaSource`), behind one trait.
+//! (scale-out, `relay::KafkaSource`), behind one trait. The projectors and the saga runner take either.
 
+use crate::{checkpoint, log, LogPosition, RecordedEvent};
 use async_trait::async_trait;
-use eventlog::{checkpoint, log, LogPosition, RecordedEvent};
 use sqlx::PgPool;
 
 /// An error of a source, whatever its transport.
