@@ -87,6 +87,24 @@ pub enum Scenario {
         #[arg(long, default_value_t = 0.01)]
         max_error_rate: f64,
     },
+    /// Relay throughput over a generated log, then commit → Kafka consumer lag at a constant
+    /// rate of commands.
+    Relay {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "SHOP_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Events to generate and publish.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Commands per second in the lag phase.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Length of the lag phase.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     /// Concurrent reservations on one SKU: reservations/s on a hot stream.
     HotSku {
         #[command(flatten)]
@@ -139,6 +157,13 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             super::bench_browse::browse(&stores, products, rate.max(1), seconds, max_error_rate)
                 .await
         }
+        Scenario::Relay {
+            stores,
+            brokers,
+            events,
+            rate,
+            seconds,
+        } => super::bench_relay::relay(&stores, &brokers, events, rate, seconds).await,
         Scenario::HotSku {
             mut stores,
             writers,

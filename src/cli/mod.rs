@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_browse;
 pub mod bench_checkout;
 pub mod bench_rebuild;
+pub mod bench_relay;
 pub mod migrate;
 pub mod projections;
 pub mod read_health;
