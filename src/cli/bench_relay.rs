@@ -94,21 +94,41 @@ pub async fn relay(
         poll: Duration::from_millis(500),
     })
     .await?;
-    // skip the history
+    // read the history first (a new group starts at the beginning of the topics, which may hold
+    // earlier runs too): until this run's stock events are all in; also the consumer's rate
+    let history: i64 = products as i64;
+    let bar = super::progress_bar(history as u64, "consuming the history");
     let drained = Instant::now();
-    loop {
+    let mut consumed = 0u64;
+    let mut read_total = 0u64;
+    while consumed < history as u64 {
         let batch = source
             .next_batch(10_000)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        read_total += batch.len() as u64;
+        let prefix = format!("RLY-{tag}-");
+        consumed += batch
+            .iter()
+            .flatten()
+            .filter(|e| e.aggregate_id.starts_with(&prefix))
+            .count() as u64;
+        bar.set_position(consumed);
         source
             .acknowledge()
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if batch.is_empty() && drained.elapsed() > Duration::from_secs(2) {
-            break;
-        }
+        anyhow::ensure!(
+            drained.elapsed() < Duration::from_secs(600),
+            "the consumer read only {consumed} of this run's {history} events in 10 minutes"
+        );
     }
+    bar.finish_and_clear();
+    let seconds_drained = drained.elapsed().as_secs_f64();
+    println!(
+        "consumer: {read_total} events read and committed in {seconds_drained:.1} s = {:.0} events/s",
+        read_total as f64 / seconds_drained
+    );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let running = {
         let publisher = publisher.clone();
