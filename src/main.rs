@@ -131,6 +131,8 @@ async fn main() -> std::process::ExitCode {
         Command::Bench { scenario } => cli::bench::run(scenario).await,
         Command::Probe { url } => cli::probe(&url).await,
     };
+    // off the async runtime: the exporter's blocking client must not run on its threads
+    let _ = tokio::task::spawn_blocking(cli::telemetry::flush_traces).await;
     match outcome {
         Ok(code) => code,
         Err(error) => {

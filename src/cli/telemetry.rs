@@ -45,9 +45,23 @@ pub fn describe_metrics() {
     }
 }
 
+/// The trace pipeline, kept to flush it at exit.
+static TRACER_PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+type Subscriber =
+    tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<Subscriber> + Send + Sync>;
+
 /// Logs to stderr: JSON lines, or human-readable when `SHOP_LOG_FORMAT=pretty` or (unset) on a
-/// terminal. `RUST_LOG` filters (default `info,sqlx=warn`).
+/// terminal. `RUST_LOG` filters (default `info,sqlx=warn`). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans are also exported there over
+/// OTLP/HTTP (protobuf) as service `shop` (`OTEL_SERVICE_NAME` overrides).
 pub fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let json = match std::env::var("SHOP_LOG_FORMAT").as_deref() {
@@ -55,18 +69,74 @@ pub fn init_logs() {
         Ok("pretty") => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
+        layers.push(
+            logs.json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .boxed(),
+        );
     } else {
-        builder.init();
+        layers.push(logs.boxed());
+    }
+    let otlp_configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+    let mut otlp_error = None;
+    if otlp_configured {
+        match tracer_provider() {
+            Ok(provider) => {
+                use opentelemetry::trace::TracerProvider;
+                let tracer = provider.tracer("shop");
+                layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
+                let _ = TRACER_PROVIDER.set(provider);
+            }
+            Err(error) => otlp_error = Some(error),
+        }
+    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layers)
+        .init();
+    if let Some(error) = otlp_error {
+        tracing::error!(%error, "OTLP trace export is off");
+    }
+}
+
+/// Builds the OTLP pipeline on a thread of its own: the blocking HTTP client must not be made
+/// (or dropped) on the async runtime's threads.
+fn tracer_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    std::thread::spawn(|| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "shop".to_owned());
+        Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
+            .build())
+    })
+    .join()
+    .map_err(|_| "the OTLP set-up panicked".to_owned())?
+}
+
+/// Sends the spans still buffered (at exit).
+pub fn flush_traces() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        if let Err(error) = provider.shutdown() {
+            eprintln!("OTLP: {error}");
+        }
     }
 }
 

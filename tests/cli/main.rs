@@ -775,3 +775,148 @@ async fn a_checkout_completes_with_the_saga_and_projectors_on_kafka() {
     .await
     .unwrap();
 }
+
+/// A minimal OTLP/HTTP collector: answers 200 to every POST and keeps (path, content type,
+/// body) of each.
+async fn otlp_collector() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                loop {
+                    // one request: headers, then Content-Length bytes
+                    let mut chunk = [0u8; 65536];
+                    let header_end = loop {
+                        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let length: usize = header("content-length").parse().unwrap_or(0);
+                    while buffer.len() < header_end + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let body = buffer[header_end..header_end + length].to_vec();
+                    store
+                        .lock()
+                        .unwrap()
+                        .push((path, header("content-type"), body));
+                    buffer.drain(..header_end + length);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+/// With an OTLP endpoint configured, a request's span reaches the collector (flushed at
+/// shutdown), as protobuf over HTTP, named for the service.
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    let (collector, received) = otlp_collector().await;
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let child = Command::new(SHOP)
+        .args([
+            "serve",
+            "--command-api-addr",
+            "127.0.0.1:0",
+            "--query-api-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("an address").unwrap();
+        if let Some(rest) = line.strip_prefix("command API listening on ") {
+            break rest.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/carts"))
+        .header("X-Request-Id", "otlp-test-request")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for _ in 0..200 {
+        if child.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    let traces: Vec<&(String, String, Vec<u8>)> = received
+        .iter()
+        .filter(|(path, _, _)| path == "/v1/traces")
+        .collect();
+    assert!(
+        !traces.is_empty(),
+        "no OTLP export arrived: {:?}",
+        received.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    assert!(traces
+        .iter()
+        .all(|(_, content_type, _)| content_type == "application/x-protobuf"));
+    let contains = |needle: &[u8]| {
+        traces
+            .iter()
+            .any(|(_, _, body)| body.windows(needle.len()).any(|w| w == needle))
+    };
+    // protobuf keeps strings as bytes: the span name, its request id, the service name
+    assert!(contains(b"request"), "no request span exported");
+    assert!(
+        contains(b"otlp-test-request"),
+        "the span lacks its request id"
+    );
+    assert!(contains(b"shop"), "no service name");
+    drop_database(&name).await;
+}

@@ -90,6 +90,9 @@ fn env_names() -> BTreeSet<String> {
     // read before the flags are parsed (the log set-up), documented in the README
     names.insert("RUST_LOG".into());
     names.insert("SHOP_LOG_FORMAT".into());
+    names.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into());
+    names.insert("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into());
+    names.insert("OTEL_SERVICE_NAME".into());
     names
 }
 
