@@ -920,3 +920,51 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     assert!(contains(b"shop"), "no service name");
     drop_database(&name).await;
 }
+
+/// Readiness follows the read side: a query API whose read models lag more than
+/// `SHOP_READY_MAX_LAG_SECONDS` answers 503 naming them, and 200 once they caught up.
+#[tokio::test]
+async fn readiness_fails_while_read_models_lag_and_recovers() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    assert!(shop(&["seed"], &url).status.success());
+    // the query API alone: nothing projects the seeded events
+    let child = Command::new(SHOP)
+        .args(["query-api", "--query-api-addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("SHOP_READY_MAX_LAG_SECONDS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("an address").unwrap();
+        if let Some(rest) = line.strip_prefix("query API listening on http://") {
+            break rest.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let lagging = http_get(&addr, "/health/ready").await;
+    assert!(lagging.starts_with("HTTP/1.1 503"), "{lagging}");
+    assert!(
+        lagging.contains("read models lagging") && lagging.contains("catalog"),
+        "{lagging}"
+    );
+    // catch the read models up: ready again
+    let rebuilt = shop(&["rebuild", "--all"], &url);
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    let mut ready = String::new();
+    for _ in 0..50 {
+        ready = http_get(&addr, "/health/ready").await;
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    drop(child);
+    drop_database(&name).await;
+}
