@@ -174,10 +174,10 @@ pub async fn establish(
     };
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     request.extensions_mut().insert(context);
-    let mut response = {
-        let _entered = span.enter();
-        next.run(request).await
-    };
+    // instrumented, not entered: a guard held across an await corrupts the span stack when the
+    // task moves between threads (seen as "tried to clone a span that already closed" panics
+    // under load)
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

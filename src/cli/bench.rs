@@ -105,6 +105,21 @@ pub enum Scenario {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
+    /// The cart over REST at a constant arrival rate: sessions of create, add, change, remove
+    /// (guest carts, the seeded catalog): sessions/s and per-request latency percentiles.
+    Cart {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Sessions started per second (open loop); each is four requests.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long to run.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Exit non-zero above this fraction of failed sessions.
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
+    },
     /// Concurrent reservations on one SKU: reservations/s on a hot stream.
     HotSku {
         #[command(flatten)]
@@ -164,6 +179,12 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             rate,
             seconds,
         } => super::bench_relay::relay(&stores, &brokers, events, rate, seconds).await,
+        Scenario::Cart {
+            stores,
+            rate,
+            seconds,
+            max_error_rate,
+        } => super::bench_cart::cart(&stores, rate.max(1), seconds, max_error_rate).await,
         Scenario::HotSku {
             mut stores,
             writers,

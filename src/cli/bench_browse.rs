@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::bench_rebuild::Generator;
+use super::load::Outcome;
 use crate::config::StoreConfig;
 
 const ADJECTIVES: &[&str] = &[
@@ -180,41 +181,6 @@ async fn generate_catalog(pool: &sqlx::PgPool, count: u64, first: u64) -> anyhow
         generator.written as f64 / seconds
     );
     Ok(())
-}
-
-struct Outcome {
-    sent: u64,
-    errors: u64,
-    /// Milliseconds from when each request was due to its answer.
-    latencies: Vec<f64>,
-    seconds: f64,
-}
-
-impl Outcome {
-    fn error_rate(&self) -> f64 {
-        self.errors as f64 / self.sent.max(1) as f64
-    }
-
-    fn print(&self, name: &str, rate: u64) {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_by(f64::total_cmp);
-        let at = |p: f64| {
-            sorted
-                .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0.0)
-        };
-        println!(
-            "{name:<16} target {rate}/s achieved {:.0}/s, errors {:.2}%, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
-            sorted.len() as f64 / self.seconds,
-            self.error_rate() * 100.0,
-            at(0.50),
-            at(0.95),
-            at(0.99),
-            sorted.last().copied().unwrap_or(0.0),
-            self.sent
-        );
-    }
 }
 
 /// Sends `rate` requests per second for `seconds`, each on its own task at its due time.

@@ -3,9 +3,11 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_browse;
+pub mod bench_cart;
 pub mod bench_checkout;
 pub mod bench_rebuild;
 pub mod bench_relay;
+pub mod load;
 pub mod migrate;
 pub mod projections;
 pub mod read_health;
