@@ -22,10 +22,17 @@ enum Command {
         #[command(flatten)]
         stores: StoreConfig,
     },
-    /// Load a demo catalog with stock (idempotent: existing products are left alone).
+    /// Load a demo catalog with stock (idempotent: existing products are left alone); with
+    /// `--products`/`--orders`, also generate realistic volumes in bulk (benchmark databases).
     Seed {
         #[command(flatten)]
         stores: StoreConfig,
+        /// Generated products (`CAT-0000000`...) with stock, beyond the demo catalog.
+        #[arg(long, default_value_t = 0)]
+        products: u64,
+        /// Generated paid orders over the generated products (8 events each).
+        #[arg(long, default_value_t = 0)]
+        orders: u64,
     },
     /// Auditor operations on the event log.
     Audit {
@@ -106,7 +113,11 @@ async fn main() -> std::process::ExitCode {
     let shop = Shop::parse();
     let outcome = match shop.command {
         Command::Migrate { stores } => cli::migrate::run(&stores).await,
-        Command::Seed { stores } => cli::seed::run(&stores).await,
+        Command::Seed {
+            stores,
+            products,
+            orders,
+        } => cli::seed::run_with_volume(&stores, products, orders).await,
         Command::Audit { command } => cli::audit::run(command).await,
         Command::Serve { config } => cli::serve::run(&config, cli::serve::Roles::All).await,
         Command::CommandApi { config } => {

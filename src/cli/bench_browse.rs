@@ -142,7 +142,11 @@ pub async fn browse(
 }
 
 /// Appends `count` products (numbered from `first`) and their stock in bulk.
-async fn generate_catalog(pool: &sqlx::PgPool, count: u64, first: u64) -> anyhow::Result<()> {
+pub(super) async fn generate_catalog(
+    pool: &sqlx::PgPool,
+    count: u64,
+    first: u64,
+) -> anyhow::Result<()> {
     let eur = Currency::parse("EUR").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut generator = Generator::new(pool, count * 2, "generating catalog")?;
     let started = Instant::now();

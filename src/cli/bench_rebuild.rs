@@ -42,6 +42,19 @@ impl Generator {
         })
     }
 
+    /// Continues a stream that already has events up to `sequence`.
+    pub(super) fn continue_stream(
+        &mut self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+    ) {
+        self.sequences.insert(
+            (aggregate_type.to_owned(), aggregate_id.to_owned()),
+            sequence,
+        );
+    }
+
     pub(super) fn push<E: cqrs_es::DomainEvent>(
         &mut self,
         aggregate_type: &str,
@@ -109,6 +122,57 @@ pub async fn rebuild(stores: &StoreConfig, events: u64, batch: i64) -> anyhow::R
         generator.push("inventory", sku, received)?;
     }
     generator.flush().await?;
+    generate_orders(&mut generator, &skus, 1, orders).await?;
+    generator.bar.finish_and_clear();
+    let generated = started.elapsed().as_secs_f64();
+    println!(
+        "generated {} events ({products} products, {orders} orders) in {generated:.1} s = {:.0} events/s",
+        generator.written,
+        generator.written as f64 / generated
+    );
+
+    // let the log's horizon pass the last write
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut total_events = 0;
+    let mut total_seconds = 0.0;
+    for projection in pg::all() {
+        let bar = super::progress_bar(
+            generator.written,
+            &format!("rebuilding {}", projection.name()),
+        );
+        let done = pg::rebuild(&pool, projection.as_ref(), batch, |p| {
+            bar.set_position(p.events)
+        })
+        .await?;
+        bar.finish_and_clear();
+        println!(
+            "rebuild {:<8} {} events in {:.2} s = {:.0} events/s",
+            projection.name(),
+            done.events,
+            done.seconds,
+            done.events as f64 / done.seconds.max(1e-9)
+        );
+        total_events += done.events;
+        total_seconds += done.seconds;
+    }
+    println!(
+        "rebuild all: {total_events} events applied in {total_seconds:.2} s = {:.0} events/s (each projection reads the whole log)",
+        total_events as f64 / total_seconds.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Appends `orders` paid orders over `skus` (numbered from `first_number`): 8 events each —
+/// placed, stock reserved, confirmed; payment requested, authorized, captured; the reservation
+/// and its commit on the SKU's stream.
+pub(super) async fn generate_orders(
+    generator: &mut Generator,
+    skus: &[String],
+    first_number: u64,
+    orders: u64,
+) -> anyhow::Result<()> {
+    let eur = Currency::parse("EUR").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let one = |n: u32| Quantity::new(n).map_err(|e| anyhow::anyhow!("{e}"));
     let address = Address::new("Bench", "1 Main St", None, "Berlin", "10115", "DE")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut sold: Vec<Vec<OrderId>> = vec![Vec::new(); skus.len()];
@@ -119,7 +183,7 @@ pub async fn rebuild(stores: &StoreConfig, events: u64, batch: i64) -> anyhow::R
         let price = Money::new(1_500, eur);
         let at = Utc::now();
         let placed = OrderEvent::OrderPlaced {
-            order_number: OrderNumber(n + 1),
+            order_number: OrderNumber(first_number + n),
             customer: Some(CustomerId::new(Uuid::new_v4())),
             cart_id: CartId::new(Uuid::new_v4()),
             lines: vec![OrderLine {
@@ -202,41 +266,5 @@ pub async fn rebuild(stores: &StoreConfig, events: u64, batch: i64) -> anyhow::R
         }
     }
     generator.flush().await?;
-    generator.bar.finish_and_clear();
-    let generated = started.elapsed().as_secs_f64();
-    println!(
-        "generated {} events ({products} products, {orders} orders) in {generated:.1} s = {:.0} events/s",
-        generator.written,
-        generator.written as f64 / generated
-    );
-
-    // let the log's horizon pass the last write
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let mut total_events = 0;
-    let mut total_seconds = 0.0;
-    for projection in pg::all() {
-        let bar = super::progress_bar(
-            generator.written,
-            &format!("rebuilding {}", projection.name()),
-        );
-        let done = pg::rebuild(&pool, projection.as_ref(), batch, |p| {
-            bar.set_position(p.events)
-        })
-        .await?;
-        bar.finish_and_clear();
-        println!(
-            "rebuild {:<8} {} events in {:.2} s = {:.0} events/s",
-            projection.name(),
-            done.events,
-            done.seconds,
-            done.events as f64 / done.seconds.max(1e-9)
-        );
-        total_events += done.events;
-        total_seconds += done.seconds;
-    }
-    println!(
-        "rebuild all: {total_events} events applied in {total_seconds:.2} s = {:.0} events/s (each projection reads the whole log)",
-        total_events as f64 / total_seconds.max(1e-9)
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -158,6 +158,85 @@ pub async fn run(stores: &StoreConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The demo seed, then `products` generated products and `orders` generated orders over them,
+/// appended in bulk with a progress bar and a throughput line.
+pub async fn run_with_volume(
+    stores: &StoreConfig,
+    products: u64,
+    orders: u64,
+) -> anyhow::Result<ExitCode> {
+    let code = run(stores).await?;
+    if products == 0 && orders == 0 {
+        return Ok(code);
+    }
+    anyhow::ensure!(
+        products > 0 || orders == 0,
+        "--orders needs --products (orders are generated over the generated products)"
+    );
+    let pool = super::connect(stores).await?;
+    let existing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'product' AND aggregate_id LIKE 'CAT-%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    super::bench_browse::generate_catalog(&pool, products, existing as u64).await?;
+    if orders > 0 {
+        let skus: Vec<String> = (existing as u64..existing as u64 + products)
+            .map(|n| format!("CAT-{n:07}"))
+            .collect();
+        let started = std::time::Instant::now();
+        let mut generator = super::bench_rebuild::Generator::new(
+            &pool,
+            skus.len() as u64 + orders * 8,
+            "generating orders",
+        )?;
+        let stock_streams: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT aggregate_id, max(sequence) FROM events
+              WHERE aggregate_type = 'inventory' AND aggregate_id = ANY($1) GROUP BY aggregate_id",
+        )
+        .bind(&skus)
+        .fetch_all(&pool)
+        .await?;
+        for (sku, sequence) in stock_streams {
+            generator.continue_stream("inventory", &sku, sequence);
+        }
+        // stock for every order (one unit each, spread over the SKUs)
+        let per_sku = u32::try_from(orders / products + 1).unwrap_or(u32::MAX);
+        for sku in &skus {
+            generator.push(
+                "inventory",
+                sku,
+                domain::InventoryEvent::StockReceived {
+                    sku: Sku::parse(sku.clone()).map_err(|e| anyhow!("{e}"))?,
+                    quantity: Quantity::new(per_sku).map_err(|e| anyhow!("{e}"))?,
+                },
+            )?;
+        }
+        generator.flush().await?;
+        // far above the numbers checkouts assign (generated orders do not take theirs)
+        let first_number: i64 = sqlx::query_scalar(
+            "SELECT 900000000 + count(*) FROM events WHERE aggregate_type = 'order' AND sequence = 1",
+        )
+        .fetch_one(&pool)
+        .await?;
+        super::bench_rebuild::generate_orders(
+            &mut generator,
+            &skus,
+            first_number as u64 + 1,
+            orders,
+        )
+        .await?;
+        generator.bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "generated {orders} orders ({} events) in {seconds:.1} s = {:.0} events/s",
+            generator.written,
+            generator.written as f64 / seconds
+        );
+    }
+    Ok(code)
+}
+
 async fn seed_coupons(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO coupons (code, percent_off, amount_off, currency) VALUES

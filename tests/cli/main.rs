@@ -968,3 +968,41 @@ async fn readiness_fails_while_read_models_lag_and_recovers() {
     drop(child);
     drop_database(&name).await;
 }
+
+/// `shop seed --products N --orders M` generates realistic volumes that the read models and the
+/// audit accept: M orders, N more products, no stock below zero, every chain intact.
+#[tokio::test]
+async fn seed_generates_volumes_the_read_side_and_the_audit_accept() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let seeded = shop(&["seed", "--products", "50", "--orders", "120"], &url);
+    assert!(seeded.status.success(), "{seeded:?}");
+    assert!(
+        stdout(&seeded).contains("generated 120 orders"),
+        "{}",
+        stdout(&seeded)
+    );
+    assert!(shop(&["rebuild", "--all"], &url).status.success());
+    let verified = shop(&["audit", "verify"], &url);
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let orders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rm_orders.orders WHERE status = 'confirmed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(orders, 120);
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_catalog.products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(products, 12 + 50);
+    let negative: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rm_catalog.stock WHERE available < 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(negative, 0);
+    pool.close().await;
+    drop_database(&name).await;
+}
