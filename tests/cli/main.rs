@@ -161,6 +161,64 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A `shop <role>` on random ports (killed on drop) and the base URL of each listener it
+/// printed (`command API`, `query API`, `operations`), read until `listeners` have.
+struct Running {
+    process: KillOnDrop,
+    urls: std::collections::BTreeMap<String, String>,
+    printed: Vec<String>,
+}
+
+impl Running {
+    fn url(&self, listener: &str) -> String {
+        self.urls
+            .get(listener)
+            .unwrap_or_else(|| panic!("no {listener} in {:?}", self.printed))
+            .clone()
+    }
+
+    /// `host:port` of a listener.
+    fn addr(&self, listener: &str) -> String {
+        self.url(listener).trim_start_matches("http://").to_owned()
+    }
+}
+
+fn start_role(role: &str, database_url: &str, env: &[(&str, &str)], listeners: usize) -> Running {
+    let mut command = Command::new(SHOP);
+    command
+        .args([role, "--query-api-addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if role != "query-api" {
+        command.args(["--command-api-addr", "127.0.0.1:0"]);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut process = KillOnDrop(command.spawn().unwrap());
+    let mut lines = BufReader::new(process.0.stdout.take().unwrap()).lines();
+    let (mut urls, mut printed) = (std::collections::BTreeMap::new(), Vec::new());
+    while urls.len() < listeners {
+        let line = lines
+            .next()
+            .expect("the role printed its addresses")
+            .unwrap();
+        if let Some((what, base)) = line.split_once(" listening on ") {
+            urls.insert(what.to_owned(), base.to_owned());
+        }
+        printed.push(line);
+    }
+    // keep reading, so the child never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    Running {
+        process,
+        urls,
+        printed,
+    }
+}
+
 async fn http_get(addr: &str, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -273,35 +331,8 @@ async fn a_storefront_round_trip_through_both_apis() {
     let (name, url) = fresh_database_url();
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
-    let child = Command::new(SHOP)
-        .args([
-            "serve",
-            "--command-api-addr",
-            "127.0.0.1:0",
-            "--query-api-addr",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let (mut command_api, mut query_api) = (None, None);
-    while command_api.is_none() || query_api.is_none() {
-        let line = lines
-            .next()
-            .expect("shop serve printed its addresses")
-            .unwrap();
-        let base = line.rsplit_once(' ').map(|(_, url)| url.to_owned());
-        if line.starts_with("command API listening on") {
-            command_api = base;
-        } else if line.starts_with("query API listening on") {
-            query_api = base;
-        }
-    }
-    let (command_api, query_api) = (command_api.unwrap(), query_api.unwrap());
+    let child = start_role("serve", &url, &[], 2);
+    let (command_api, query_api) = (child.url("command API"), child.url("query API"));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -441,33 +472,19 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     let start = || {
-        let child = Command::new(SHOP)
-            .args([
-                "serve",
-                "--command-api-addr",
-                "127.0.0.1:0",
-                "--query-api-addr",
-                "127.0.0.1:0",
-            ])
-            .env("DATABASE_URL", &url)
-            .env("SHOP_JWT_SECRET", "shutdown-test-secret-0123456789abcdef")
-            .env("SHOP_CHECKOUT_RATE_PER_MINUTE", "1000000")
-            .env("SHOP_AUTH_RATE_PER_MINUTE", "1000000")
-            .env("SHOP_SHUTDOWN_GRACE_SECONDS", "10")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut child = KillOnDrop(child);
-        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("an address").unwrap();
-            if let Some(rest) = line.strip_prefix("command API listening on ") {
-                break rest.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (child, base)
+        let child = start_role(
+            "serve",
+            &url,
+            &[
+                ("SHOP_JWT_SECRET", "shutdown-test-secret-0123456789abcdef"),
+                ("SHOP_CHECKOUT_RATE_PER_MINUTE", "1000000"),
+                ("SHOP_AUTH_RATE_PER_MINUTE", "1000000"),
+                ("SHOP_SHUTDOWN_GRACE_SECONDS", "10"),
+            ],
+            1,
+        );
+        let base = child.url("command API");
+        (child.process, base)
     };
     let (mut child, base) = start();
     let client = reqwest::Client::builder()
@@ -649,35 +666,18 @@ async fn a_checkout_completes_with_the_saga_and_projectors_on_kafka() {
     assert!(shop(&["seed"], &url).status.success());
     let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
     let broker = relay::testing::Broker::start_beside(&admin, &name).await;
-    let child = Command::new(SHOP)
-        .args([
-            "serve",
-            "--command-api-addr",
-            "127.0.0.1:0",
-            "--query-api-addr",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", &url)
-        .env("SHOP_KAFKA_BROKERS", broker.brokers())
-        .env("SHOP_EVENT_SOURCE", "kafka")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let (mut command_api, mut query_api, mut printed) = (None, None, Vec::new());
-    while command_api.is_none() || query_api.is_none() {
-        let line = lines.next().expect("addresses").unwrap();
-        let base = line.rsplit_once(' ').map(|(_, url)| url.to_owned());
-        if line.starts_with("command API listening on") {
-            command_api = base;
-        } else if line.starts_with("query API listening on") {
-            query_api = base;
-        }
-        printed.push(line);
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let brokers = broker.brokers();
+    let child = start_role(
+        "serve",
+        &url,
+        &[
+            ("SHOP_KAFKA_BROKERS", &brokers),
+            ("SHOP_EVENT_SOURCE", "kafka"),
+        ],
+        2,
+    );
+    let printed = child.printed.clone();
+    let (command_api, query_api) = (Some(child.url("command API")), Some(child.url("query API")));
     assert!(
         printed
             .iter()
@@ -850,30 +850,17 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     let (collector, received) = otlp_collector().await;
     let (name, url) = fresh_database_url();
     assert!(shop(&["migrate"], &url).status.success());
-    let child = Command::new(SHOP)
-        .args([
-            "serve",
-            "--command-api-addr",
-            "127.0.0.1:0",
-            "--query-api-addr",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", &url)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("an address").unwrap();
-        if let Some(rest) = line.strip_prefix("command API listening on ") {
-            break rest.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let child = start_role(
+        "serve",
+        &url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+            ("RUST_LOG", "info"),
+        ],
+        1,
+    );
+    let base = child.url("command API");
+    let mut child = child.process;
     let response = reqwest::Client::new()
         .post(format!("{base}/api/carts"))
         .header("X-Request-Id", "otlp-test-request")
@@ -929,23 +916,8 @@ async fn readiness_fails_while_read_models_lag_and_recovers() {
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     // the query API alone: nothing projects the seeded events
-    let child = Command::new(SHOP)
-        .args(["query-api", "--query-api-addr", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
-        .env("SHOP_READY_MAX_LAG_SECONDS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("an address").unwrap();
-        if let Some(rest) = line.strip_prefix("query API listening on http://") {
-            break rest.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let child = start_role("query-api", &url, &[("SHOP_READY_MAX_LAG_SECONDS", "1")], 1);
+    let addr = child.addr("query API");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let lagging = http_get(&addr, "/health/ready").await;
     assert!(lagging.starts_with("HTTP/1.1 503"), "{lagging}");
