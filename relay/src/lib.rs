@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use envelope::{topic_for, Envelope, EnvelopeError, DEAD_LETTER_TOPIC};
 pub use projection::{KafkaProjection, MIGRATIONS};
-pub use publisher::{ensure_topics, Relay, RelayConfig};
+pub use publisher::{broker_reachable, ensure_topics, Relay, RelayConfig};
 pub use source::{Delivery, KafkaSource, SourceConfig};
 
 /// What can go wrong talking to Kafka.

@@ -43,6 +43,20 @@ impl RelayConfig {
     }
 }
 
+/// Whether the last batch of a relay in this process was acknowledged (true until one fails):
+/// the process's readiness reports it.
+static BROKER_REACHABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// False while a relay in this process cannot get its batches acknowledged.
+pub fn broker_reachable() -> bool {
+    BROKER_REACHABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn set_reachable(reachable: bool) {
+    BROKER_REACHABLE.store(reachable, std::sync::atomic::Ordering::Relaxed);
+    metrics::gauge!("shop_relay_up").set(if reachable { 1.0 } else { 0.0 });
+}
+
 pub struct Relay {
     pool: PgPool,
     /// Replaced after a failed batch: an idempotent producer can be left in a fatal state (e.g.
@@ -201,22 +215,29 @@ impl Relay {
     /// Publishes until `stop`: a broker that is down is retried with backoff (up to 5 s
     /// between attempts), the lag reported, nothing skipped.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) -> Result<(), RelayError> {
-        if let Err(error) = self.ensure_topics().await {
-            tracing::warn!(%error, "relay: cannot create topics yet; publishing anyway");
+        // bounded: with the broker down the admin request would wait for its own long timeout
+        match tokio::time::timeout(Duration::from_secs(5), self.ensure_topics()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "relay: cannot create topics yet; publishing anyway")
+            }
+            Err(_) => tracing::warn!(
+                "relay: the broker did not answer the topic check; publishing anyway"
+            ),
         }
         let mut backoff = Duration::from_millis(100);
         while !*stop.borrow() {
             match self.step().await {
                 Ok(published) => {
                     backoff = Duration::from_millis(100);
-                    metrics::gauge!("shop_relay_up").set(1.0);
+                    set_reachable(true);
                     if published as i64 == self.config.batch {
                         continue;
                     }
                     let _ = tokio::time::timeout(Duration::from_millis(100), stop.changed()).await;
                 }
                 Err(error) => {
-                    metrics::gauge!("shop_relay_up").set(0.0);
+                    set_reachable(false);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay: batch not acknowledged; retrying");
                     let _ = tokio::time::timeout(backoff, stop.changed()).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -165,6 +165,32 @@ async fn every_event_arrives_once_per_key_in_order_even_across_a_broker_restart(
     broker.resume();
     relay_all(&relay).await;
 
+    // `Relay::run` reports an unreachable broker (readiness) and recovers with it
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = {
+        let relay = Relay::new(db.pool.clone(), config(&broker)).unwrap();
+        tokio::spawn(async move { relay.run(stop).await })
+    };
+    broker.stop();
+    workload(&stores, 5, &skus, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay::broker_reachable() {
+        assert!(
+            Instant::now() < deadline,
+            "the relay never noticed the broker was down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker.resume();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !relay::broker_reachable() {
+        assert!(Instant::now() < deadline, "the relay never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    relay_all(&relay).await;
+
     let delivered = consume_all(&broker, &["product", "inventory"]).await;
     let stored: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
         "SELECT event_id, aggregate_type, aggregate_id, sequence FROM events ORDER BY global_position",

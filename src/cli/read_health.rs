@@ -142,6 +142,12 @@ async fn ready(State(state): State<ReadinessState>) -> (StatusCode, String) {
             }
         }
     }
+    if !relay::broker_reachable() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay's Kafka broker does not acknowledge (retrying)".to_owned(),
+        );
+    }
     if lagging.is_empty() {
         (StatusCode::OK, "ready".to_owned())
     } else {
