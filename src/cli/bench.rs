@@ -130,6 +130,12 @@ pub enum Scenario {
         /// How long to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Units in stock: scarce, so the run also checks that nothing is oversold.
+        #[arg(long, default_value_t = 5_000)]
+        units: u32,
+        /// Exit non-zero above this fraction of failed reservations (sold out is not a failure).
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
     },
 }
 
@@ -189,9 +195,18 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             mut stores,
             writers,
             seconds,
+            units,
+            max_error_rate,
         } => {
             stores.db_max_connections = writers + 2;
-            super::bench_checkout::hot_sku(&stores, writers, Duration::from_secs(seconds)).await
+            super::bench_checkout::hot_sku(
+                &stores,
+                writers,
+                Duration::from_secs(seconds),
+                units.max(1),
+                max_error_rate,
+            )
+            .await
         }
     }
 }

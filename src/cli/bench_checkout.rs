@@ -198,38 +198,60 @@ pub async fn hot_sku(
     stores: &StoreConfig,
     writers: u32,
     duration: Duration,
+    units: u32,
+    max_error_rate: f64,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
     let event_stores = Arc::new(Stores::new(&pool));
-    let sku = stocked_product(&event_stores, u32::MAX / 2).await?;
+    let sku = stocked_product(&event_stores, units).await?;
     let one = Quantity::new(1).map_err(|e| anyhow!("{e}"))?;
     let reserved = Arc::new(AtomicU64::new(0));
-    let conflicts = Arc::new(AtomicU64::new(0));
+    let sold_out = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..writers {
-        let (stores, sku, reserved, conflicts) = (
+        let (stores, sku, reserved, sold_out, failed, latencies) = (
             event_stores.clone(),
             sku.clone(),
             reserved.clone(),
-            conflicts.clone(),
+            sold_out.clone(),
+            failed.clone(),
+            latencies.clone(),
         );
         tasks.spawn(async move {
+            let mut mine = Vec::new();
             while started.elapsed() < duration {
                 let command = InventoryCommand::Reserve {
                     order_id: OrderId::new(Uuid::new_v4()),
                     quantity: one,
                     expires_at: Utc::now() + chrono::Duration::minutes(15),
                 };
+                let sent = Instant::now();
                 match stores
                     .inventory
                     .execute(sku.as_str(), command, &metadata())
                     .await
                 {
-                    Ok(_) => reserved.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => conflicts.fetch_add(1, Ordering::Relaxed),
+                    Ok(receipt) => {
+                        // a refusal is an event (`ReservationRefused`), not an error
+                        let got = receipt
+                            .events
+                            .iter()
+                            .any(|e| matches!(e, domain::InventoryEvent::StockReserved { .. }));
+                        if got { &reserved } else { &sold_out }.fetch_add(1, Ordering::Relaxed);
+                        mine.push(sent.elapsed().as_secs_f64() * 1_000.0);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 };
             }
+            latencies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(mine);
         });
     }
     let progress = tokio::spawn({
@@ -244,11 +266,45 @@ pub async fn hot_sku(
     while tasks.join_next().await.is_some() {}
     progress.abort();
     let elapsed = started.elapsed().as_secs_f64();
-    let count = reserved.load(Ordering::Relaxed);
-    println!(
-        "hot-sku: {writers} writers on one SKU, {count} reservations in {elapsed:.1} s = {:.0} reservations/s; {} gave up after retries",
-        count as f64 / elapsed,
-        conflicts.load(Ordering::Relaxed)
+    let (count, refused, errors) = (
+        reserved.load(Ordering::Relaxed),
+        sold_out.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
     );
-    Ok(ExitCode::SUCCESS)
+    let outcome = super::load::Outcome {
+        sent: count + refused + errors,
+        errors,
+        latencies: std::mem::take(
+            &mut *latencies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        seconds: elapsed,
+    };
+    outcome.print("hot-sku attempts", 0);
+    println!(
+        "hot-sku: {writers} writers on one SKU of {units} units: {count} reserved ({:.0}/s), {refused} refused as sold out, {errors} failed",
+        count as f64 / elapsed
+    );
+    // no oversell: the stream's own state and the count of acknowledged reservations agree
+    let events = eventlog::log::read_stream(&pool, "inventory", sku.as_str()).await?;
+    let state: domain::Inventory = schemas::fold::fold(&events)?;
+    println!(
+        "stock after the run: on hand {}, reserved {}, available {}",
+        state.on_hand(),
+        state.reserved(),
+        state.available()
+    );
+    let oversold = state.reserved() > state.on_hand() || count > u64::from(units);
+    let lost = state.reserved() != count;
+    if oversold || lost {
+        eprintln!("INVARIANT BROKEN: oversold={oversold}, acknowledged {count} but the stream holds {} reserved", state.reserved());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if outcome.error_rate() > max_error_rate {
+        eprintln!("error rate above {:.1}%", max_error_rate * 100.0);
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
