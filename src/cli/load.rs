@@ -14,7 +14,13 @@ impl Outcome {
         self.errors as f64 / self.sent.max(1) as f64
     }
 
+    /// One line; `rate` 0 means a closed loop (no target rate).
     pub fn print(&self, name: &str, rate: u64) {
+        let target = if rate == 0 {
+            "closed loop,".to_owned()
+        } else {
+            format!("target {rate}/s")
+        };
         let mut sorted = self.latencies.clone();
         sorted.sort_by(f64::total_cmp);
         let at = |p: f64| {
@@ -24,7 +30,7 @@ impl Outcome {
                 .unwrap_or(0.0)
         };
         println!(
-            "{name:<16} target {rate}/s achieved {:.0}/s, errors {:.2}%, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
+            "{name:<16} {target} achieved {:.0}/s, errors {:.2}%, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
             sorted.len() as f64 / self.seconds,
             self.error_rate() * 100.0,
             at(0.50),
