@@ -3,6 +3,11 @@
 mod cli;
 mod config;
 
+/// mimalloc rather than the system allocator: JSON payloads and events are many small
+/// allocations, and glibc's malloc/free showed up at the top of the rebuild's profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{RoleConfig, StoreConfig};

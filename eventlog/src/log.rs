@@ -94,7 +94,9 @@ fn recorded_event(row: PgRow) -> RecordedEvent {
         event_type: row.get("event_type"),
         event_version: row.get("event_version"),
         payload: row.get("payload"),
-        metadata: row.get("metadata"),
+        metadata: row
+            .get::<Option<Value>, _>("metadata")
+            .unwrap_or(Value::Null),
         recorded_at: row.get("recorded_at"),
     }
 }
@@ -123,33 +125,82 @@ pub async fn read_after<'e>(
     Ok(rows.into_iter().map(recorded_event).collect())
 }
 
-/// [`read_after`] for a subscriber that only reads some aggregate types: every event's position
-/// still comes back (so its checkpoint moves past the rest), but the payload and metadata of the
-/// others are `null` — they are neither sent nor parsed, which is most of a batch's cost.
-pub async fn read_after_for<'e>(
+/// A batch read for a subscriber that only reads some aggregate types: [`LogBatch::events`] holds
+/// only those (others are neither sent nor parsed — most of a batch's cost), and
+/// [`LogBatch::last`] the position of the last event scanned, whatever its type, so the
+/// subscriber's checkpoint moves past the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogBatch {
+    /// The batch's events of the wanted aggregate types, in log order.
+    pub events: Vec<RecordedEvent>,
+    /// How many events of the log the batch covers (wanted or not).
+    pub scanned: usize,
+    /// The position of the last event covered; `None` when there was nothing safe to read.
+    pub last: Option<LogPosition>,
+}
+
+/// Whether a batch read brings each event's metadata (actor, correlation, causation). Readers
+/// that only fold payloads skip it: parsing it costs as much as the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metadata {
+    Include,
+    /// Every event's `metadata` is `null`.
+    Skip,
+}
+
+/// The next `limit` events after `after` (as [`read_after`]), returning only those of
+/// `aggregate_types` plus the position the batch reached.
+pub async fn read_batch_for<'e>(
     executor: impl PgExecutor<'e>,
     after: LogPosition,
     limit: i64,
     aggregate_types: &[&str],
-) -> Result<Vec<RecordedEvent>> {
-    let sql = "SELECT transaction_id::text::bigint AS transaction_id, global_position, event_id,
-                aggregate_type, aggregate_id, sequence, event_type, event_version,
-                CASE WHEN aggregate_type = ANY($4) THEN payload ELSE 'null'::jsonb END AS payload,
-                CASE WHEN aggregate_type = ANY($4) THEN metadata ELSE 'null'::jsonb END AS metadata,
-                recorded_at
-           FROM events
-          WHERE (events.transaction_id, events.global_position) > ($1::bigint::text::xid8, $2)
-            AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY events.transaction_id, events.global_position
-          LIMIT $3";
+    metadata: Metadata,
+) -> Result<LogBatch> {
+    // unwanted rows come back as their position alone: nothing else is sent or parsed
+    let sql = "SELECT transaction_id, global_position, wanted,
+                CASE WHEN wanted THEN event_id END AS event_id,
+                CASE WHEN wanted THEN aggregate_type END AS aggregate_type,
+                CASE WHEN wanted THEN aggregate_id END AS aggregate_id,
+                CASE WHEN wanted THEN sequence END AS sequence,
+                CASE WHEN wanted THEN event_type END AS event_type,
+                CASE WHEN wanted THEN event_version END AS event_version,
+                CASE WHEN wanted THEN payload END AS payload,
+                CASE WHEN wanted AND $5 THEN metadata END AS metadata,
+                CASE WHEN wanted THEN recorded_at END AS recorded_at
+           FROM (SELECT events.transaction_id::text::bigint AS transaction_id,
+                        events.global_position, events.aggregate_type = ANY($4) AS wanted,
+                        event_id, aggregate_type, aggregate_id, sequence, event_type,
+                        event_version, payload, metadata, recorded_at
+                   FROM events
+                  WHERE (events.transaction_id, events.global_position)
+                          > ($1::bigint::text::xid8, $2)
+                    AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY events.transaction_id, events.global_position
+                  LIMIT $3) scan";
     let rows = sqlx::query(sql)
         .bind(after.transaction_id)
         .bind(after.global_position)
         .bind(limit)
         .bind(aggregate_types)
+        .bind(metadata == Metadata::Include)
         .fetch_all(executor)
         .await?;
-    Ok(rows.into_iter().map(recorded_event).collect())
+    let mut batch = LogBatch {
+        scanned: rows.len(),
+        ..LogBatch::default()
+    };
+    for row in rows {
+        let position = LogPosition {
+            transaction_id: row.get("transaction_id"),
+            global_position: row.get("global_position"),
+        };
+        batch.last = Some(position);
+        if row.get::<bool, _>("wanted") {
+            batch.events.push(recorded_event(row));
+        }
+    }
+    Ok(batch)
 }
 
 /// One stream's events in sequence order (for audit history and as-of queries).

@@ -143,11 +143,11 @@ impl KafkaProjection {
 }
 
 fn decodable(event: &RecordedEvent) -> Result<(), String> {
-    schemas::decode(
+    schemas::decode_ref(
         &event.aggregate_type,
         &event.event_type,
         &event.event_version,
-        event.payload.clone(),
+        &event.payload,
     )
     .map(|_| ())
     .map_err(|e| e.to_string())

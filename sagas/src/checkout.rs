@@ -205,11 +205,11 @@ impl CheckoutSaga {
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), StepError> {
-        let decoded = match schemas::decode(
+        let decoded = match schemas::decode_ref(
             &event.aggregate_type,
             &event.event_type,
             &event.event_version,
-            event.payload.clone(),
+            &event.payload,
         ) {
             Ok(decoded) => decoded,
             Err(_) => return Ok(()), // not ours to understand (or a newer type): skip

@@ -187,11 +187,11 @@ async fn notification_for(
     if event.aggregate_type != "order" {
         return Ok(None);
     }
-    let Ok(AnyEvent::Order(order_event)) = schemas::decode(
+    let Ok(AnyEvent::Order(order_event)) = schemas::decode_ref(
         &event.aggregate_type,
         &event.event_type,
         &event.event_version,
-        event.payload.clone(),
+        &event.payload,
     ) else {
         return Ok(None);
     };

@@ -132,18 +132,46 @@ pub fn decode(
         version: event_version.to_owned(),
         reason,
     })?;
+    from_current(aggregate_type, event_type, &version, &payload)
+}
+
+/// [`decode`] of a borrowed payload: copied only when an upcaster has to change it, so readers
+/// of the log (projections, sagas) deserialize straight from what they read.
+pub fn decode_ref(
+    aggregate_type: &str,
+    event_type: &str,
+    event_version: &str,
+    payload: &Value,
+) -> Result<AnyEvent, DecodeError> {
+    let outdated = upcasters(aggregate_type)
+        .iter()
+        .any(|u| u.event_type == event_type && u.from_version == event_version);
+    if outdated {
+        return decode(aggregate_type, event_type, event_version, payload.clone());
+    }
+    from_current(aggregate_type, event_type, event_version, payload)
+}
+
+/// Deserializes a payload already at its current version.
+fn from_current(
+    aggregate_type: &str,
+    event_type: &str,
+    version: &str,
+    payload: &Value,
+) -> Result<AnyEvent, DecodeError> {
+    use serde::Deserialize;
     let shape = |e: serde_json::Error| DecodeError::Shape {
         event_type: event_type.to_owned(),
-        version: version.clone(),
+        version: version.to_owned(),
         reason: e.to_string(),
     };
     Ok(match aggregate_type {
-        "product" => AnyEvent::Product(serde_json::from_value(payload).map_err(shape)?),
-        "inventory" => AnyEvent::Inventory(serde_json::from_value(payload).map_err(shape)?),
-        "cart" => AnyEvent::Cart(serde_json::from_value(payload).map_err(shape)?),
-        "order" => AnyEvent::Order(serde_json::from_value(payload).map_err(shape)?),
-        "payment" => AnyEvent::Payment(serde_json::from_value(payload).map_err(shape)?),
-        "checkout" => AnyEvent::Checkout(serde_json::from_value(payload).map_err(shape)?),
+        "product" => AnyEvent::Product(ProductEvent::deserialize(payload).map_err(shape)?),
+        "inventory" => AnyEvent::Inventory(InventoryEvent::deserialize(payload).map_err(shape)?),
+        "cart" => AnyEvent::Cart(CartEvent::deserialize(payload).map_err(shape)?),
+        "order" => AnyEvent::Order(OrderEvent::deserialize(payload).map_err(shape)?),
+        "payment" => AnyEvent::Payment(PaymentEvent::deserialize(payload).map_err(shape)?),
+        "checkout" => AnyEvent::Checkout(CheckoutEvent::deserialize(payload).map_err(shape)?),
         other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
     })
 }

@@ -31,6 +31,9 @@ pub enum Scenario {
         /// How long to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Exit non-zero above this fraction of failed commands.
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
     },
     /// Bulk append throughput: events per second in 1,000-event transactions.
     AppendBatch {
@@ -43,20 +46,24 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         batch: u64,
     },
-    /// Checkouts end to end through the saga (in process, local gateway): checkouts/s and the
-    /// time from check-out to confirmed, at a constant arrival rate.
+    /// Checkouts end to end at a constant arrival rate: shoppers over REST (cart, line,
+    /// check-out), the saga (local gateway), the orders projector — all in this process — timed
+    /// from when each shopper was due to when the read model shows the order confirmed.
     Checkout {
         #[command(flatten)]
         stores: StoreConfig,
-        /// Checkouts to start.
-        #[arg(long, default_value_t = 2_000)]
-        orders: u64,
-        /// Arrival rate, checkouts per second (open loop).
-        #[arg(long, default_value_t = 200)]
+        /// Arrival rate, shoppers per second (open loop).
+        #[arg(long, default_value_t = 100)]
         rate: u64,
+        /// How long shoppers arrive.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
         /// Products the orders spread over (1 = every order on one hot SKU).
         #[arg(long, default_value_t = 100)]
         skus: u32,
+        /// Exit non-zero above this fraction of checkouts not confirmed.
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
     },
     /// Generates a log of N events and rebuilds every read model from it: events/s.
     Rebuild {
@@ -145,9 +152,16 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             mut stores,
             writers,
             seconds,
+            max_error_rate,
         } => {
             stores.db_max_connections = writers + 2;
-            append(&stores, writers, Duration::from_secs(seconds)).await
+            append(
+                &stores,
+                writers,
+                Duration::from_secs(seconds),
+                max_error_rate,
+            )
+            .await
         }
         Scenario::AppendBatch {
             stores,
@@ -156,12 +170,20 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
         } => append_batch(&stores, events, batch.max(1)).await,
         Scenario::Checkout {
             mut stores,
-            orders,
             rate,
+            seconds,
             skus,
+            max_error_rate,
         } => {
             stores.db_max_connections = stores.db_max_connections.max(40);
-            super::bench_checkout::checkout(&stores, orders, rate.max(1), skus.max(1)).await
+            super::bench_checkout::checkout(
+                &stores,
+                rate.max(1),
+                seconds,
+                skus.max(1),
+                max_error_rate,
+            )
+            .await
         }
         Scenario::Rebuild {
             stores,
@@ -215,6 +237,7 @@ async fn append(
     stores: &StoreConfig,
     writers: u32,
     duration: Duration,
+    max_error_rate: f64,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
     let store = Arc::new(schemas::stores::event_store::<Product>(&pool));
@@ -251,7 +274,7 @@ async fn append(
                 let begun = Instant::now();
                 match store.execute(sku.as_str(), command, &metadata).await {
                     Ok(_) => {
-                        latencies.push(begun.elapsed());
+                        latencies.push(begun.elapsed().as_secs_f64() * 1_000.0);
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {
@@ -279,26 +302,14 @@ async fn append(
         latencies.extend(result?);
     }
     progress.abort();
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    let outcome = super::load::Outcome {
+        sent: done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
+        errors: failed.load(Ordering::Relaxed),
+        latencies,
+        seconds: started.elapsed().as_secs_f64(),
     };
-    let count = done.load(Ordering::Relaxed);
-    let errors = failed.load(Ordering::Relaxed);
-    println!(
-        "append: {writers} writers, {count} commands in {elapsed:.1} s = {:.0} commands/s; p50 {:.2} ms, p99 {:.2} ms; {errors} errors",
-        count as f64 / elapsed,
-        percentile(0.50),
-        percentile(0.99),
-    );
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    outcome.print(&format!("append x{writers}"), 0);
+    Ok(outcome.exit_code(max_error_rate))
 }
 
 async fn append_batch(stores: &StoreConfig, events: u64, batch: u64) -> anyhow::Result<ExitCode> {

@@ -96,12 +96,7 @@ pub async fn cart(
     };
     sessions.print("cart session", rate);
     request_outcome.print("cart request", rate * 4);
-    Ok(if sessions.error_rate() > max_error_rate {
-        eprintln!("error rate above {:.1}%", max_error_rate * 100.0);
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(sessions.exit_code(max_error_rate))
 }
 
 /// One session; the latency of each request that succeeded, in ms; false if any failed.

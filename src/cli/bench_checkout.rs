@@ -1,22 +1,21 @@
-//! `shop bench checkout` and `shop bench hot-sku`: the checkout saga end to end in process
-//! (real PostgreSQL, local gateway), and reservations on one hot SKU.
+//! `shop bench checkout` and `shop bench hot-sku`: checkouts end to end — REST, the saga (real
+//! PostgreSQL, local gateway), confirmed on the read side — and reservations on one hot SKU.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use chrono::Utc;
-use domain::cart::{CartLine, CartOwner};
-use domain::{
-    Address, CartCommand, Currency, InventoryCommand, Money, OrderId, ProductCommand, Quantity, Sku,
-};
+use domain::{Currency, InventoryCommand, Money, OrderId, ProductCommand, Quantity, Sku};
 use eventlog::{Actor, EventMetadata};
 use sagas::checkout::{CheckoutConfig, CheckoutSaga};
 use sagas::payments::local::LocalGateway;
 use sagas::runner::{RunnerConfig, SagaRunner};
 use schemas::stores::Stores;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::StoreConfig;
@@ -56,142 +55,252 @@ async fn stocked_product(stores: &Stores, units: u32) -> anyhow::Result<Sku> {
     Ok(sku)
 }
 
-/// Opens a cart with one line of `sku` and checks it out.
-async fn check_out(stores: &Stores, sku: &Sku) -> anyhow::Result<()> {
-    let eur = Currency::parse("EUR").map_err(|e| anyhow!("{e}"))?;
-    let cart = Uuid::new_v4().to_string();
-    let line = CartLine {
-        sku: sku.clone(),
-        quantity: Quantity::new(1).map_err(|e| anyhow!("{e}"))?,
-        unit_price: Money::new(1_500, eur),
-    };
-    let commands = [
-        CartCommand::Create {
-            owner: CartOwner::Guest,
-            currency: eur,
-            created_at: Utc::now(),
-        },
-        CartCommand::AddItem {
-            sku: line.sku.clone(),
-            quantity: line.quantity,
-            unit_price: line.unit_price,
-        },
-        CartCommand::CheckOut {
-            order_id: OrderId::new(Uuid::new_v4()),
-            priced_lines: vec![line],
-            shipping_address: Address::new("Bench", "1 Main St", None, "Berlin", "10115", "DE")
-                .map_err(|e| anyhow!("{e}"))?,
-            payment_method: "pm_card_visa".into(),
-            checked_out_at: Utc::now(),
-        },
-    ];
-    for command in commands {
-        stores.carts.execute(&cart, command, &metadata()).await?;
-    }
-    Ok(())
+/// The running services a checkout goes through, in this process: the command API on a random
+/// port, the checkout saga (local gateway) and the orders read model's projector.
+struct Services {
+    base: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub async fn checkout(
-    stores: &StoreConfig,
-    orders: u64,
-    rate: u64,
-    skus: u32,
-) -> anyhow::Result<ExitCode> {
-    let pool = super::connect(stores).await?;
-    let event_stores = Arc::new(Stores::new(&pool));
-    let units = u32::try_from(orders).unwrap_or(u32::MAX).max(1);
-    let mut catalog = Vec::new();
-    for _ in 0..skus {
-        catalog.push(stocked_product(&event_stores, units).await?);
-    }
-    let since = Utc::now();
+async fn start_services(pool: &sqlx::PgPool, stores: &Arc<Stores>) -> anyhow::Result<Services> {
     let (stop, watch) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let config = command_api::ApiConfig {
+        auth_per_minute: 1_000_000,
+        checkout_per_minute: 1_000_000,
+        ..command_api::ApiConfig::default()
+    };
+    let state = command_api::AppState::new(
+        pool.clone(),
+        &command_api::auth::tokens::Secret::random(),
+        config,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tasks.push(tokio::spawn(async move {
+        let router = command_api::router(state);
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    }));
     let saga = CheckoutSaga::new(
         pool.clone(),
-        event_stores.clone(),
+        stores.clone(),
         Arc::new(LocalGateway::new()),
         CheckoutConfig::default(),
     );
     let runner = SagaRunner::new(pool.clone(), saga, RunnerConfig::default());
-    let running = tokio::spawn(runner.run(watch));
+    let saga_stop = watch.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = runner.run(saga_stop).await;
+    }));
+    // the projector's future is not `Send` (see `shop serve`): a blocking thread of its own
+    let (projector_pool, runtime) = (pool.clone(), tokio::runtime::Handle::current());
+    tasks.push(tokio::task::spawn_blocking(move || {
+        runtime.block_on(async {
+            let orders: Vec<Box<dyn projections::pg::PgProjection>> =
+                vec![Box::new(projections::pg::orders::Orders)];
+            if let Err(error) =
+                projections::pg::follow(&projector_pool, &orders, 1_000, watch).await
+            {
+                eprintln!("orders projector stopped: {error}");
+            }
+        });
+    }));
+    Ok(Services { base, stop, tasks })
+}
 
-    // open loop: checkouts start on schedule, whether or not earlier ones have finished
+impl Services {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// One shopper over REST: a guest cart, one line of `sku`, check-out. The order id, or `None`
+/// when a request failed.
+async fn check_out(client: &reqwest::Client, base: &str, sku: &str) -> Option<Uuid> {
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/carts"))
+        .json(&json!({}))
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status().is_success())?
+        .json()
+        .await
+        .ok()?;
+    let cart = created["cart_id"].as_str()?.to_owned();
+    client
+        .post(format!("{base}/api/carts/{cart}/items"))
+        .json(&json!({"sku": sku, "quantity": 1}))
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status().is_success())?;
+    let accepted: serde_json::Value = client
+        .post(format!("{base}/api/carts/{cart}/checkout"))
+        .json(&json!({
+            "shipping_address": {"name": "Bench", "line1": "1 Main St", "city": "Berlin",
+                                 "postal_code": "10115", "country": "DE"},
+            "payment_method": "pm_card_visa"
+        }))
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status() == reqwest::StatusCode::ACCEPTED)?
+        .json()
+        .await
+        .ok()?;
+    accepted["order_id"].as_str()?.parse().ok()
+}
+
+/// Orders waiting to be seen settled on the read side: id → when the shopper was due to start.
+type Pending = Arc<Mutex<HashMap<Uuid, Instant>>>;
+
+/// What the read side showed: (ms from due to confirmed, for each confirmed order; orders seen
+/// failed or cancelled).
+type Observed = Arc<Mutex<(Vec<f64>, u64)>>;
+
+/// Polls the orders read model every 5 ms for the pending orders' settled status.
+async fn observe_read_side(
+    pool: sqlx::PgPool,
+    pending: Pending,
+    observed: Observed,
+    bar: indicatif::ProgressBar,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let ids: Vec<Uuid> = lock(&pending).keys().copied().collect();
+        if !ids.is_empty() {
+            let settled: Vec<(Uuid, String)> = sqlx::query_as(
+                "SELECT order_id, status FROM rm_orders.orders
+                  WHERE order_id = ANY($1) AND status IN ('confirmed', 'failed', 'cancelled')",
+            )
+            .bind(&ids)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            let seen = Instant::now();
+            let mut pending = lock(&pending);
+            let mut observed = lock(&observed);
+            for (order, status) in settled {
+                if let Some(due) = pending.remove(&order) {
+                    if status == "confirmed" {
+                        observed.0.push((seen - due).as_secs_f64() * 1_000.0);
+                    } else {
+                        observed.1 += 1;
+                    }
+                    bar.inc(1);
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(5), stop.changed()).await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Checkouts at a constant arrival rate through the whole system: shoppers over REST (cart,
+/// line, check-out), the saga (order, stock, payment, confirmation), the orders projector; the
+/// latency is from when a shopper was due to when the read model shows the order confirmed.
+pub async fn checkout(
+    stores: &StoreConfig,
+    rate: u64,
+    seconds: u64,
+    skus: u32,
+    max_error_rate: f64,
+) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(stores).await?;
+    let event_stores = Arc::new(Stores::new(&pool));
+    let total = rate * seconds;
+    let units = u32::try_from(total).unwrap_or(u32::MAX).max(1);
+    let mut catalog = Vec::new();
+    for _ in 0..skus {
+        catalog.push(stocked_product(&event_stores, units).await?);
+    }
+    let services = start_services(&pool, &event_stores).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(512)
+        .build()?;
+    let pending: Pending = Arc::default();
+    let observed: Observed = Arc::default();
+    let submit_failures = Arc::new(AtomicU64::new(0));
+    let bar = super::progress_bar(total, "checkouts confirmed on the read side");
+    let (stop_observer, observer_stop) = tokio::sync::watch::channel(false);
+    let observer = tokio::spawn(observe_read_side(
+        pool.clone(),
+        pending.clone(),
+        observed.clone(),
+        bar.clone(),
+        observer_stop,
+    ));
+
+    // open loop: shoppers start on schedule, whether or not earlier ones have finished
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut submitting = tokio::task::JoinSet::new();
-    for n in 0..orders {
-        tokio::time::sleep_until((started + interval * n as u32).into()).await;
-        let sku = catalog[(n % u64::from(skus)) as usize].clone();
-        let (stores, failed) = (event_stores.clone(), failed.clone());
-        submitting.spawn(async move {
-            if check_out(&stores, &sku).await.is_err() {
-                failed.fetch_add(1, Ordering::Relaxed);
+    let mut shoppers = tokio::task::JoinSet::new();
+    for n in 0..total {
+        let due = started + interval * n as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let sku = catalog[(n % u64::from(skus)) as usize].to_string();
+        let (client, base, pending, failures, bar) = (
+            client.clone(),
+            services.base.clone(),
+            pending.clone(),
+            submit_failures.clone(),
+            bar.clone(),
+        );
+        shoppers.spawn(async move {
+            match check_out(&client, &base, &sku).await {
+                Some(order) => {
+                    lock(&pending).insert(order, due);
+                }
+                None => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    bar.inc(1);
+                }
             }
         });
     }
-    while submitting.join_next().await.is_some() {}
-    let submitted = started.elapsed().as_secs_f64();
-    eprintln!("  {orders} checkouts submitted in {submitted:.1} s; waiting for the saga");
-
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut done = 0;
-    while Instant::now() < deadline {
-        done = settled(&pool, since).await?;
-        eprintln!("  {done}/{orders} settled");
-        if done >= orders as i64 - failed.load(Ordering::Relaxed) as i64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    while shoppers.join_next().await.is_some() {}
+    // every accepted checkout gets a bounded time to show up settled
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lock(&pending).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let _ = stop.send(true);
-    let _ = running.await;
+    let _ = stop_observer.send(true);
+    let _ = observer.await;
+    bar.finish_and_clear();
+    services.stop().await;
 
-    // time from check-out to confirmed, per order, from the events' record times
-    let latencies: Vec<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM done.recorded_at - started.recorded_at)::float8 * 1000
-           FROM events started
-           JOIN events done ON done.aggregate_type = 'checkout' AND done.aggregate_id = started.aggregate_id
-                           AND done.event_type = 'CheckoutCompleted'
-          WHERE started.aggregate_type = 'checkout' AND started.event_type = 'CheckoutStarted'
-            AND started.recorded_at >= $1
-          ORDER BY 1",
-    )
-    .bind(since)
-    .fetch_all(&pool)
-    .await?;
-    let confirmed = latencies.len();
-    let percentile = |p: f64| {
-        latencies
-            .get(((confirmed as f64 * p) as usize).min(confirmed.saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
+    let (latencies, settled_otherwise) = std::mem::take(&mut *lock(&observed));
+    let unsettled = lock(&pending).len() as u64;
+    let failures = submit_failures.load(Ordering::Relaxed);
+    let outcome = super::load::Outcome {
+        sent: total,
+        errors: failures + settled_otherwise + unsettled,
+        latencies,
+        seconds: elapsed,
     };
-    let failures = failed.load(Ordering::Relaxed);
+    outcome.print("checkout", rate);
     println!(
-        "checkout: {confirmed} of {orders} confirmed in {elapsed:.1} s = {:.0} checkouts/s (offered {rate}/s over {skus} SKUs); check-out to confirmed p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failures} submit errors; {done} settled",
-        confirmed as f64 / elapsed,
-        percentile(0.50),
-        percentile(0.95),
-        percentile(0.99),
-        latencies.last().copied().unwrap_or(0.0),
+        "checkout: {} confirmed on the read side of {total} started over {skus} SKUs (due → confirmed in rm_orders); {failures} failed requests, {settled_otherwise} failed or cancelled orders, {unsettled} not settled within 60 s",
+        outcome.latencies.len()
     );
-    Ok(if confirmed as u64 == orders && failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn settled(pool: &sqlx::PgPool, since: chrono::DateTime<Utc>) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'checkout'
-            AND event_type IN ('CheckoutCompleted', 'CheckoutFailed') AND recorded_at >= $1",
-    )
-    .bind(since)
-    .fetch_one(pool)
-    .await?)
+    Ok(outcome.exit_code(max_error_rate))
 }
 
 pub async fn hot_sku(
@@ -301,10 +410,5 @@ pub async fn hot_sku(
         eprintln!("INVARIANT BROKEN: oversold={oversold}, acknowledged {count} but the stream holds {} reserved", state.reserved());
         return Ok(ExitCode::FAILURE);
     }
-    Ok(if outcome.error_rate() > max_error_rate {
-        eprintln!("error rate above {:.1}%", max_error_rate * 100.0);
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(outcome.exit_code(max_error_rate))
 }

@@ -146,11 +146,13 @@ pub async fn rebuild(stores: &StoreConfig, events: u64, batch: i64) -> anyhow::R
         .await?;
         bar.finish_and_clear();
         println!(
-            "rebuild {:<8} {} events in {:.2} s = {:.0} events/s",
+            "rebuild {:<8} {} events in {:.2} s = {:.0} events/s (reading the log {:.2} s, writing the model {:.2} s)",
             projection.name(),
             done.events,
             done.seconds,
-            done.events as f64 / done.seconds.max(1e-9)
+            done.events as f64 / done.seconds.max(1e-9),
+            done.read_seconds,
+            done.write_seconds,
         );
         total_events += done.events;
         total_seconds += done.seconds;

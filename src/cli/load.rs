@@ -14,6 +14,20 @@ impl Outcome {
         self.errors as f64 / self.sent.max(1) as f64
     }
 
+    /// Failure when more than `max_error_rate` of the requests failed (and says so).
+    pub fn exit_code(&self, max_error_rate: f64) -> std::process::ExitCode {
+        if self.error_rate() > max_error_rate {
+            eprintln!(
+                "error rate {:.2}% above the threshold of {:.2}%",
+                self.error_rate() * 100.0,
+                max_error_rate * 100.0
+            );
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    }
+
     /// One line; `rate` 0 means a closed loop (no target rate).
     pub fn print(&self, name: &str, rate: u64) {
         let target = if rate == 0 {

@@ -62,11 +62,13 @@ pub async fn rebuild(
         .await?;
         bar.finish_and_clear();
         println!(
-            "rebuilt {}: {} events in {:.2} s = {:.0} events/s; swapped in at {}",
+            "rebuilt {}: {} events in {:.2} s = {:.0} events/s (reading the log {:.2} s, writing the model {:.2} s); swapped in at {}",
             projection.name(),
             done.events,
             done.seconds,
             done.events as f64 / done.seconds.max(1e-9),
+            done.read_seconds,
+            done.write_seconds,
             done.position
         );
         events += done.events;

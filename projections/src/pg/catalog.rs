@@ -49,12 +49,15 @@ impl PgProjection for Catalog {
                 discontinued boolean NOT NULL,
                 created_at   timestamptz NOT NULL,
                 updated_at   timestamptz NOT NULL);
-             CREATE INDEX ON {s}.products (category, price_minor);
              CREATE TABLE {s}.stock (
                 sku       text PRIMARY KEY,
                 on_hand   bigint NOT NULL,
                 available bigint NOT NULL);"
         )
+    }
+
+    fn indexes(&self, s: &str) -> String {
+        format!("CREATE INDEX ON {s}.products (category, price_minor);")
     }
 
     async fn apply(

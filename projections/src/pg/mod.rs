@@ -12,6 +12,7 @@ pub mod stock;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use eventlog::log::{LogBatch, Metadata};
 use eventlog::{checkpoint, log, LogPosition, RecordedEvent};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -42,8 +43,15 @@ pub trait PgProjection: Send + Sync {
     /// even fetched).
     fn aggregate_types(&self) -> &'static [&'static str];
 
-    /// The statements creating this projection's tables in `schema` (empty schema given).
+    /// The statements creating this projection's tables in `schema` (empty schema given), with
+    /// the keys its writes rely on.
     fn tables(&self, schema: &str) -> String;
+
+    /// The statements creating the secondary indexes its readers need. A rebuild creates them
+    /// once after the bulk of the log is applied rather than maintaining them row by row.
+    fn indexes(&self, _schema: &str) -> String {
+        String::new()
+    }
 
     /// Applies a batch of events (in log order) to the tables in `schema`, inside `tx`.
     async fn apply(
@@ -96,8 +104,9 @@ pub async fn ensure_live(pool: &PgPool, projection: &dyn PgProjection) -> Result
             .await?;
     if !exists {
         sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; {}",
-            projection.tables(&schema)
+            "CREATE SCHEMA {schema}; {} {}",
+            projection.tables(&schema),
+            projection.indexes(&schema)
         ))
         .execute(&mut *tx)
         .await?;
@@ -118,20 +127,34 @@ pub async fn step(pool: &PgPool, projection: &dyn PgProjection, limit: i64) -> R
         .await?;
     // the lock is ours: the committed checkpoint is the one to continue from
     let position = checkpoint::load(pool, &name).await?;
-    let batch = log::read_after_for(pool, position, limit, projection.aggregate_types()).await?;
-    let Some(last) = batch.last() else {
+    // the metadata only feeds the per-event debug spans
+    let metadata = if tracing::enabled!(tracing::Level::DEBUG) {
+        Metadata::Include
+    } else {
+        Metadata::Skip
+    };
+    let batch = log::read_batch_for(
+        pool,
+        position,
+        limit,
+        projection.aggregate_types(),
+        metadata,
+    )
+    .await?;
+    let Some(last) = batch.last else {
         return Ok(0);
     };
     let span = tracing::info_span!(
         "projection.batch",
         projection = projection.name(),
-        events = batch.len(),
+        events = batch.scanned,
+        applied = batch.events.len(),
         from = %position,
-        to = %last.position,
+        to = %last,
     );
     let _entered = span.enter();
     // a span per event at debug level, with the correlation id of the request behind it
-    for event in batch.iter().filter(|e| !e.metadata.is_null()) {
+    for event in &batch.events {
         let _event = tracing::debug_span!(
             "projection.event",
             event_type = %event.event_type,
@@ -143,12 +166,12 @@ pub async fn step(pool: &PgPool, projection: &dyn PgProjection, limit: i64) -> R
     }
     drop(_entered);
     projection
-        .apply(&mut tx, &live_schema(projection), &batch)
+        .apply(&mut tx, &live_schema(projection), &batch.events)
         .await?;
-    checkpoint::save(&mut *tx, &name, last.position).await?;
+    checkpoint::save(&mut *tx, &name, last).await?;
     tx.commit().await?;
     tracing::debug!(parent: &span, "batch committed");
-    Ok(batch.len())
+    Ok(batch.scanned)
 }
 
 /// Progress of a rebuild, for a progress bar.
@@ -157,9 +180,20 @@ pub struct RebuildProgress {
     pub events: u64,
     pub position: LogPosition,
     pub seconds: f64,
+    /// Of `seconds`, the time spent reading the log and the time spent writing the read model
+    /// (applying and committing): where a slow rebuild spends it.
+    pub read_seconds: f64,
+    pub write_seconds: f64,
 }
 
 /// Rebuilds a projection into a new version and swaps it in. `progress` is called per batch.
+///
+/// The bulk of the log is applied the way a load is, not the way a live model is kept: the new
+/// tables are unlogged until the bulk is in (nothing of them needs to survive a crash — a
+/// rebuild that stops starts over), batches commit without waiting for the disk, secondary
+/// indexes are built once at the end, and the next batch is read from the log on a second
+/// connection while the current one is written. Then the tables are made durable and the rest is
+/// applied, checkpointed and swapped in under the live writer's lock, synchronously.
 pub async fn rebuild(
     pool: &PgPool,
     projection: &dyn PgProjection,
@@ -177,27 +211,73 @@ pub async fn rebuild(
         ))
         .execute(&mut *tx)
         .await?;
+        set_logged(&mut tx, &next, false).await?;
         checkpoint::reset(&mut *tx, &next_name).await?;
         tx.commit().await?;
     }
     let mut done = RebuildProgress::default();
-    // build from position zero, beside the live version
-    loop {
+    // build from position zero, beside the live version: a reader ahead, a writer behind
+    let types = projection.aggregate_types();
+    let (ahead, mut behind) = tokio::sync::mpsc::channel::<Result<(LogBatch, f64)>>(2);
+    let reader = async move {
+        let mut position = LogPosition::START;
+        loop {
+            let reading = Instant::now();
+            let read = log::read_batch_for(pool, position, batch, types, Metadata::Skip)
+                .await
+                .map_err(ProjectionError::from);
+            let end = match &read {
+                Ok(read) => match read.last {
+                    Some(last) => {
+                        position = last;
+                        false
+                    }
+                    None => true,
+                },
+                Err(_) => true,
+            };
+            let sent = read.map(|read| (read, reading.elapsed().as_secs_f64()));
+            if ahead.send(sent).await.is_err() || end {
+                return;
+            }
+        }
+    };
+    let writer = async {
+        while let Some(read) = behind.recv().await {
+            let (read, read_seconds) = read?;
+            done.read_seconds += read_seconds;
+            let Some(last) = read.last else {
+                break;
+            };
+            let writing = Instant::now();
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            projection.apply(&mut tx, &next, &read.events).await?;
+            checkpoint::save(&mut *tx, &next_name, last).await?;
+            tx.commit().await?;
+            done.write_seconds += writing.elapsed().as_secs_f64();
+            done.events += read.scanned as u64;
+            done.position = last;
+            done.seconds = started.elapsed().as_secs_f64();
+            progress(done);
+        }
+        Ok::<_, ProjectionError>(())
+    };
+    let ((), written) = tokio::join!(reader, writer);
+    written?;
+    // durable from here on, with the indexes readers need
+    let finishing = Instant::now();
+    {
         let mut tx = pool.begin().await?;
-        let position = checkpoint::load(&mut *tx, &next_name).await?;
-        let events =
-            log::read_after_for(&mut *tx, position, batch, projection.aggregate_types()).await?;
-        let Some(last) = events.last() else {
-            break;
-        };
-        projection.apply(&mut tx, &next, &events).await?;
-        checkpoint::save(&mut *tx, &next_name, last.position).await?;
+        set_logged(&mut tx, &next, true).await?;
+        sqlx::raw_sql(&projection.indexes(&next))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        done.events += events.len() as u64;
-        done.position = last.position;
-        done.seconds = started.elapsed().as_secs_f64();
-        progress(done);
     }
+    done.write_seconds += finishing.elapsed().as_secs_f64();
     // catch up and swap in one transaction, holding the live writer's lock
     let live = live_schema(projection);
     let old = format!("rm_{}__old", projection.name());
@@ -208,15 +288,21 @@ pub async fn rebuild(
         .await?;
     loop {
         let position = checkpoint::load(&mut *tx, &next_name).await?;
-        let events =
-            log::read_after_for(&mut *tx, position, batch, projection.aggregate_types()).await?;
-        let Some(last) = events.last() else {
+        let read = log::read_batch_for(
+            &mut *tx,
+            position,
+            batch,
+            projection.aggregate_types(),
+            Metadata::Skip,
+        )
+        .await?;
+        let Some(last) = read.last else {
             break;
         };
-        projection.apply(&mut tx, &next, &events).await?;
-        checkpoint::save(&mut *tx, &next_name, last.position).await?;
-        done.events += events.len() as u64;
-        done.position = last.position;
+        projection.apply(&mut tx, &next, &read.events).await?;
+        checkpoint::save(&mut *tx, &next_name, last).await?;
+        done.events += read.scanned as u64;
+        done.position = last;
     }
     let position = checkpoint::load(&mut *tx, &next_name).await?;
     let live_exists: bool =
@@ -246,13 +332,29 @@ pub async fn rebuild(
     Ok(done)
 }
 
+/// Makes every table of `schema` logged (durable, replicated) or unlogged.
+async fn set_logged(tx: &mut Transaction<'_, Postgres>, schema: &str, logged: bool) -> Result<()> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+            .bind(schema)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mode = if logged { "LOGGED" } else { "UNLOGGED" };
+    for table in tables {
+        sqlx::raw_sql(&format!("ALTER TABLE {schema}.\"{table}\" SET {mode}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Decodes an event, or says which one could not be read.
 pub(crate) fn decode(event: &RecordedEvent) -> Result<schemas::AnyEvent> {
-    schemas::decode(
+    schemas::decode_ref(
         &event.aggregate_type,
         &event.event_type,
         &event.event_version,
-        event.payload.clone(),
+        &event.payload,
     )
     .map_err(|e| ProjectionError::Event {
         event_id: event.event_id,

@@ -2,7 +2,7 @@
 //! and sales by day and product (`rm_orders`). Batch-applied: the orders a batch touches are read
 //! once, folded in memory and written back with one statement per table.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -111,8 +111,6 @@ impl PgProjection for Orders {
                 tracking    text,
                 placed_at   timestamptz NOT NULL,
                 updated_at  timestamptz NOT NULL);
-             CREATE INDEX ON {s}.orders (customer_id, placed_at DESC);
-             CREATE INDEX ON {s}.orders (status, placed_at DESC);
              CREATE TABLE {s}.order_lines (
                 order_id   uuid NOT NULL,
                 line       integer NOT NULL,
@@ -139,7 +137,6 @@ impl PgProjection for Orders {
                 refunded     bigint NOT NULL,
                 provider_ref text,
                 updated_at   timestamptz NOT NULL);
-             CREATE INDEX ON {s}.payments (order_id);
              CREATE TABLE {s}.sales_daily (
                 day      date NOT NULL,
                 sku      text NOT NULL,
@@ -147,6 +144,12 @@ impl PgProjection for Orders {
                 units    bigint NOT NULL,
                 revenue  bigint NOT NULL,
                 PRIMARY KEY (day, sku, currency));"
+        )
+    }
+
+    fn indexes(&self, s: &str) -> String {
+        format!(
+            "CREATE INDEX ON {s}.orders (customer_id, placed_at DESC); CREATE INDEX ON {s}.orders (status, placed_at DESC); CREATE INDEX ON {s}.payments (order_id);"
         )
     }
 
@@ -164,16 +167,26 @@ impl PgProjection for Orders {
         if relevant.is_empty() {
             return Ok(());
         }
-        let order_ids: Vec<Uuid> = relevant
-            .iter()
-            .filter(|(e, _)| e.aggregate_type == "order")
-            .filter_map(|(e, _)| e.aggregate_id.parse().ok())
-            .collect();
-        let payment_ids: Vec<Uuid> = relevant
-            .iter()
-            .filter(|(e, _)| e.aggregate_type == "payment")
-            .filter_map(|(e, _)| e.aggregate_id.parse().ok())
-            .collect();
+        // the rows this batch continues: streams that start in it have nothing to load
+        let ids = |aggregate_type: &str, first: fn(&AnyEvent) -> bool| -> Vec<Uuid> {
+            let of_type = || {
+                relevant
+                    .iter()
+                    .filter(move |(e, _)| e.aggregate_type == aggregate_type)
+            };
+            let started: BTreeSet<&str> = of_type()
+                .filter(|(_, d)| first(d))
+                .map(|(e, _)| e.aggregate_id.as_str())
+                .collect();
+            of_type()
+                .filter(|(e, _)| !started.contains(e.aggregate_id.as_str()))
+                .filter_map(|(e, _)| e.aggregate_id.parse().ok())
+                .collect::<BTreeSet<Uuid>>()
+                .into_iter()
+                .collect()
+        };
+        let order_ids = ids("order", placed);
+        let payment_ids = ids("payment", requested);
         let mut orders = load_orders(tx, s, &order_ids).await?;
         let mut payments = load_payments(tx, s, &payment_ids).await?;
         let mut lines: Vec<LineRow> = Vec::new();
@@ -368,9 +381,22 @@ impl PgProjection for Orders {
         write_orders(tx, s, &orders, &changed_orders).await?;
         write_timeline(tx, s, &timeline).await?;
         write_payments(tx, s, &payments, &changed_payments).await?;
-        write_sales(tx, s, &confirmed).await?;
+        write_sales(tx, s, &confirmed, &lines, &orders).await?;
         Ok(())
     }
+}
+
+/// An order's first event: its row starts here, nothing to load.
+fn placed(event: &AnyEvent) -> bool {
+    matches!(event, AnyEvent::Order(OrderEvent::OrderPlaced { .. }))
+}
+
+/// A payment's first event.
+fn requested(event: &AnyEvent) -> bool {
+    matches!(
+        event,
+        AnyEvent::Payment(PaymentEvent::PaymentRequested { .. })
+    )
 }
 
 async fn load_orders(
@@ -572,28 +598,75 @@ async fn write_payments(
     Ok(())
 }
 
-/// Confirmed orders' lines count as sales on the day of confirmation.
+/// Confirmed orders' lines count as sales on the day of confirmation. The lines of orders placed
+/// in this batch are at hand, the others' are read; the sums go out in one upsert.
 async fn write_sales(
     tx: &mut Transaction<'_, Postgres>,
     s: &str,
     confirmed: &[(Uuid, NaiveDate)],
+    lines: &[LineRow],
+    orders: &HashMap<Uuid, OrderRow>,
 ) -> Result<()> {
     if confirmed.is_empty() {
         return Ok(());
     }
+    // (sku, quantity, unit price) per order
+    let mut order_lines: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
+    for line in lines {
+        order_lines.entry(line.order_id).or_default().push((
+            line.sku.clone(),
+            line.quantity,
+            line.unit_price,
+        ));
+    }
+    let missing: Vec<Uuid> = confirmed
+        .iter()
+        .map(|(order, _)| *order)
+        .filter(|order| !order_lines.contains_key(order))
+        .collect();
+    if !missing.is_empty() {
+        let stored: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT order_id, sku, quantity, unit_price FROM {s}.order_lines WHERE order_id = ANY($1)"
+        ))
+        .bind(&missing)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (order, sku, quantity, unit_price) in stored {
+            order_lines
+                .entry(order)
+                .or_default()
+                .push((sku, quantity, unit_price));
+        }
+    }
+    // (day, sku, currency) → (units, revenue)
+    let mut sales: BTreeMap<(NaiveDate, &str, &str), (i64, i64)> = BTreeMap::new();
+    for (order, day) in confirmed {
+        let (Some(row), Some(lines)) = (orders.get(order), order_lines.get(order)) else {
+            continue;
+        };
+        for (sku, quantity, unit_price) in lines {
+            let sum = sales
+                .entry((*day, sku.as_str(), row.currency.as_str()))
+                .or_default();
+            sum.0 += quantity;
+            sum.1 += quantity * unit_price;
+        }
+    }
+    if sales.is_empty() {
+        return Ok(());
+    }
     sqlx::query(&format!(
         "INSERT INTO {s}.sales_daily (day, sku, currency, units, revenue)
-         SELECT c.day, l.sku, o.currency, sum(l.quantity), sum(l.quantity * l.unit_price)
-           FROM UNNEST($1::uuid[], $2::date[]) AS c(order_id, day)
-           JOIN {s}.order_lines l ON l.order_id = c.order_id
-           JOIN {s}.orders o ON o.order_id = c.order_id
-          GROUP BY c.day, l.sku, o.currency
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
          ON CONFLICT (day, sku, currency) DO UPDATE SET
             units = sales_daily.units + EXCLUDED.units,
             revenue = sales_daily.revenue + EXCLUDED.revenue"
     ))
-    .bind(confirmed.iter().map(|c| c.0).collect::<Vec<_>>())
-    .bind(confirmed.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(sales.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(sales.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(sales.keys().map(|k| k.2).collect::<Vec<_>>())
+    .bind(sales.values().map(|v| v.0).collect::<Vec<_>>())
+    .bind(sales.values().map(|v| v.1).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -141,6 +141,18 @@ pub struct ProductConnection {
     pub facets: ProductFacets,
 }
 
+/// A product among the most wanted, from the storefront's Redis documents.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PopularProduct {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price: Money,
+    pub discontinued: bool,
+    /// Units added to carts plus units ordered, over the whole history.
+    pub demand: i64,
+}
+
 #[derive(Default)]
 pub struct CatalogQuery;
 
@@ -165,6 +177,46 @@ impl CatalogQuery {
         search_products(ctx, first, after, query, filter, sort, position.as_deref())
             .await
             .gql()
+    }
+
+    /// The most wanted products (units added to carts and ordered), most wanted first: the
+    /// hot product documents the projector keeps in Redis. At most 100.
+    async fn popular_products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] first: i32,
+    ) -> async_graphql::Result<Vec<PopularProduct>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let first = page_size(Some(first))?;
+            let redis = models
+                .redis
+                .as_ref()
+                .ok_or(QueryError::Unavailable("the popular products list"))?;
+            let popular = redis.popular_products(first).await.map_err(|error| {
+                tracing::warn!(%error, "Redis unavailable for popular products");
+                QueryError::Unavailable("the popular products list")
+            })?;
+            Ok(popular
+                .into_iter()
+                .map(|(sku, demand, view)| PopularProduct {
+                    sku,
+                    name: view["name"].as_str().unwrap_or_default().to_owned(),
+                    category: view["category"].as_str().unwrap_or_default().to_owned(),
+                    price: Money {
+                        amount_minor: view["price"]["amount_minor"].as_i64().unwrap_or_default(),
+                        currency: view["price"]["currency"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    },
+                    discontinued: view["discontinued"].as_bool().unwrap_or_default(),
+                    demand: demand as i64,
+                })
+                .collect())
+        }
+        .await
+        .gql()
     }
 
     /// One product by SKU, discontinued or not; null if there is none.

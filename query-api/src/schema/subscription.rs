@@ -74,17 +74,24 @@ async fn follow(pool: PgPool, sender: Weak<broadcast::Sender<Arc<RecordedEvent>>
         let Some(sender) = sender.upgrade() else {
             return;
         };
-        let read = match eventlog::log::read_after_for(&pool, position, 1_000, &["order"]).await {
+        let read = match eventlog::log::read_batch_for(
+            &pool,
+            position,
+            1_000,
+            &["order"],
+            eventlog::log::Metadata::Skip,
+        )
+        .await
+        {
             Ok(batch) => {
-                let read = batch.len();
-                for event in batch {
-                    position = event.position;
-                    if event.aggregate_type == "order" {
-                        // no subscriber is fine
-                        let _ = sender.send(Arc::new(event));
-                    }
+                if let Some(last) = batch.last {
+                    position = last;
                 }
-                read
+                for event in batch.events {
+                    // no subscriber is fine
+                    let _ = sender.send(Arc::new(event));
+                }
+                batch.scanned
             }
             Err(error) => {
                 tracing::warn!(%error, "order status feed: read failed; retrying");
@@ -198,11 +205,11 @@ impl Watch {
             return None;
         }
         let before = self.status();
-        let typed = match schemas::decode(
+        let typed = match schemas::decode_ref(
             &event.aggregate_type,
             &event.event_type,
             &event.event_version,
-            event.payload.clone(),
+            &event.payload,
         ) {
             Ok(schemas::AnyEvent::Order(typed)) => typed,
             other => {

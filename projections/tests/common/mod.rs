@@ -1,0 +1,268 @@
+//! The random workload the projection suites share: products, stock, carts, orders and
+//! payments, with rejected commands simply skipped.
+
+use chrono::Utc;
+use domain::cart::CartOwner;
+use domain::order::OrderLine;
+use domain::{
+    Address, CartCommand, CartId, Currency, CustomerId, InventoryCommand, Money, OrderCommand,
+    OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand, Quantity, RefundId, Sku,
+};
+use eventlog::{Actor, EventMetadata};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use schemas::stores::Stores;
+use uuid::Uuid;
+
+pub fn meta() -> EventMetadata {
+    EventMetadata::new(Actor::system("test"))
+}
+
+pub fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").unwrap())
+}
+
+pub fn qty(n: u32) -> Quantity {
+    Quantity::new(n).unwrap()
+}
+
+/// Writes `rounds` random commands of every kind; rejected ones are simply skipped.
+pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let skus: Vec<String> = (0..8).map(|n| format!("SKU-{seed}-{n}")).collect();
+    let mut orders: Vec<(OrderId, PaymentId, String)> = Vec::new();
+    for sku in &skus {
+        let create = ProductCommand::Create {
+            sku: Sku::parse(sku.clone()).unwrap(),
+            name: format!("Product {sku}"),
+            description: "random".into(),
+            category: ["audio", "home", "toys"][rng.random_range(0..3)].into(),
+            price: eur(rng.random_range(100..10_000)),
+            created_at: Utc::now(),
+        };
+        stores.products.execute(sku, create, &meta()).await.unwrap();
+    }
+    let mut carts: Vec<String> = Vec::new();
+    for _ in 0..rounds {
+        if rng.random_bool(0.4) {
+            cart_step(stores, &mut rng, &skus, &mut carts).await;
+            continue;
+        }
+        let sku = skus[rng.random_range(0..skus.len())].clone();
+        let sku_value = Sku::parse(sku.clone()).unwrap();
+        let picked = if orders.is_empty() {
+            None
+        } else {
+            Some(orders[rng.random_range(0..orders.len())].clone())
+        };
+        match rng.random_range(0..10) {
+            0 => {
+                let command = ProductCommand::Reprice {
+                    price: eur(rng.random_range(100..10_000)),
+                };
+                let _ = stores.products.execute(&sku, command, &meta()).await;
+            }
+            1 => {
+                let command = ProductCommand::Rename {
+                    name: format!("Renamed {}", rng.random_range(0..1000)),
+                };
+                let _ = stores.products.execute(&sku, command, &meta()).await;
+            }
+            2 | 3 => {
+                let command = InventoryCommand::ReceiveStock {
+                    sku: sku_value.clone(),
+                    quantity: qty(rng.random_range(1..20)),
+                };
+                let _ = stores.inventory.execute(&sku, command, &meta()).await;
+            }
+            4 => {
+                let command = InventoryCommand::AdjustStock {
+                    delta: rng.random_range(-3..3),
+                    reason: "count".into(),
+                };
+                let _ = stores.inventory.execute(&sku, command, &meta()).await;
+            }
+            5 | 6 => {
+                // an order: stock reserved, placed, payment requested
+                let order = OrderId::new(Uuid::new_v4());
+                let payment = PaymentId::new(Uuid::new_v4());
+                let quantity = qty(rng.random_range(1..3));
+                let reserve = InventoryCommand::Reserve {
+                    order_id: order,
+                    quantity,
+                    expires_at: Utc::now() + chrono::Duration::minutes(5),
+                };
+                let _ = stores.inventory.execute(&sku, reserve, &meta()).await;
+                let place = OrderCommand::Place {
+                    order_number: OrderNumber(orders.len() as u64 + 1),
+                    customer: Some(CustomerId::new(Uuid::new_v4())),
+                    cart_id: CartId::new(Uuid::new_v4()),
+                    lines: vec![OrderLine {
+                        sku: sku_value.clone(),
+                        name: sku.clone(),
+                        quantity,
+                        unit_price: eur(1500),
+                    }],
+                    currency: Currency::parse("EUR").unwrap(),
+                    discount: eur(0),
+                    tax: eur(285 * i64::from(quantity.get())),
+                    shipping: eur(499),
+                    shipping_address: Address::new("A", "1 Main St", None, "Berlin", "10115", "DE")
+                        .unwrap(),
+                    payment_method: "pm_card_visa".into(),
+                    placed_at: Utc::now(),
+                };
+                stores
+                    .orders
+                    .execute(&order.to_string(), place, &meta())
+                    .await
+                    .unwrap();
+                let request = PaymentCommand::Request {
+                    order_id: order,
+                    amount: eur(2284),
+                    method: "pm".into(),
+                    requested_at: Utc::now(),
+                };
+                stores
+                    .payments
+                    .execute(&payment.to_string(), request, &meta())
+                    .await
+                    .unwrap();
+                orders.push((order, payment, sku.clone()));
+            }
+            7 => {
+                if let Some((order, payment, sku)) = picked {
+                    let id = order.to_string();
+                    let pay = payment.to_string();
+                    let now = Utc::now();
+                    let _ = stores
+                        .orders
+                        .execute(&id, OrderCommand::MarkStockReserved { at: now }, &meta())
+                        .await;
+                    let authorize = PaymentCommand::Authorize {
+                        provider_ref: "pi".into(),
+                        at: now,
+                    };
+                    let _ = stores.payments.execute(&pay, authorize, &meta()).await;
+                    let confirm = OrderCommand::Confirm {
+                        payment_id: payment,
+                        at: now,
+                    };
+                    let _ = stores.orders.execute(&id, confirm, &meta()).await;
+                    let commit = InventoryCommand::CommitReservation { order_id: order };
+                    let _ = stores.inventory.execute(&sku, commit, &meta()).await;
+                    let capture = PaymentCommand::Capture {
+                        amount: eur(2284),
+                        at: now,
+                    };
+                    let _ = stores.payments.execute(&pay, capture, &meta()).await;
+                }
+            }
+            8 => {
+                if let Some((order, payment, _)) = picked {
+                    let id = order.to_string();
+                    if rng.random_bool(0.5) {
+                        let ship = OrderCommand::Ship {
+                            tracking: Some("T".into()),
+                            at: Utc::now(),
+                        };
+                        let _ = stores.orders.execute(&id, ship, &meta()).await;
+                    } else {
+                        let refund_id = RefundId::new(Uuid::new_v4());
+                        let refund = OrderCommand::Refund {
+                            refund_id,
+                            amount: eur(500),
+                            reason: "r".into(),
+                            at: Utc::now(),
+                        };
+                        let _ = stores.orders.execute(&id, refund, &meta()).await;
+                        let refund = PaymentCommand::Refund {
+                            refund_id,
+                            amount: eur(500),
+                            at: Utc::now(),
+                        };
+                        let _ = stores
+                            .payments
+                            .execute(&payment.to_string(), refund, &meta())
+                            .await;
+                    }
+                }
+            }
+            _ => {
+                if let Some((order, _, sku)) = picked {
+                    let cancel = OrderCommand::Cancel {
+                        reason: "changed mind".into(),
+                        by: domain::order::CancelledBy::Customer,
+                        at: Utc::now(),
+                    };
+                    let _ = stores
+                        .orders
+                        .execute(&order.to_string(), cancel, &meta())
+                        .await;
+                    let release = InventoryCommand::ReleaseReservation {
+                        order_id: order,
+                        reason: "cancelled".into(),
+                    };
+                    let _ = stores.inventory.execute(&sku, release, &meta()).await;
+                }
+            }
+        }
+    }
+}
+
+/// One random cart command: open a cart, add, change, remove, a coupon, or check out.
+async fn cart_step(stores: &Stores, rng: &mut StdRng, skus: &[String], carts: &mut Vec<String>) {
+    let sku = Sku::parse(skus[rng.random_range(0..skus.len())].clone()).unwrap();
+    if carts.is_empty() || rng.random_bool(0.15) {
+        let id = Uuid::new_v4().to_string();
+        let owner = if rng.random_bool(0.5) {
+            CartOwner::Customer(CustomerId::new(Uuid::new_v4()))
+        } else {
+            CartOwner::Guest
+        };
+        let create = CartCommand::Create {
+            owner,
+            currency: Currency::parse("EUR").unwrap(),
+            created_at: Utc::now(),
+        };
+        stores.carts.execute(&id, create, &meta()).await.unwrap();
+        carts.push(id);
+        return;
+    }
+    let cart = carts[rng.random_range(0..carts.len())].clone();
+    let command = match rng.random_range(0..10) {
+        0..=4 => CartCommand::AddItem {
+            sku,
+            quantity: qty(rng.random_range(1..4)),
+            unit_price: eur(rng.random_range(100..5_000)),
+        },
+        5 => CartCommand::ChangeQuantity {
+            sku,
+            quantity: qty(rng.random_range(1..6)),
+        },
+        6 => CartCommand::RemoveItem { sku },
+        7 => CartCommand::ApplyCoupon {
+            code: "TENOFF".into(),
+            discount: domain::cart::Discount::Percent(10),
+        },
+        8 => CartCommand::RemoveCoupon,
+        _ => CartCommand::CheckOut {
+            order_id: OrderId::new(Uuid::new_v4()),
+            // the cart's own lines at its own prices (the catalogue check is the API's)
+            priced_lines: stores
+                .carts
+                .load(&cart)
+                .await
+                .unwrap()
+                .aggregate
+                .lines()
+                .to_vec(),
+            shipping_address: Address::new("A", "1 Main St", None, "Berlin", "10115", "DE")
+                .unwrap(),
+            payment_method: "pm_card_visa".into(),
+            checked_out_at: Utc::now(),
+        },
+    };
+    // refusals (an unknown line, an empty or closed cart) are part of the workload
+    let _ = stores.carts.execute(&cart, command, &meta()).await;
+}
