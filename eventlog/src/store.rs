@@ -426,27 +426,45 @@ impl<A: Aggregate> PgEventStore<A> {
         let command_id = metadata.command_id.clone();
         let metadata = metadata.to_map();
         let _turn = self.turns[self.shard(aggregate_id)].lock().await;
+        // First from the cache as it stands, without a read: if the stream moved meanwhile (another
+        // process wrote), the append's sequence check refuses and the next attempt reads what
+        // changed. An answer that writes nothing (a refusal, a rejection, a no-op) has no append
+        // to check it, so it is given only after the stream was read up to date.
+        let mut trusted = self.cached(aggregate_id);
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self.load_cached(aggregate_id).await?;
-            precondition(&context.aggregate).map_err(ExecuteError::Refused)?;
-            if let Some(receipt) = context.earlier_run(&command_id) {
-                return Ok(receipt);
+            let (mut context, verified) = match trusted.take() {
+                Some(context) => (context, false),
+                None => (self.load_cached(aggregate_id).await?, true),
+            };
+            let decided = async {
+                precondition(&context.aggregate).map_err(ExecuteError::Refused)?;
+                if let Some(receipt) = context.earlier_run(&command_id) {
+                    return Ok(Decision::RanBefore(receipt));
+                }
+                let sink = EventSink::default();
+                context
+                    .aggregate
+                    .handle(command.clone(), &self.services, &sink)
+                    .await
+                    .map_err(ExecuteError::Domain)?;
+                Ok(Decision::Write(sink.collect().await))
             }
-            let sink = EventSink::default();
-            context
-                .aggregate
-                .handle(command.clone(), &self.services, &sink)
-                .await
-                .map_err(ExecuteError::Domain)?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(CommandReceipt {
-                    events,
-                    last_sequence: context.current_sequence,
-                    position: None,
-                    replayed: false,
-                });
-            }
+            .await;
+            let events = match decided {
+                // an earlier run of this command, seen in the stream: its receipt, verified or not
+                Ok(Decision::RanBefore(receipt)) => return Ok(receipt),
+                Ok(Decision::Write(events)) if !events.is_empty() => events,
+                _ if !verified => continue, // read the stream and decide again
+                Ok(Decision::Write(events)) => {
+                    return Ok(CommandReceipt {
+                        events,
+                        last_sequence: context.current_sequence,
+                        position: None,
+                        replayed: false,
+                    })
+                }
+                Err(error) => return Err(error),
+            };
             match self.append(&context, &events, &metadata).await {
                 Ok(appended) => {
                     for (offset, event) in events.iter().enumerate() {
@@ -504,6 +522,18 @@ impl<A: Aggregate> PgEventStore<A> {
             self.remember(context.duplicate());
         }
         Ok(context)
+    }
+
+    /// The stream as this store last wrote or read it, if it is in the cache (not read again).
+    fn cached(&self, aggregate_id: &str) -> Option<PgAggregateContext<A>>
+    where
+        A: Clone,
+    {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(aggregate_id)
+            .map(PgAggregateContext::duplicate)
     }
 
     /// The stream from the cache, brought up to date; or loaded from scratch.
@@ -637,6 +667,14 @@ impl<A: Aggregate> PgEventStore<A> {
             },
         })
     }
+}
+
+/// What a command decided on the stream it saw.
+enum Decision<E> {
+    /// The command ran before: that run's receipt.
+    RanBefore(CommandReceipt<E>),
+    /// These events (none: nothing to change).
+    Write(Vec<E>),
 }
 
 /// What an append wrote.

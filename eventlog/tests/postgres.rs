@@ -787,6 +787,73 @@ fn canonical_jsonb_text_matches_postgres() {
 }
 
 #[tokio::test]
+async fn a_stale_cached_stream_never_decides_alone() {
+    let db = database(4).await;
+    // two processes, each with its own cache of the stream
+    let here = PgEventStore::<Inventory>::new(db.pool.clone());
+    let there = PgEventStore::<Inventory>::new(db.pool.clone());
+    let receive = |n: u32| InventoryCommand::ReceiveStock {
+        sku: sku("STALE-1"),
+        quantity: Quantity::new(n).unwrap(),
+    };
+    here.execute("STALE-1", receive(1), &metadata())
+        .await
+        .unwrap();
+    // the other process takes the only unit: `here` still has it available in its cache
+    let reserve = || InventoryCommand::Reserve {
+        order_id: domain::OrderId::new(uuid::Uuid::new_v4()),
+        quantity: Quantity::new(1).unwrap(),
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
+    };
+    there
+        .execute("STALE-1", reserve(), &metadata())
+        .await
+        .unwrap();
+    // a decision on the stale cache would reserve it again; the append refuses, the stream is
+    // read, and the fresh decision is a refusal — no oversell
+    let second = here
+        .execute("STALE-1", reserve(), &metadata())
+        .await
+        .unwrap();
+    assert!(
+        !second
+            .events
+            .iter()
+            .any(|e| matches!(e, domain::InventoryEvent::StockReserved { .. })),
+        "reserved from a stale cache: {:?}",
+        second.events
+    );
+    let stored = PgEventStore::<Inventory>::new(db.pool.clone())
+        .load("STALE-1")
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!((stored.on_hand(), stored.reserved()), (1, 1));
+
+    // and the other way: the stale cache would reject what the stream allows (taking 3 units
+    // off 1 on hand, after the other process received 5 more); the rejection is checked
+    // against the stream before it is given, so the command succeeds
+    there
+        .execute("STALE-1", receive(5), &metadata())
+        .await
+        .unwrap();
+    let adjust = InventoryCommand::AdjustStock {
+        delta: -3,
+        reason: "count".into(),
+    };
+    here.execute("STALE-1", adjust, &metadata())
+        .await
+        .expect("decided on the stream as it is, not on the cache");
+    let stored = PgEventStore::<Inventory>::new(db.pool.clone())
+        .load("STALE-1")
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(stored.on_hand(), 3);
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn a_command_id_that_already_ran_on_the_stream_writes_nothing_again() {
     let db = database(2).await;
     let store = PgEventStore::<Inventory>::new(db.pool.clone());

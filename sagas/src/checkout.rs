@@ -437,8 +437,8 @@ impl CheckoutSaga {
     pub async fn drive(&self, order_id: OrderId) -> Result<Driven, StepError> {
         let id = order_id.to_string();
         let conversation = self.conversation(order_id).await?;
+        let mut process = self.stores.checkouts.load_latest(&id).await?.aggregate;
         for _ in 0..200 {
-            let process = self.stores.checkouts.load_latest(&id).await?.aggregate;
             let now = Utc::now();
             let step = process.next_step(now);
             let outcome = match step {
@@ -452,11 +452,21 @@ impl CheckoutSaga {
             };
             // each recording is its own command: give it its own id
             let metadata = conversation.step(&format!("record:{}", Uuid::now_v7()));
-            self.stores
+            let recorded = self
+                .stores
                 .checkouts
                 .execute(&id, CheckoutCommand::Record(outcome), &metadata)
                 .await
                 .map_err(StepError::from)?;
+            if recorded.events.is_empty() || recorded.replayed {
+                // someone else moved the checkout (an observation, another runner): read it
+                process = self.stores.checkouts.load_latest(&id).await?.aggregate;
+            } else {
+                // what we just appended is the whole change: no need to read it back
+                for event in recorded.events {
+                    cqrs_es::Aggregate::apply(&mut process, event);
+                }
+            }
         }
         Err(StepError::Refused(format!(
             "checkout {order_id} did not settle in 200 steps"

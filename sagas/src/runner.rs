@@ -3,10 +3,13 @@
 //! reservations). Several runners can run at once: one follows the log (an advisory lock elects
 //! it), all of them fire timers (claimed with `SKIP LOCKED`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventlog::source::{EventSource, PgLogSource};
+use eventlog::RecordedEvent;
+use futures_util::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -137,26 +140,35 @@ impl SagaRunner {
                 }
                 continue;
             }
+            // a stream's events in order, different streams at once (checkouts are independent;
+            // two streams telling one checkout something meet at its stream's concurrency check)
+            let mut streams: Vec<Vec<RecordedEvent>> = Vec::new();
+            let mut index: HashMap<(String, String), usize> = HashMap::new();
             for incoming in &batch {
-                let event = match incoming {
-                    Ok(event) => event,
+                match incoming {
+                    Ok(event) => {
+                        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+                        let slot = *index.entry(key).or_insert_with(|| {
+                            streams.push(Vec::new());
+                            streams.len() - 1
+                        });
+                        streams[slot].push(event.clone());
+                    }
                     Err(poison) => {
                         source
                             .dead_letter(poison, &poison.reason)
                             .await
                             .map_err(source_error)?;
-                        continue;
-                    }
-                };
-                // at least once: an event is retried until handled, never skipped
-                let mut attempt = 0u32;
-                while let Err(error) = self.saga.on_event(event).await {
-                    attempt += 1;
-                    tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, %error, attempt, "saga could not handle an event; retrying");
-                    if wait(&mut stop, Duration::from_millis(50 << attempt.min(7))).await {
-                        return Ok(());
                     }
                 }
+            }
+            let handled = futures_util::stream::iter(streams)
+                .map(|events| self.handle_in_order(events, stop.clone()))
+                .buffer_unordered(self.config.concurrency)
+                .fold(true, |all, done| async move { all && done })
+                .await;
+            if !handled {
+                return Ok(()); // stopped while retrying: the batch is redelivered
             }
             if let Err(error) = source.acknowledge().await {
                 // handled but not acknowledged: delivered again, and handling is idempotent
@@ -166,15 +178,42 @@ impl SagaRunner {
         Ok(())
     }
 
+    /// Handles one stream's events of a batch in order; at least once: an event is retried
+    /// until handled, never skipped. `false` when stopped first.
+    async fn handle_in_order(
+        &self,
+        events: Vec<RecordedEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) -> bool {
+        for event in &events {
+            let mut attempt = 0u32;
+            while let Err(error) = self.saga.on_event(event).await {
+                attempt += 1;
+                tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, %error, attempt, "saga could not handle an event; retrying");
+                if wait(&mut stop, Duration::from_millis(50 << attempt.min(7))).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Keeps up to `concurrency` timers firing: claims more as soon as some finish, so one slow
+    /// checkout never holds up the others.
     async fn fire_timers(&self, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+        let mut firing = tokio::task::JoinSet::new();
         while !*stop.borrow() {
-            let due = match timers::claim_due(
-                &self.pool,
-                self.config.concurrency as i64,
-                self.config.lease,
-            )
-            .await
-            {
+            // collect what finished without waiting
+            while firing.try_join_next().is_some() {}
+            let free = self.config.concurrency.saturating_sub(firing.len());
+            if free == 0 {
+                tokio::select! {
+                    _ = firing.join_next() => {}
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                }
+                continue;
+            }
+            let due = match timers::claim_due(&self.pool, free as i64, self.config.lease).await {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::warn!(%error, "cannot claim timers");
@@ -185,12 +224,14 @@ impl SagaRunner {
                 }
             };
             if due.is_empty() {
-                if wait(&mut stop, self.config.idle).await {
-                    break;
+                // idle: until something is due, a slot frees up, or stop
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.idle) => {}
+                    Some(_) = firing.join_next(), if !firing.is_empty() => {}
+                    _ = stop.wait_for(|stopped| *stopped) => break,
                 }
                 continue;
             }
-            let mut firing = tokio::task::JoinSet::new();
             for timer in due {
                 let saga = self.saga.clone();
                 firing.spawn(async move {
@@ -199,8 +240,9 @@ impl SagaRunner {
                     }
                 });
             }
-            while firing.join_next().await.is_some() {}
         }
+        // the timers already claimed finish their step
+        while firing.join_next().await.is_some() {}
         Ok(())
     }
 }

@@ -168,7 +168,7 @@ type Pending = Arc<Mutex<HashMap<Uuid, Instant>>>;
 /// failed or cancelled).
 type Observed = Arc<Mutex<(Vec<f64>, u64)>>;
 
-/// Polls the orders read model every 5 ms for the pending orders' settled status.
+/// Polls the orders read model every 10 ms for the pending orders' settled status.
 async fn observe_read_side(
     pool: sqlx::PgPool,
     pending: Pending,
@@ -201,7 +201,7 @@ async fn observe_read_side(
                 }
             }
         }
-        let _ = tokio::time::timeout(Duration::from_millis(5), stop.changed()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(10), stop.changed()).await;
     }
 }
 
