@@ -184,11 +184,11 @@ impl CatalogQuery {
     async fn popular_products(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 10)] first: i32,
+        #[graphql(desc = "10 when not given")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<PopularProduct>> {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
-            let first = page_size(Some(first))?;
+            let first = page_size(Some(first.unwrap_or(10)))?;
             let redis = models
                 .redis
                 .as_ref()

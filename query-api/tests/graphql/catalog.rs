@@ -1,9 +1,12 @@
 //! `products` (search, typo tolerance, filters, facets, sort, pagination) and `product(sku)`.
 
-use domain::ProductCommand;
+use domain::cart::CartOwner;
+use domain::{CartCommand, Currency, ProductCommand, Sku};
 use serde_json::{json, Value};
 
-use crate::harness::{assert_snapshot, code, eur, meta, no_errors, Harness};
+use uuid::Uuid;
+
+use crate::harness::{assert_snapshot, code, eur, meta, no_errors, qty, Harness};
 
 const PRODUCTS: &str = "query($first: Int, $after: String, $query: String, $filter: ProductFilter, $sort: ProductSort) {
   products(first: $first, after: $after, query: $query, filter: $filter, sort: $sort) {
@@ -204,5 +207,60 @@ async fn product_by_sku_and_a_price_change_shows_after_projection() {
     assert_eq!(node["price"]["amountMinor"], 9_900, "{before}");
     // fields only the catalog read model holds are filled in for search hits
     assert_eq!(node["available"], 5);
+    h.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popular_products_rank_by_units_wanted_from_redis() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    // two headphones in a cart (the harness's cart), three mugs in another
+    h.cart(None).await;
+    let mugs = Uuid::new_v4().to_string();
+    for command in [
+        CartCommand::Create {
+            owner: CartOwner::Guest,
+            currency: Currency::parse("EUR").unwrap(),
+            created_at: chrono::Utc::now(),
+        },
+        CartCommand::AddItem {
+            sku: Sku::parse("MUG-1".to_owned()).unwrap(),
+            quantity: qty(3),
+            unit_price: eur(1_200),
+        },
+    ] {
+        h.stores
+            .carts
+            .execute(&mugs, command, &meta())
+            .await
+            .unwrap();
+    }
+    h.project().await;
+    let query = "query($first: Int) { popularProducts(first: $first) {
+        sku name category price { amountMinor currency } discontinued demand } }";
+    let popular = h.gql(None, query, json!({})).await;
+    no_errors(&popular);
+    let ranked: Vec<(&str, i64)> = popular["data"]["popularProducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["sku"].as_str().unwrap(), p["demand"].as_i64().unwrap()))
+        .collect();
+    // the speaker was never wanted: no document
+    assert_eq!(ranked, vec![("MUG-1", 3), ("HP-1", 2)]);
+    assert_eq!(popular["data"]["popularProducts"][0]["name"], "Coffee mug");
+    assert_eq!(
+        popular["data"]["popularProducts"][0]["price"]["amountMinor"],
+        1_200
+    );
+    let first = h.gql(None, query, json!({"first": 1})).await;
+    assert_eq!(
+        first["data"]["popularProducts"].as_array().unwrap().len(),
+        1
+    );
+    let none = h.gql(None, query, json!({"first": 0})).await;
+    assert_eq!(none["data"]["popularProducts"], json!([]));
+    let refused = h.gql(None, query, json!({"first": 101})).await;
+    assert_eq!(code(&refused), "validation");
     h.drop().await;
 }
