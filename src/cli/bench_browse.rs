@@ -1,5 +1,6 @@
 //! `shop bench browse`: the storefront's reads through the GraphQL API at a constant arrival
-//! rate — a catalog page (category filter, price sort) and a text search with facets — over a
+//! rate — a catalog page (category filter, price sort), a product page (one product with its
+//! description and stock) and a text search with facets — over a
 //! generated catalog of N products. The query API runs in this process on the given database
 //! with an in-memory search index built from the log; the load is open loop (each request is
 //! timed from when it was due, so a slow server cannot hide its queueing).
@@ -72,6 +73,12 @@ const SEARCH: &str = "query($text: String) {
   }
 }";
 
+const PRODUCT_PAGE: &str = "query($sku: String!) {
+  product(sku: $sku) {
+    sku name description category price { amountMinor currency } inStock available discontinued
+  }
+}";
+
 pub async fn browse(
     stores: &StoreConfig,
     products: u64,
@@ -127,8 +134,13 @@ pub async fn browse(
         .pool_max_idle_per_host(256)
         .build()?;
     let mut failed = false;
-    for (name, query) in [("catalog page", CATALOG_PAGE), ("search + facets", SEARCH)] {
-        let outcome = open_loop(&client, &url, name, query, rate, seconds).await;
+    let listed = products.max(listed as u64);
+    for (name, query) in [
+        ("catalog page", CATALOG_PAGE),
+        ("product page", PRODUCT_PAGE),
+        ("search + facets", SEARCH),
+    ] {
+        let outcome = open_loop(&client, &url, name, query, rate, seconds, listed).await;
         outcome.print(name, rate);
         failed |= outcome.error_rate() > max_error_rate;
     }
@@ -195,6 +207,7 @@ async fn open_loop(
     query: &'static str,
     rate: u64,
     seconds: u64,
+    products: u64,
 ) -> Outcome {
     let total = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -205,7 +218,7 @@ async fn open_loop(
     for n in 0..total {
         let due = started + interval * n as u32;
         tokio::time::sleep_until(due.into()).await;
-        let variables = variables_for(n);
+        let variables = variables_for(n, products);
         let (client, url, results, bar) =
             (client.clone(), url.to_owned(), results.clone(), bar.clone());
         tasks.spawn(async move {
@@ -244,7 +257,8 @@ async fn open_loop(
     }
 }
 
-fn variables_for(n: u64) -> Value {
+/// The variables of the `n`th request (each query reads the ones it declares).
+fn variables_for(n: u64, products: u64) -> Value {
     let (noun, category) = NOUNS[(n as usize * 7) % NOUNS.len()];
     // every fourth search has a typo (a dropped letter)
     let text = if n.is_multiple_of(4) {
@@ -254,5 +268,7 @@ fn variables_for(n: u64) -> Value {
     } else {
         format!("{} {noun}", ADJECTIVES[n as usize % ADJECTIVES.len()])
     };
-    json!({"category": category, "text": text})
+    // product pages spread over the whole catalog
+    let sku = format!("CAT-{:07}", (n * 7_919) % products.max(1));
+    json!({"category": category, "text": text, "sku": sku})
 }

@@ -1,6 +1,8 @@
 //! The storefront's catalog: `products` (search, facets, sort; from this replica's search index)
 //! and `product(sku)` (from the catalog read model in PostgreSQL).
 
+use std::collections::HashMap;
+
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use projections::search::{SearchRequest, SearchSort};
@@ -282,6 +284,22 @@ async fn search_products(
                 QueryError::internal(e)
             }
         })?;
+    // fields only the catalog read model holds: one query for the whole page, not one per hit
+    let node = ctx.look_ahead().field("edges").field("node");
+    let wants_details = ["description", "available", "discontinued"]
+        .iter()
+        .any(|field| node.field(field).exists());
+    let mut details = if wants_details {
+        let skus: Vec<String> = page
+            .hits
+            .iter()
+            .take(first)
+            .map(|h| h.sku.clone())
+            .collect();
+        load_details(models, &skus).await?
+    } else {
+        HashMap::new()
+    };
     let edges: Vec<ProductEdge> = page
         .hits
         .into_iter()
@@ -290,14 +308,14 @@ async fn search_products(
         .map(|(i, hit)| ProductEdge {
             cursor: offset_cursor(offset + i),
             node: Product {
-                sku: hit.sku,
                 name: hit.name,
                 category: hit.category,
                 price: Money::from_row(hit.price_minor, &hit.currency),
                 in_stock: hit.in_stock,
                 created_at: hit.created_at,
                 score: (hit.score > 0.0).then_some(f64::from(hit.score)),
-                details: None,
+                details: details.remove(hit.sku.as_str()),
+                sku: hit.sku,
             },
         })
         .collect();
@@ -338,6 +356,34 @@ async fn search_products(
             out_of_stock: facets.out_of_stock as i64,
         },
     })
+}
+
+/// The catalog read model's details of `skus`, in one query.
+async fn load_details(
+    models: &ReadModels,
+    skus: &[String],
+) -> QueryResult<HashMap<String, ProductDetails>> {
+    let rows = sqlx::query(
+        "SELECT p.sku, p.description, p.discontinued, COALESCE(s.available, 0) AS available
+           FROM rm_catalog.products p LEFT JOIN rm_catalog.stock s USING (sku)
+          WHERE p.sku = ANY($1)",
+    )
+    .bind(skus)
+    .fetch_all(&models.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.get("sku"),
+                ProductDetails {
+                    description: row.get("description"),
+                    discontinued: row.get("discontinued"),
+                    available: row.get("available"),
+                },
+            )
+        })
+        .collect())
 }
 
 /// A product from the catalog read model.
