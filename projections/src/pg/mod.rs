@@ -47,6 +47,14 @@ pub trait PgProjection: Send + Sync {
     /// the keys its writes rely on.
     fn tables(&self, schema: &str) -> String;
 
+    /// How many transactions a rebuild may apply one batch in, at once, split by stream
+    /// (aggregate id). Only for a projection whose rows belong to one stream each, or are
+    /// commutative sums written in sorted key order (so concurrent parts wait, never deadlock,
+    /// and any interleaving gives the same rows).
+    fn rebuild_writers(&self) -> usize {
+        1
+    }
+
     /// The statements creating the secondary indexes its readers need. A rebuild creates them
     /// once after the bulk of the log is applied rather than maintaining them row by row.
     fn indexes(&self, _schema: &str) -> String {
@@ -80,13 +88,18 @@ fn next_checkpoint_name(projection: &dyn PgProjection) -> String {
 
 /// The advisory lock a projection's writer holds per batch; the swap takes it too.
 fn lock_key(projection: &dyn PgProjection) -> i64 {
-    // a stable FNV-1a hash of the name, in the projections' own key range
+    // the name's hash, in the projections' own key range
+    (fnv1a(projection.name()) >> 1) as i64
+}
+
+/// FNV-1a: a hash that is the same in every process and release.
+fn fnv1a(text: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in projection.name().bytes() {
+    for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash >> 1) as i64
+    hash
 }
 
 /// Creates the live schema and tables when they do not exist yet.
@@ -242,6 +255,7 @@ pub async fn rebuild(
             }
         }
     };
+    let writers = projection.rebuild_writers().max(1);
     let writer = async {
         while let Some(read) = behind.recv().await {
             let (read, read_seconds) = read?;
@@ -250,13 +264,27 @@ pub async fn rebuild(
                 break;
             };
             let writing = Instant::now();
-            let mut tx = pool.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-            projection.apply(&mut tx, &next, &read.events).await?;
-            checkpoint::save(&mut *tx, &next_name, last).await?;
-            tx.commit().await?;
+            // the batch's streams split over the writers, each part in its own transaction; the
+            // checkpoint after all of them (a rebuild that stops starts over, so the parts need
+            // not commit together)
+            let mut parts: Vec<Vec<RecordedEvent>> = vec![Vec::new(); writers];
+            for event in read.events {
+                parts[partition(&event.aggregate_id, writers)].push(event);
+            }
+            let applied = parts
+                .iter()
+                .filter(|part| !part.is_empty())
+                .map(|part| async {
+                    let mut tx = pool.begin().await?;
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                    projection.apply(&mut tx, &next, part).await?;
+                    tx.commit().await?;
+                    Ok::<_, ProjectionError>(())
+                });
+            futures_util::future::try_join_all(applied).await?;
+            checkpoint::save(pool, &next_name, last).await?;
             done.write_seconds += writing.elapsed().as_secs_f64();
             done.events += read.scanned as u64;
             done.position = last;
@@ -330,6 +358,11 @@ pub async fn rebuild(
     done.seconds = started.elapsed().as_secs_f64();
     progress(done);
     Ok(done)
+}
+
+/// Which of `parts` a stream's events go to: stable for a stream, spread over the parts.
+fn partition(aggregate_id: &str, parts: usize) -> usize {
+    (fnv1a(aggregate_id) % parts as u64) as usize
 }
 
 /// Makes every table of `schema` logged (durable, replicated) or unlogged.

@@ -147,6 +147,12 @@ impl PgProjection for Orders {
         )
     }
 
+    /// Orders, lines, timelines and payments belong to one stream each; sales by day are sums
+    /// upserted in key order.
+    fn rebuild_writers(&self) -> usize {
+        2
+    }
+
     fn indexes(&self, s: &str) -> String {
         format!(
             "CREATE INDEX ON {s}.orders (customer_id, placed_at DESC); CREATE INDEX ON {s}.orders (status, placed_at DESC); CREATE INDEX ON {s}.payments (order_id);"
