@@ -158,26 +158,23 @@ pub async fn read_batch_for<'e>(
     metadata: Metadata,
 ) -> Result<LogBatch> {
     // unwanted rows come back as their position alone: nothing else is sent or parsed
-    let sql = "SELECT transaction_id, global_position, wanted,
-                CASE WHEN wanted THEN event_id END AS event_id,
-                CASE WHEN wanted THEN aggregate_type END AS aggregate_type,
-                CASE WHEN wanted THEN aggregate_id END AS aggregate_id,
-                CASE WHEN wanted THEN sequence END AS sequence,
-                CASE WHEN wanted THEN event_type END AS event_type,
-                CASE WHEN wanted THEN event_version END AS event_version,
-                CASE WHEN wanted THEN payload END AS payload,
-                CASE WHEN wanted AND $5 THEN metadata END AS metadata,
-                CASE WHEN wanted THEN recorded_at END AS recorded_at
-           FROM (SELECT events.transaction_id::text::bigint AS transaction_id,
-                        events.global_position, events.aggregate_type = ANY($4) AS wanted,
-                        event_id, aggregate_type, aggregate_id, sequence, event_type,
-                        event_version, payload, metadata, recorded_at
-                   FROM events
-                  WHERE (events.transaction_id, events.global_position)
-                          > ($1::bigint::text::xid8, $2)
-                    AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                  ORDER BY events.transaction_id, events.global_position
-                  LIMIT $3) scan";
+    let sql = "SELECT events.transaction_id::text::bigint AS transaction_id,
+                events.global_position, aggregate_type = ANY($4) AS wanted,
+                CASE WHEN aggregate_type = ANY($4) THEN event_id END AS event_id,
+                CASE WHEN aggregate_type = ANY($4) THEN aggregate_type END AS aggregate_type,
+                CASE WHEN aggregate_type = ANY($4) THEN aggregate_id END AS aggregate_id,
+                CASE WHEN aggregate_type = ANY($4) THEN sequence END AS sequence,
+                CASE WHEN aggregate_type = ANY($4) THEN event_type END AS event_type,
+                CASE WHEN aggregate_type = ANY($4) THEN event_version END AS event_version,
+                CASE WHEN aggregate_type = ANY($4) THEN payload END AS payload,
+                CASE WHEN aggregate_type = ANY($4) AND $5 THEN metadata END AS metadata,
+                CASE WHEN aggregate_type = ANY($4) THEN recorded_at END AS recorded_at
+           FROM events
+          WHERE (events.transaction_id, events.global_position) > ($1::bigint::text::xid8, $2)
+            AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          -- qualified: the bare names would sort by the output columns, not the index
+          ORDER BY events.transaction_id, events.global_position
+          LIMIT $3";
     let rows = sqlx::query(sql)
         .bind(after.transaction_id)
         .bind(after.global_position)

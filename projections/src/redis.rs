@@ -31,6 +31,8 @@ pub const PREFIX: &str = "shop:v1";
 pub const SUBSCRIPTION: &str = "redis:v1";
 /// How many recent orders a customer's list keeps.
 pub const RECENT_ORDERS: isize = 20;
+/// The advisory lock the follower holds per batch.
+const FOLLOWER_LOCK: i64 = 7_300_010;
 /// How many products keep a document: the most wanted ones.
 pub const HOT_PRODUCTS: usize = 1_000;
 
@@ -160,8 +162,18 @@ impl RedisReadModels {
 
     /// Reads the next batch after the checkpoint, folds it into the documents, saves the
     /// checkpoint; the number of events read.
+    ///
+    /// One follower at a time (several projector processes may run): each batch holds a
+    /// transaction-scoped advisory lock, so batches never overlap — the hot set's documents are
+    /// deleted and refolded by one writer — and a follower that stops mid-batch releases it.
     pub async fn follow(&self, pool: &PgPool, limit: i64) -> Result<usize, RedisModelError> {
-        let position = checkpoint::load(pool, SUBSCRIPTION).await?;
+        let mut turn = pool.begin().await.map_err(eventlog::Error::from)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FOLLOWER_LOCK)
+            .execute(&mut *turn)
+            .await
+            .map_err(eventlog::Error::from)?;
+        let position = checkpoint::load(&mut *turn, SUBSCRIPTION).await?;
         let batch = log::read_batch_for(
             pool,
             position,
@@ -174,7 +186,8 @@ impl RedisReadModels {
             return Ok(0);
         };
         self.apply(pool, &batch.events).await?;
-        checkpoint::save(pool, SUBSCRIPTION, last).await?;
+        checkpoint::save(&mut *turn, SUBSCRIPTION, last).await?;
+        turn.commit().await.map_err(eventlog::Error::from)?;
         Ok(batch.scanned)
     }
 

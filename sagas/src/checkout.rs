@@ -437,7 +437,8 @@ impl CheckoutSaga {
     pub async fn drive(&self, order_id: OrderId) -> Result<Driven, StepError> {
         let id = order_id.to_string();
         let conversation = self.conversation(order_id).await?;
-        let mut process = self.stores.checkouts.load_latest(&id).await?.aggregate;
+        let loaded = self.stores.checkouts.load_latest(&id).await?;
+        let (mut process, mut sequence) = (loaded.aggregate, loaded.current_sequence);
         for _ in 0..200 {
             let now = Utc::now();
             let step = process.next_step(now);
@@ -458,14 +459,17 @@ impl CheckoutSaga {
                 .execute(&id, CheckoutCommand::Record(outcome), &metadata)
                 .await
                 .map_err(StepError::from)?;
-            if recorded.events.is_empty() || recorded.replayed {
-                // someone else moved the checkout (an observation, another runner): read it
-                process = self.stores.checkouts.load_latest(&id).await?.aggregate;
-            } else {
-                // what we just appended is the whole change: no need to read it back
+            let appended = recorded.events.len() as i64;
+            if !recorded.replayed && appended > 0 && recorded.last_sequence == sequence + appended {
+                // what we just appended is the whole change since we read: no need to read it
+                sequence = recorded.last_sequence;
                 for event in recorded.events {
                     cqrs_es::Aggregate::apply(&mut process, event);
                 }
+            } else {
+                // someone else moved the checkout (an observation, another runner): read it
+                let loaded = self.stores.checkouts.load_latest(&id).await?;
+                (process, sequence) = (loaded.aggregate, loaded.current_sequence);
             }
         }
         Err(StepError::Refused(format!(

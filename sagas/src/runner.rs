@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::checkout::CheckoutSaga;
+use crate::checkout::{payment_id_of, CheckoutSaga};
 use crate::timers;
+use domain::OrderId;
 
 /// The subscription name of the checkout saga (its checkpoint row).
 pub const SUBSCRIPTION: &str = "saga:checkout";
@@ -140,14 +141,15 @@ impl SagaRunner {
                 }
                 continue;
             }
-            // a stream's events in order, different streams at once (checkouts are independent;
-            // two streams telling one checkout something meet at its stream's concurrency check)
+            // one checkout's events in log order, different checkouts at once (they are
+            // independent): the cart's check-out, its order's and its payment's events go to
+            // one group
             let mut streams: Vec<Vec<RecordedEvent>> = Vec::new();
-            let mut index: HashMap<(String, String), usize> = HashMap::new();
+            let mut index: HashMap<String, usize> = HashMap::new();
             for incoming in &batch {
                 match incoming {
                     Ok(event) => {
-                        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+                        let key = checkout_key(event);
                         let slot = *index.entry(key).or_insert_with(|| {
                             streams.push(Vec::new());
                             streams.len() - 1
@@ -164,7 +166,7 @@ impl SagaRunner {
             }
             let handled = futures_util::stream::iter(streams)
                 .map(|events| self.handle_in_order(events, stop.clone()))
-                .buffer_unordered(self.config.concurrency)
+                .buffer_unordered(self.config.concurrency.max(1))
                 .fold(true, |all, done| async move { all && done })
                 .await;
             if !handled {
@@ -205,7 +207,7 @@ impl SagaRunner {
         while !*stop.borrow() {
             // collect what finished without waiting
             while firing.try_join_next().is_some() {}
-            let free = self.config.concurrency.saturating_sub(firing.len());
+            let free = self.config.concurrency.max(1).saturating_sub(firing.len());
             if free == 0 {
                 tokio::select! {
                     _ = firing.join_next() => {}
@@ -244,6 +246,24 @@ impl SagaRunner {
         // the timers already claimed finish their step
         while firing.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// The checkout an event concerns, as a grouping key: its payment's id (the saga derives a
+/// checkout's payment id from its order id, see [`payment_id_of`]). Events of anything else are
+/// keyed by their own stream.
+fn checkout_key(event: &RecordedEvent) -> String {
+    let order = match event.aggregate_type.as_str() {
+        "order" => event.aggregate_id.parse().ok(),
+        "cart" => event.payload["CartCheckedOut"]["order_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok()),
+        _ => None,
+    };
+    match (order, event.aggregate_type.as_str()) {
+        (Some(order), _) => payment_id_of(OrderId::new(order)).to_string(),
+        (None, "payment") => event.aggregate_id.clone(),
+        _ => format!("{}/{}", event.aggregate_type, event.aggregate_id),
     }
 }
 

@@ -231,7 +231,7 @@ pub async fn rebuild(
     let mut done = RebuildProgress::default();
     // build from position zero, beside the live version: a reader ahead, a writer behind
     let types = projection.aggregate_types();
-    let (ahead, mut behind) = tokio::sync::mpsc::channel::<Result<(LogBatch, f64)>>(2);
+    let (ahead, behind) = tokio::sync::mpsc::channel::<Result<(LogBatch, f64)>>(2);
     let reader = async move {
         let mut position = LogPosition::START;
         loop {
@@ -257,6 +257,9 @@ pub async fn rebuild(
     };
     let writers = projection.rebuild_writers().max(1);
     let writer = async {
+        // owned here: when the writer stops (done or failed) the reader's next send fails
+        // and it stops too, instead of waiting on a full channel
+        let mut behind = behind;
         while let Some(read) = behind.recv().await {
             let (read, read_seconds) = read?;
             done.read_seconds += read_seconds;
