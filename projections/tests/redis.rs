@@ -58,14 +58,21 @@ async fn connection() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+async fn keys_under(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
 /// Every key under `prefix` (the prefix cut off) with its whole contents.
 async fn contents(prefix: &str) -> BTreeMap<String, String> {
     let mut connection = connection().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let keys = keys_under(&mut connection, prefix).await;
     let mut all = BTreeMap::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE")
@@ -110,11 +117,7 @@ async fn contents(prefix: &str) -> BTreeMap<String, String> {
 
 async fn drop_keys(prefix: &str) {
     let mut connection = connection().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let keys = keys_under(&mut connection, prefix).await;
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL")
             .arg(keys)
@@ -410,21 +413,7 @@ async fn carts_products_and_recent_orders_follow_the_log_and_replays_change_noth
         models.recent_orders(&customer.to_string()).await.unwrap()
     );
 
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    for prefix in [prefix, fresh_prefix] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        }
-    }
+    drop_keys(&prefix).await;
+    drop_keys(&fresh_prefix).await;
     db.drop().await;
 }
