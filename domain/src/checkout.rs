@@ -160,6 +160,11 @@ pub enum Step {
     FailOrder {
         reason: FailureReason,
     },
+    /// Compensation of an order that was already confirmed (it cannot fail any more): cancel
+    /// it; record [`Outcome::OrderFailed`] once done.
+    CancelOrder {
+        reason: FailureReason,
+    },
     // after a cancellation of a confirmed order
     ReturnStock {
         sku: Sku,
@@ -206,6 +211,10 @@ pub enum Outcome {
     PaymentTimedOut,
     OrderConfirmed,
     ReservationCommitted {
+        sku: Sku,
+    },
+    /// The reservation was gone when the saga came to commit it (it expired first).
+    ReservationLapsed {
         sku: Sku,
     },
     PaymentCaptured,
@@ -273,6 +282,9 @@ pub enum CheckoutEvent {
     CheckoutReservationCommitted {
         sku: Sku,
     },
+    CheckoutReservationLapsed {
+        sku: Sku,
+    },
     CheckoutPaymentCaptured {},
     CheckoutAuthorizationCancelled {},
     CheckoutReservationReleased {
@@ -313,6 +325,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "CheckoutPaymentTimedOut",
     "CheckoutOrderConfirmed",
     "CheckoutReservationCommitted",
+    "CheckoutReservationLapsed",
     "CheckoutPaymentCaptured",
     "CheckoutAuthorizationCancelled",
     "CheckoutReservationReleased",
@@ -342,6 +355,7 @@ impl DomainEvent for CheckoutEvent {
             Self::CheckoutPaymentTimedOut {} => "CheckoutPaymentTimedOut",
             Self::CheckoutOrderConfirmed {} => "CheckoutOrderConfirmed",
             Self::CheckoutReservationCommitted { .. } => "CheckoutReservationCommitted",
+            Self::CheckoutReservationLapsed { .. } => "CheckoutReservationLapsed",
             Self::CheckoutPaymentCaptured {} => "CheckoutPaymentCaptured",
             Self::CheckoutAuthorizationCancelled {} => "CheckoutAuthorizationCancelled",
             Self::CheckoutReservationReleased { .. } => "CheckoutReservationReleased",
@@ -420,6 +434,7 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::PaymentTimedOut => "PaymentTimedOut",
         Outcome::OrderConfirmed => "OrderConfirmed",
         Outcome::ReservationCommitted { .. } => "ReservationCommitted",
+        Outcome::ReservationLapsed { .. } => "ReservationLapsed",
         Outcome::PaymentCaptured => "PaymentCaptured",
         Outcome::AuthorizationCancelled => "AuthorizationCancelled",
         Outcome::ReservationReleased { .. } => "ReservationReleased",
@@ -512,6 +527,10 @@ impl CheckoutProcess {
                         provider_ref: provider_ref.clone(),
                     };
                 }
+                // lines committed before another line's reservation turned out lapsed
+                if let Some((sku, quantity)) = line_in(LineStock::Committed) {
+                    return Step::ReturnStock { sku, quantity };
+                }
                 if let Some((sku, _)) = line_in(LineStock::Reserved) {
                     return Step::ReleaseReservation { sku };
                 }
@@ -525,7 +544,12 @@ impl CheckoutProcess {
                     };
                 }
                 if c.order_number.is_some() && !c.order_failed {
-                    return Step::FailOrder { reason };
+                    // a confirmed order cannot fail any more: it is cancelled instead
+                    return if c.order_confirmed {
+                        Step::CancelOrder { reason }
+                    } else {
+                        Step::FailOrder { reason }
+                    };
                 }
                 Step::Finish
             }
@@ -549,7 +573,14 @@ impl CheckoutProcess {
                     _ => Step::Finish,
                 }
             }
-            CheckoutPhase::Completed | CheckoutPhase::Failed | CheckoutPhase::Closed => Step::Idle,
+            // an authorization that landed after the checkout ended is released
+            CheckoutPhase::Failed | CheckoutPhase::Closed => match &c.payment {
+                PaymentProgress::Authorized { provider_ref } => Step::CancelAuthorization {
+                    provider_ref: provider_ref.clone(),
+                },
+                _ => Step::Idle,
+            },
+            CheckoutPhase::Completed => Step::Idle,
         }
     }
 
@@ -623,29 +654,37 @@ impl CheckoutProcess {
                 }
                 _ => vec![],
             },
-            Outcome::PaymentAuthorized { provider_ref } => match c.payment {
-                PaymentProgress::NotRequested
-                | PaymentProgress::Requested
-                | PaymentProgress::Pending { .. }
-                    if c.phase == CheckoutPhase::Running =>
-                {
+            Outcome::PaymentAuthorized { provider_ref } => {
+                let undecided = matches!(
+                    c.payment,
+                    PaymentProgress::Requested | PaymentProgress::Pending { .. }
+                );
+                let accepted = match c.phase {
+                    CheckoutPhase::Running => {
+                        undecided || c.payment == PaymentProgress::NotRequested
+                    }
+                    // a late authorization after the checkout gave up, was cancelled or ended:
+                    // recorded, so the next step releases the hold
+                    CheckoutPhase::Compensating
+                    | CheckoutPhase::Cancelling
+                    | CheckoutPhase::Failed
+                    | CheckoutPhase::Closed => {
+                        undecided
+                            || matches!(
+                                c.payment,
+                                PaymentProgress::TimedOut | PaymentProgress::Declined
+                            )
+                    }
+                    CheckoutPhase::Completed => false,
+                };
+                if accepted {
                     vec![E::CheckoutPaymentAuthorized {
                         provider_ref: provider_ref.clone(),
                     }]
+                } else {
+                    vec![]
                 }
-                // a late authorization after the checkout gave up: compensation cancels it
-                PaymentProgress::Requested
-                | PaymentProgress::Pending { .. }
-                | PaymentProgress::TimedOut
-                | PaymentProgress::Declined
-                    if c.phase == CheckoutPhase::Compensating =>
-                {
-                    vec![E::CheckoutPaymentAuthorized {
-                        provider_ref: provider_ref.clone(),
-                    }]
-                }
-                _ => vec![],
-            },
+            }
             Outcome::PaymentDeclined {
                 provider_ref,
                 reason,
@@ -680,8 +719,23 @@ impl CheckoutProcess {
                 LineStock::Reserved => vec![E::CheckoutReservationCommitted { sku: sku.clone() }],
                 _ => vec![],
             },
+            Outcome::ReservationLapsed { sku } => match line(sku)? {
+                LineStock::Reserved => vec![E::CheckoutReservationLapsed { sku: sku.clone() }],
+                _ => vec![],
+            },
             Outcome::PaymentCaptured => match &c.payment {
-                PaymentProgress::Authorized { .. } => vec![E::CheckoutPaymentCaptured {}],
+                PaymentProgress::Authorized { .. } | PaymentProgress::Pending { .. } => {
+                    let mut events = vec![E::CheckoutPaymentCaptured {}];
+                    // captured although the checkout no longer runs (a cancellation raced the
+                    // capture, or a cancel found the intent captured): the money goes back
+                    let refund_id = cancellation_refund_id(c.terms.order_id);
+                    if c.phase != CheckoutPhase::Running && !c.refunds.contains_key(&refund_id) {
+                        if let Some(amount) = self.remaining_refund() {
+                            events.push(E::CheckoutRefundRequested { refund_id, amount });
+                        }
+                    }
+                    events
+                }
                 _ => vec![],
             },
             Outcome::AuthorizationCancelled => match &c.payment {
@@ -738,9 +792,17 @@ impl CheckoutProcess {
                 _ => vec![],
             },
             Outcome::RefundRequested { refund_id, amount } => {
+                // a refund of a confirmed order before its capture waits for the capture (the
+                // refund step needs captured money); if the hold is cancelled instead, nothing
+                // was taken and nothing is paid out
+                let refundable = match c.payment {
+                    PaymentProgress::Captured { .. } => true,
+                    PaymentProgress::Authorized { .. } => c.order_confirmed,
+                    _ => false,
+                };
                 if c.refunds.contains_key(refund_id) {
                     vec![]
-                } else if matches!(c.payment, PaymentProgress::Captured { .. }) {
+                } else if refundable {
                     vec![E::CheckoutRefundRequested {
                         refund_id: *refund_id,
                         amount: *amount,
@@ -874,8 +936,14 @@ impl Aggregate for CheckoutProcess {
             E::CheckoutReservationCommitted { sku } => {
                 c.stock.insert(sku, LineStock::Committed);
             }
+            E::CheckoutReservationLapsed { sku } => {
+                c.stock.insert(sku.clone(), LineStock::Released);
+                compensate(c, FailureReason::OutOfStock { sku });
+            }
             E::CheckoutPaymentCaptured {} => {
-                if let PaymentProgress::Authorized { provider_ref } = &c.payment {
+                if let PaymentProgress::Authorized { provider_ref }
+                | PaymentProgress::Pending { provider_ref } = &c.payment
+                {
                     c.payment = PaymentProgress::Captured {
                         provider_ref: provider_ref.clone(),
                     };
@@ -1016,7 +1084,7 @@ mod tests {
             Step::CancelAuthorization { .. } => Outcome::AuthorizationCancelled,
             Step::ReleaseReservation { sku } => Outcome::ReservationReleased { sku: sku.clone() },
             Step::FailPayment { .. } => Outcome::PaymentFailed,
-            Step::FailOrder { .. } => Outcome::OrderFailed,
+            Step::FailOrder { .. } | Step::CancelOrder { .. } => Outcome::OrderFailed,
             Step::ReturnStock { sku, .. } => Outcome::StockReturned { sku: sku.clone() },
             Step::Refund { refund_id, .. } => Outcome::Refunded {
                 refund_id: *refund_id,
@@ -1026,6 +1094,193 @@ mod tests {
                 unreachable!("not a step with an outcome")
             }
         }
+    }
+
+    /// Does successful steps until the next one is `stop` (not done).
+    fn drive_until(
+        process: &mut CheckoutProcess,
+        now: DateTime<Utc>,
+        stop: impl Fn(&Step) -> bool,
+    ) {
+        for _ in 0..50 {
+            let step = process.next_step(now);
+            if stop(&step) {
+                return;
+            }
+            assert!(
+                !matches!(step, Step::Idle | Step::WaitUntil(_) | Step::Finish),
+                "never reached the step: {step:?}"
+            );
+            record(process, success(&step));
+        }
+        panic!("never reached the step");
+    }
+
+    fn before_capture() -> CheckoutProcess {
+        let mut process = started();
+        drive_until(&mut process, t(10), |step| {
+            matches!(step, Step::CapturePayment { .. })
+        });
+        process
+    }
+
+    fn refunded_in_full(process: &CheckoutProcess) -> bool {
+        let c = process.checkout().unwrap();
+        let paid: i64 = c
+            .refunds
+            .values()
+            .filter(|r| r.provider_refund_id.is_some())
+            .map(|r| r.amount.amount_minor)
+            .sum();
+        paid == c.terms.total.amount_minor
+    }
+
+    #[test]
+    fn a_capture_recorded_after_a_cancellation_is_refunded_in_full() {
+        // the runner captured at the provider while the cancellation was being recorded
+        let mut process = before_capture();
+        let cancelled = record(&mut process, Outcome::OrderCancelled);
+        assert_eq!(
+            cancelled,
+            vec![CheckoutEvent::CheckoutCancellationStarted {}]
+        );
+        let captured = record(&mut process, Outcome::PaymentCaptured);
+        assert_eq!(
+            captured,
+            vec![
+                CheckoutEvent::CheckoutPaymentCaptured {},
+                CheckoutEvent::CheckoutRefundRequested {
+                    refund_id: cancellation_refund_id(order()),
+                    amount: eur(4307)
+                }
+            ]
+        );
+        let steps = drive(&mut process, t(20), success);
+        assert_eq!(
+            steps[0],
+            Step::Refund {
+                refund_id: cancellation_refund_id(order()),
+                amount: eur(4307),
+                provider_ref: "pi_1".into()
+            }
+        );
+        assert_eq!(process.checkout().unwrap().phase, CheckoutPhase::Closed);
+        assert!(
+            refunded_in_full(&process),
+            "the customer got everything back"
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_finds_the_payment_captured_refunds_it() {
+        // captured at the provider but not recorded (the runner died); then the order is
+        // cancelled and the cancel of the authorization answers "already captured"
+        let mut process = before_capture();
+        record(&mut process, Outcome::OrderCancelled);
+        let steps = drive(&mut process, t(20), |step| match step {
+            Step::CancelAuthorization { .. } => Outcome::PaymentCaptured,
+            other => success(other),
+        });
+        assert!(steps.contains(&Step::CancelAuthorization {
+            provider_ref: "pi_1".into()
+        }));
+        assert!(steps.iter().any(|s| matches!(s, Step::Refund { .. })));
+        assert!(refunded_in_full(&process), "the capture was refunded");
+        assert_eq!(process.checkout().unwrap().phase, CheckoutPhase::Closed);
+    }
+
+    #[test]
+    fn an_authorization_landing_after_a_cancellation_is_released() {
+        let mut process = started();
+        drive_until(&mut process, t(10), |step| *step == Step::AuthorizePayment);
+        record(&mut process, Outcome::OrderCancelled);
+        drive(&mut process, t(20), success);
+        assert_eq!(process.checkout().unwrap().phase, CheckoutPhase::Closed);
+        // the customer's bank answers late (a webhook)
+        let late = Outcome::PaymentAuthorized {
+            provider_ref: "pi_late".into(),
+        };
+        assert_eq!(record(&mut process, late.clone()).len(), 1);
+        let steps = drive(&mut process, t(30), success);
+        assert_eq!(
+            steps,
+            vec![Step::CancelAuthorization {
+                provider_ref: "pi_late".into()
+            }]
+        );
+        assert_eq!(
+            process.checkout().unwrap().payment,
+            PaymentProgress::Cancelled
+        );
+        assert!(
+            record(&mut process, late).is_empty(),
+            "once released, stays released"
+        );
+    }
+
+    #[test]
+    fn a_staff_refund_before_the_capture_is_paid_after_it() {
+        let mut process = before_capture();
+        let refund_id = RefundId::new(uuid(9));
+        let requested = Outcome::RefundRequested {
+            refund_id,
+            amount: eur(500),
+        };
+        assert_eq!(record(&mut process, requested).len(), 1);
+        let steps = drive(&mut process, t(20), success);
+        assert_eq!(
+            steps,
+            vec![
+                Step::CapturePayment {
+                    provider_ref: "pi_1".into()
+                },
+                Step::Refund {
+                    refund_id,
+                    amount: eur(500),
+                    provider_ref: "pi_1".into()
+                },
+                Step::Finish,
+            ]
+        );
+        assert_eq!(process.checkout().unwrap().phase, CheckoutPhase::Completed);
+        assert_eq!(process.remaining_refund(), Some(eur(3807)));
+    }
+
+    #[test]
+    fn a_reservation_lapsed_before_its_commit_compensates_and_cancels_the_confirmed_order() {
+        let mut process = started();
+        let steps = drive(&mut process, t(10), |step| match step {
+            Step::CommitReservation { sku } if sku.as_str() == "CUP-2" => {
+                Outcome::ReservationLapsed { sku: sku.clone() }
+            }
+            other => success(other),
+        });
+        let reason = FailureReason::OutOfStock { sku: sku("CUP-2") };
+        assert_eq!(
+            steps[steps.len() - 5..],
+            [
+                Step::CancelAuthorization {
+                    provider_ref: "pi_1".into()
+                },
+                Step::ReturnStock {
+                    sku: sku("MUG-1"),
+                    quantity: qty(2)
+                },
+                Step::FailPayment {
+                    reason: failure_text(&reason)
+                },
+                Step::CancelOrder {
+                    reason: reason.clone()
+                },
+                Step::Finish,
+            ]
+        );
+        let checkout = process.checkout().unwrap();
+        assert_eq!(checkout.phase, CheckoutPhase::Failed);
+        assert_eq!(checkout.failure, Some(reason));
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::CapturePayment { .. })));
     }
 
     #[test]
@@ -1408,6 +1663,7 @@ mod tests {
             CheckoutEvent::CheckoutPaymentTimedOut {},
             CheckoutEvent::CheckoutOrderConfirmed {},
             CheckoutEvent::CheckoutReservationCommitted { sku: sku("MUG-1") },
+            CheckoutEvent::CheckoutReservationLapsed { sku: sku("CUP-2") },
             CheckoutEvent::CheckoutPaymentCaptured {},
             CheckoutEvent::CheckoutAuthorizationCancelled {},
             CheckoutEvent::CheckoutReservationReleased { sku: sku("MUG-1") },

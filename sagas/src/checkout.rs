@@ -27,11 +27,23 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::payments::{AuthorizeOutcome, AuthorizeRequest, GatewayError, PaymentGateway};
+use crate::payments::{
+    AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
+};
 use crate::timers::{self, Timer};
 
 /// The advisory lock that serialises order-number assignment.
 const ORDER_NUMBER_LOCK: i64 = 7_300_001;
+
+/// Checkout events after which a checkout normally has nothing left to do (the sweep folds
+/// streams that end otherwise, to be sure).
+const SETTLING_EVENTS: &[&str] = &[
+    "CheckoutCompleted",
+    "CheckoutFailed",
+    "CheckoutClosed",
+    "CheckoutRefunded",
+    "CheckoutAuthorizationCancelled",
+];
 
 /// Timer kinds.
 pub const DRIVE: &str = "checkout";
@@ -44,6 +56,10 @@ pub struct CheckoutConfig {
     pub payment_timeout: Duration,
     /// How long stock stays reserved beyond the payment deadline before it lapses.
     pub reservation_margin: Duration,
+    /// Failed attempts of a timer's work before it is parked for staff. With the backoff capped
+    /// at 30 s, the default 240 is about two hours: well inside the 24 h for which Stripe keeps
+    /// an idempotency key, so a step resumed by staff the same day is still recognised.
+    pub max_attempts: i32,
 }
 
 impl Default for CheckoutConfig {
@@ -51,6 +67,7 @@ impl Default for CheckoutConfig {
         Self {
             payment_timeout: Duration::from_secs(15 * 60),
             reservation_margin: Duration::from_secs(5 * 60),
+            max_attempts: 240,
         }
     }
 }
@@ -390,10 +407,7 @@ impl CheckoutSaga {
                     Ok(Driven::WakeAt(at)) => {
                         timers::reschedule(&self.pool, timer, at).await?;
                     }
-                    Err(error) => {
-                        tracing::warn!(%order_id, %error, attempts = timer.attempts, "checkout step failed; retrying later");
-                        timers::retry_later(&self.pool, timer).await?;
-                    }
+                    Err(error) => self.failed(timer, &error).await?,
                 }
                 Ok(())
             }
@@ -418,10 +432,7 @@ impl CheckoutSaga {
                     Ok(_) => {
                         timers::complete(&self.pool, timer).await?;
                     }
-                    Err(error) => {
-                        tracing::warn!(%sku, %order_id, %error, "reservation expiry failed; retrying later");
-                        timers::retry_later(&self.pool, timer).await?;
-                    }
+                    Err(error) => self.failed(timer, &StepError::from(error)).await?,
                 }
                 Ok(())
             }
@@ -431,6 +442,63 @@ impl CheckoutSaga {
                 Ok(())
             }
         }
+    }
+
+    /// A timer's work failed: retried later with backoff, or parked for staff once it failed
+    /// `max_attempts` times.
+    async fn failed(&self, timer: &Timer, error: &StepError) -> Result<(), StepError> {
+        if timer.attempts >= self.config.max_attempts {
+            tracing::error!(
+                kind = %timer.kind,
+                key = %timer.key,
+                attempts = timer.attempts,
+                %error,
+                "saga work keeps failing; parked for staff (shop saga parked / resume)"
+            );
+            metrics::counter!("shop_saga_parked_total", "kind" => timer.kind.clone()).increment(1);
+            timers::park(&self.pool, timer, &error.to_string()).await?;
+        } else {
+            tracing::warn!(kind = %timer.kind, key = %timer.key, attempts = timer.attempts, %error, "saga work failed; retrying later");
+            timers::retry_later(&self.pool, timer).await?;
+        }
+        Ok(())
+    }
+
+    /// Finds checkouts that have work left but no timer to drive them (a lost wake-up, a timer
+    /// removed by hand) and schedules a drive for each; returns how many. Parked checkouts stay
+    /// parked. A safety net run now and then by the runner: it reads every checkout stream's
+    /// head once, then folds only the streams whose last event is not one that ends a phase.
+    pub async fn sweep(&self) -> Result<u64, StepError> {
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT e.aggregate_id FROM events e
+              WHERE e.aggregate_type = 'checkout'
+              GROUP BY e.aggregate_id
+             HAVING (array_agg(e.event_type ORDER BY e.sequence DESC))[1] <> ALL($1)
+                AND NOT EXISTS (SELECT 1 FROM timers t
+                                 WHERE t.kind = $2 AND t.key = e.aggregate_id)
+                AND NOT EXISTS (SELECT 1 FROM parked_timers p
+                                 WHERE p.kind = $2 AND p.key = e.aggregate_id)",
+        )
+        .bind(SETTLING_EVENTS)
+        .bind(DRIVE)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut scheduled = 0;
+        let now = Utc::now();
+        for id in candidates {
+            let process = self.stores.checkouts.load(&id).await?.aggregate;
+            if process.next_step(now) == Step::Idle {
+                continue;
+            }
+            let order_id = OrderId::new(
+                id.parse()
+                    .map_err(|_| StepError::Refused(format!("bad checkout id {id}")))?,
+            );
+            tracing::warn!(%order_id, "checkout had work left but no timer; driving it again");
+            self.wake(order_id, now).await?;
+            scheduled += 1;
+        }
+        Ok(scheduled)
     }
 
     /// Does the checkout's steps until it waits or settles.
@@ -677,13 +745,14 @@ impl CheckoutSaga {
                         .aggregate
                         .committed(&order_id)
                         .is_some();
-                if !committed {
-                    // the reservation lapsed before the commit: never sell stock we do not hold
-                    return Err(StepError::Refused(format!(
-                        "reservation of {sku} for {order_id} lapsed before commit"
-                    )));
+                if committed {
+                    Outcome::ReservationCommitted { sku: sku.clone() }
+                } else {
+                    // the reservation lapsed before the commit: never sell stock we do not
+                    // hold; the checkout compensates (and cancels the confirmed order)
+                    tracing::warn!(%sku, %order_id, "reservation lapsed before its commit");
+                    Outcome::ReservationLapsed { sku: sku.clone() }
                 }
-                Outcome::ReservationCommitted { sku: sku.clone() }
             }
             Step::CapturePayment { provider_ref } => {
                 self.gateway
@@ -714,7 +783,21 @@ impl CheckoutSaga {
                     .cancel(provider_ref, &format!("{order_id}:cancel"))
                     .await
                 {
-                    Ok(()) | Err(GatewayError::Rejected(_)) => {}
+                    Ok(CancelOutcome::Cancelled) => {}
+                    Ok(CancelOutcome::AlreadyCaptured) => {
+                        // the money was taken (a capture whose answer was lost, or one that
+                        // raced a cancellation): book it; the checkout then refunds it
+                        self.book_capture(&payment, provider_ref, terms.total, conversation)
+                            .await?;
+                        return Ok(Some(Outcome::PaymentCaptured));
+                    }
+                    // not a cancellation that happened: never treated as done (bounded retries,
+                    // then the checkout is parked for staff)
+                    Err(GatewayError::Rejected(reason)) => {
+                        return Err(StepError::Refused(format!(
+                            "the provider refused to cancel {provider_ref}: {reason}"
+                        )))
+                    }
                     Err(GatewayError::Unavailable(reason)) => {
                         return Err(StepError::Gateway(reason))
                     }
@@ -781,6 +864,17 @@ impl CheckoutSaga {
                 }
                 Outcome::OrderFailed
             }
+            Step::CancelOrder { reason } => {
+                let metadata = conversation.step("cancel-order");
+                let command = OrderCommand::Cancel {
+                    reason: failure_text(reason),
+                    by: domain::order::CancelledBy::System,
+                    at: Utc::now(),
+                };
+                // an order cancelled meanwhile is already final
+                self.order_command(&order, command, &metadata).await?;
+                Outcome::OrderFailed
+            }
             Step::ReturnStock { sku, quantity } => {
                 let metadata = conversation.step(&format!("return:{sku}"));
                 let command = InventoryCommand::ReturnStock {
@@ -840,6 +934,39 @@ impl CheckoutSaga {
             Step::Finish | Step::Idle | Step::WaitUntil(_) => return Ok(None),
         };
         Ok(Some(outcome))
+    }
+
+    /// Books a capture the provider reports (authorizing first when the books never saw the
+    /// authorization), so the refund that follows finds captured money.
+    async fn book_capture(
+        &self,
+        payment: &str,
+        provider_ref: &str,
+        amount: Money,
+        conversation: &Conversation,
+    ) -> Result<(), StepError> {
+        let at = Utc::now();
+        let authorize = PaymentCommand::Authorize {
+            provider_ref: provider_ref.to_owned(),
+            at,
+        };
+        self.stores
+            .payments
+            .execute(payment, authorize, &conversation.step("authorize"))
+            .await?;
+        let capture = PaymentCommand::Capture { amount, at };
+        match self
+            .stores
+            .payments
+            .execute(payment, capture, &conversation.step("capture"))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ExecuteError::Domain(error)) => Err(StepError::Refused(format!(
+                "the provider captured {provider_ref}, but the books refuse it: {error}"
+            ))),
+            Err(other) => Err(other.into()),
+        }
     }
 
     async fn order_command(

@@ -26,4 +26,9 @@ pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
         name: "notifications",
         sql: include_str!("../migrations/0302_notifications.sql"),
     },
+    eventlog::migrate::Migration {
+        version: 303,
+        name: "timer_wakes",
+        sql: include_str!("../migrations/0303_timer_wakes.sql"),
+    },
 ];

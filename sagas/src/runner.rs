@@ -31,6 +31,10 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// Pause when there is nothing to do.
     pub idle: Duration,
+    /// How often to look for checkouts with work left and no timer ([`CheckoutSaga::sweep`]).
+    pub sweep_every: Duration,
+    /// How often the log follower checks that it still holds the leader lock.
+    pub leader_check: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -40,6 +44,8 @@ impl Default for RunnerConfig {
             concurrency: 32,
             lease: Duration::from_secs(60),
             idle: Duration::from_millis(20),
+            sweep_every: Duration::from_secs(300),
+            leader_check: Duration::from_secs(2),
         }
     }
 }
@@ -88,33 +94,90 @@ impl SagaRunner {
         firing.and(following)
     }
 
+    /// Follows the log while this runner is the leader: one follower at a time. The advisory
+    /// lock lives as long as its connection, so the connection is watched: when it breaks (a
+    /// database restart, a network cut, a terminated backend) the lock is gone, the follower
+    /// stops at once and the runner stands for election again.
     async fn follow_log(
         self: Arc<Self>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), RunnerError> {
-        // one follower at a time: the advisory lock lives as long as this connection
-        let mut leader = self.pool.acquire().await?;
+        while !*stop.borrow() {
+            let mut leader = match self.elect(&mut stop).await {
+                Ok(Some(leader)) => leader,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, "saga: leader election failed; retrying");
+                    if wait(&mut stop, Duration::from_secs(1)).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            tracing::info!("saga: this runner follows the log");
+            let source = PgLogSource::new(self.pool.clone(), SUBSCRIPTION)
+                .await
+                .map_err(|e| RunnerError::Source(e.to_string()))?;
+            // the follower stops when the runner stops or the lock is lost
+            let (lost_tx, lost_rx) = watch::channel(false);
+            let mut follow_stop = stop.clone();
+            let leading = {
+                let mut follow = std::pin::pin!(self.clone().follow(Box::new(source), lost_rx));
+                let check = self.config.leader_check;
+                loop {
+                    tokio::select! {
+                        followed = &mut follow => break followed.map(|()| true),
+                        () = stopped(&mut follow_stop) => {
+                            let _ = lost_tx.send(true);
+                            break follow.await.map(|()| true);
+                        }
+                        _ = tokio::time::sleep(check) => {
+                            if !holds_lock(&mut leader).await {
+                                tracing::warn!("saga: lost the leader lock (its connection broke); standing again");
+                                metrics::counter!("shop_saga_leader_lost_total").increment(1);
+                                let _ = lost_tx.send(true);
+                                break follow.await.map(|()| false);
+                            }
+                        }
+                    }
+                }
+            };
+            match leading {
+                Ok(true) => {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(LEADER_LOCK)
+                        .execute(&mut leader)
+                        .await;
+                    return Ok(());
+                }
+                Ok(false) => {} // lost the lock: stand again
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until this runner holds the leader lock, on a connection of its own (not one the
+    /// pool may recycle); `None` when stopped first.
+    async fn elect(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<sqlx::PgConnection>, RunnerError> {
+        use sqlx::Connection;
+        let options = self.pool.connect_options();
+        let mut leader = sqlx::PgConnection::connect_with(&options).await?;
         loop {
             let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK)
-                .fetch_one(&mut *leader)
+                .fetch_one(&mut leader)
                 .await?;
             if elected {
-                break;
+                return Ok(Some(leader));
             }
-            if wait(&mut stop, Duration::from_secs(1)).await {
-                return Ok(());
+            if wait(stop, Duration::from_secs(1)).await {
+                return Ok(None);
             }
         }
-        let source = PgLogSource::new(self.pool.clone(), SUBSCRIPTION)
-            .await
-            .map_err(|e| RunnerError::Source(e.to_string()))?;
-        let followed = self.follow(Box::new(source), stop).await;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LEADER_LOCK)
-            .execute(&mut *leader)
-            .await?;
-        followed
     }
 
     async fn follow(
@@ -204,7 +267,18 @@ impl SagaRunner {
     /// checkout never holds up the others.
     async fn fire_timers(&self, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
         let mut firing = tokio::task::JoinSet::new();
+        let mut last_sweep = tokio::time::Instant::now();
         while !*stop.borrow() {
+            if last_sweep.elapsed() >= self.config.sweep_every {
+                last_sweep = tokio::time::Instant::now();
+                match self.saga.sweep().await {
+                    Ok(0) => {}
+                    Ok(found) => {
+                        tracing::warn!(found, "saga sweep found checkouts without a timer")
+                    }
+                    Err(error) => tracing::warn!(%error, "saga sweep failed"),
+                }
+            }
             // collect what finished without waiting
             while firing.try_join_next().is_some() {}
             let free = self.config.concurrency.max(1).saturating_sub(firing.len());
@@ -265,6 +339,27 @@ fn checkout_key(event: &RecordedEvent) -> String {
         (None, "payment") => event.aggregate_id.clone(),
         _ => format!("{}/{}", event.aggregate_type, event.aggregate_id),
     }
+}
+
+/// Resolves when `stop` turns true (or its sender is gone), holding no borrow of it.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Whether the leader connection still holds the leader lock (a broken connection does not).
+async fn holds_lock(leader: &mut sqlx::PgConnection) -> bool {
+    let held = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+                         WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+                           AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid
+                           AND objsubid = 1)",
+    )
+    .bind(LEADER_LOCK)
+    .fetch_one(leader);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), held).await,
+        Ok(Ok(true))
+    )
 }
 
 /// Sleeps for `pause` unless stopped first; `true` when stopped.

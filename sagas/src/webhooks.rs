@@ -33,6 +33,9 @@ pub struct WebhookState {
     pub stores: Arc<Stores>,
     /// The endpoint's signing secret (`whsec_...`); without it, webhooks are refused.
     pub secret: Option<Arc<str>>,
+    /// Whether this shop takes real money (a live secret key): events of the other mode are
+    /// acknowledged and ignored (a test-mode event must never move a live payment).
+    pub livemode: bool,
 }
 
 pub fn router(state: WebhookState) -> Router {
@@ -143,6 +146,11 @@ async fn handle(state: &WebhookState, event: &StripeEvent) -> Result<&'static st
     if seen.is_some() {
         return Ok("duplicate");
     }
+    if event.livemode != state.livemode {
+        tracing::warn!(event_id = %event.id, livemode = event.livemode, "Stripe event of the other mode; ignored");
+        remember(state, event).await?;
+        return Ok("other mode");
+    }
     let Some(order_id) = event.order_id().map(OrderId::new) else {
         remember(state, event).await?;
         return Ok("ignored");
@@ -154,6 +162,14 @@ async fn handle(state: &WebhookState, event: &StripeEvent) -> Result<&'static st
         remember(state, event).await?;
         return Ok("unknown payment");
     };
+    // the intent must be the one the payment knows (metadata can be copied onto another)
+    if let Some(known) = &details.provider_ref {
+        if known != &event.object.id {
+            tracing::warn!(event_id = %event.id, intent = %event.object.id, %known, "Stripe event for another PaymentIntent than the payment's; ignored");
+            remember(state, event).await?;
+            return Ok("other intent");
+        }
+    }
     let currency = details.amount.currency;
     let metadata = |step: &str| {
         let mut metadata = EventMetadata::new(Actor::system("webhook:stripe"));

@@ -18,15 +18,65 @@ use eventlog::testing::TestDatabase;
 use eventlog::{Actor, EventMetadata};
 use sagas::checkout::{payment_id_of, CheckoutConfig, CheckoutSaga};
 use sagas::payments::local::LocalGateway;
+use sagas::payments::{
+    AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
+};
 use sagas::runner::{RunnerConfig, SagaRunner};
+use sagas::timers;
 use schemas::stores::Stores;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// The local gateway with faults switched on by the test: a provider that is away, or a
+/// capture that happens at the provider but whose answer is lost.
+struct FaultyGateway {
+    inner: Arc<LocalGateway>,
+    unavailable: AtomicBool,
+    lose_capture_answers: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for FaultyGateway {
+    async fn authorize(&self, request: AuthorizeRequest) -> Result<AuthorizeOutcome, GatewayError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable("the provider is away".into()));
+        }
+        self.inner.authorize(request).await
+    }
+
+    async fn capture(
+        &self,
+        provider_ref: &str,
+        amount: i64,
+        key: &str,
+    ) -> Result<(), GatewayError> {
+        self.inner.capture(provider_ref, amount, key).await?;
+        if self.lose_capture_answers.load(Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable("the answer was lost".into()));
+        }
+        Ok(())
+    }
+
+    async fn cancel(&self, provider_ref: &str, key: &str) -> Result<CancelOutcome, GatewayError> {
+        self.inner.cancel(provider_ref, key).await
+    }
+
+    async fn refund(
+        &self,
+        provider_ref: &str,
+        amount: i64,
+        key: &str,
+    ) -> Result<String, GatewayError> {
+        self.inner.refund(provider_ref, amount, key).await
+    }
+}
 
 struct Shop {
     db: TestDatabase,
     stores: Arc<Stores>,
     gateway: Arc<LocalGateway>,
+    faults: Arc<FaultyGateway>,
     stop: watch::Sender<bool>,
     runner: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,6 +95,10 @@ fn sku(text: &str) -> Sku {
 
 impl Shop {
     async fn start(config: CheckoutConfig) -> Self {
+        Self::start_with(config, RunnerConfig::default()).await
+    }
+
+    async fn start_with(config: CheckoutConfig, runner: RunnerConfig) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
             .with_test_writer()
@@ -58,30 +112,41 @@ impl Shop {
         .await;
         let stores = Arc::new(Stores::new(&db.pool));
         let gateway = Arc::new(LocalGateway::with_slow_delay(Duration::from_secs(3)));
+        let faults = Arc::new(FaultyGateway {
+            inner: gateway.clone(),
+            unavailable: AtomicBool::new(false),
+            lose_capture_answers: AtomicBool::new(false),
+        });
         let (stop, watch) = watch::channel(false);
         let mut shop = Self {
             db,
             stores,
             gateway,
+            faults,
             stop,
             runner: None,
         };
-        shop.runner = Some(shop.spawn_runner(config, watch));
+        shop.runner = Some(shop.spawn_runner(config, runner, watch));
         shop
+    }
+
+    fn saga(&self, config: CheckoutConfig) -> CheckoutSaga {
+        CheckoutSaga::new(
+            self.db.pool.clone(),
+            self.stores.clone(),
+            self.faults.clone(),
+            config,
+        )
     }
 
     fn spawn_runner(
         &self,
         config: CheckoutConfig,
+        runner: RunnerConfig,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let saga = CheckoutSaga::new(
-            self.db.pool.clone(),
-            self.stores.clone(),
-            self.gateway.clone(),
-            config,
-        );
-        let runner = SagaRunner::new(self.db.pool.clone(), saga, RunnerConfig::default());
+        let saga = self.saga(config);
+        let runner = SagaRunner::new(self.db.pool.clone(), saga, runner);
         tokio::spawn(async move {
             runner.run(stop).await.expect("runner");
         })
@@ -560,6 +625,7 @@ async fn webhook_server(shop: &Shop, secret: Option<&str>) -> String {
         pool: shop.db.pool.clone(),
         stores: shop.stores.clone(),
         secret: secret.map(Arc::from),
+        livemode: false,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -898,4 +964,301 @@ async fn an_order_confirmation_is_mailed_once_however_often_its_event_is_read() 
     assert_eq!(notifier.send_due(10).await.unwrap(), 0);
     assert_eq!(received.lock().unwrap().len(), 1);
     db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_whose_answer_was_lost_is_refunded_when_the_order_is_cancelled() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    shop.product("MUG-1", 1200, 10).await;
+    // the provider captures, but the saga never hears it: the capture step keeps retrying
+    shop.faults
+        .lose_capture_answers
+        .store(true, Ordering::SeqCst);
+    let order = shop.checkout(&[("MUG-1", 2, 1200)], "pm_card_visa").await;
+    for _ in 0..500 {
+        let intents = shop.gateway.intents().await.unwrap();
+        if intents.first().is_some_and(|i| i.captured_minor > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancel = OrderCommand::Cancel {
+        reason: "changed my mind".into(),
+        by: CancelledBy::Customer,
+        at: Utc::now(),
+    };
+    shop.stores
+        .orders
+        .execute(&order.to_string(), cancel, &meta())
+        .await
+        .unwrap();
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Closed]).await,
+        CheckoutPhase::Closed
+    );
+    let intent = &shop.gateway.intents().await.unwrap()[0];
+    assert!(intent.captured_minor > 0, "the provider did capture");
+    assert_eq!(
+        intent.refunded_minor, intent.captured_minor,
+        "everything captured went back to the customer"
+    );
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Refunded)
+    );
+    assert_eq!(shop.stock("MUG-1").await, (10, 10));
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_up_while_the_timer_is_held_is_not_lost() {
+    let shop = Shop::start_with(
+        CheckoutConfig::default(),
+        RunnerConfig {
+            concurrency: 0,
+            ..RunnerConfig::default()
+        },
+    )
+    .await;
+    let _ = shop.stop.send(true); // this test claims timers itself
+    let pool = &shop.db.pool;
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    let payload = serde_json::json!({});
+    for key in ["completed", "rescheduled"] {
+        timers::schedule(pool, "test", key, past, &payload)
+            .await
+            .unwrap();
+    }
+    let claimed = timers::claim_due(pool, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    // both are woken while held (an observation recorded during the drive)
+    for key in ["completed", "rescheduled"] {
+        timers::schedule(pool, "test", key, Utc::now(), &payload)
+            .await
+            .unwrap();
+    }
+    for timer in &claimed {
+        if timer.key == "completed" {
+            assert!(timers::complete(pool, timer).await.unwrap());
+        } else {
+            let later = Utc::now() + chrono::Duration::hours(1);
+            assert!(timers::reschedule(pool, timer, later).await.unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let again = timers::claim_due(pool, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut keys: Vec<_> = again.iter().map(|t| t.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["completed", "rescheduled"], "both wake-ups fire");
+    // without a wake in between, completing removes it
+    for timer in &again {
+        assert!(timers::complete(pool, timer).await.unwrap());
+    }
+    assert_eq!(timers::due_count(pool).await.unwrap(), 0);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_drives_a_checkout_that_lost_its_timer() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    let _ = shop.stop.send(true); // this test plays the runner itself
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_visa").await;
+    let saga = shop.saga(CheckoutConfig::default());
+    let log = eventlog::log::read_after(&shop.db.pool, eventlog::log::LogPosition::START, 1_000)
+        .await
+        .unwrap();
+    let checked_out = log
+        .iter()
+        .find(|e| e.event_type == "CartCheckedOut")
+        .expect("the cart was checked out");
+    // the checkout starts and schedules its drive, which is then lost
+    saga.on_event(checked_out).await.unwrap();
+    sqlx::query("DELETE FROM timers")
+        .execute(&shop.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(saga.sweep().await.unwrap(), 1, "the open checkout is found");
+    assert_eq!(saga.sweep().await.unwrap(), 0, "it has a timer now");
+    assert_eq!(
+        saga.drive(order).await.unwrap(),
+        sagas::checkout::Driven::Settled
+    );
+    sqlx::query("DELETE FROM timers")
+        .execute(&shop.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        saga.sweep().await.unwrap(),
+        0,
+        "a settled checkout is left alone"
+    );
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed]).await,
+        CheckoutPhase::Completed
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_that_keeps_failing_is_parked_for_staff_and_resumes() {
+    let config = CheckoutConfig {
+        max_attempts: 3,
+        ..CheckoutConfig::default()
+    };
+    let shop = Shop::start(config).await;
+    shop.product("MUG-1", 1200, 10).await;
+    shop.faults.unavailable.store(true, Ordering::SeqCst);
+    let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_visa").await;
+    let mut parked = Vec::new();
+    for _ in 0..1_000 {
+        parked = timers::parked(&shop.db.pool).await.unwrap();
+        if !parked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(parked.len(), 1, "the checkout was parked");
+    assert_eq!(parked[0].key, order.to_string());
+    assert!(parked[0].attempts >= 3);
+    assert!(parked[0].reason.contains("away"), "{}", parked[0].reason);
+    assert_eq!(timers::due_count(&shop.db.pool).await.unwrap(), 0);
+    // staff fix the cause and resume it
+    shop.faults.unavailable.store(false, Ordering::SeqCst);
+    assert!(
+        timers::resume(&shop.db.pool, "checkout", &order.to_string())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed]).await,
+        CheckoutPhase::Completed
+    );
+    assert_eq!(timers::parked_count(&shop.db.pool).await.unwrap(), 0);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_follower_stands_again_when_its_lock_connection_breaks() {
+    let shop = Shop::start_with(
+        CheckoutConfig::default(),
+        RunnerConfig {
+            leader_check: Duration::from_millis(100),
+            ..RunnerConfig::default()
+        },
+    )
+    .await;
+    shop.product("MUG-1", 1200, 10).await;
+    let holder = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_locks
+              WHERE locktype = 'advisory' AND objid = 7300002 AND granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_optional(&shop.db.pool)
+        .await
+        .unwrap()
+    };
+    let mut first = None;
+    for _ in 0..500 {
+        first = holder().await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = first.expect("a runner leads");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&shop.db.pool)
+        .await
+        .unwrap();
+    let mut second = None;
+    for _ in 0..500 {
+        second = holder().await.filter(|pid| *pid != first);
+        if second.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        second.is_some(),
+        "the lock was taken again on a new connection"
+    );
+    // and the new leader follows the log
+    let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_visa").await;
+    assert_eq!(
+        shop.settled(order, &[CheckoutPhase::Completed]).await,
+        CheckoutPhase::Completed
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_of_the_other_mode_or_another_intent_change_nothing() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    let url = webhook_server(&shop, Some(WEBHOOK_SECRET)).await;
+    let now = Utc::now().timestamp();
+    let order = requested_payment(&shop, 1000).await;
+    // a live-mode event reaching a test-mode shop
+    let mut live: serde_json::Value = serde_json::from_str(&stripe_event(
+        "evt_live",
+        "payment_intent.succeeded",
+        order,
+        "succeeded",
+        1000,
+    ))
+    .unwrap();
+    live["livemode"] = true.into();
+    let live = live.to_string();
+    let (status, body) =
+        post_webhook(&url, &live, &sign(live.as_bytes(), WEBHOOK_SECRET, now)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(body["outcome"], "other mode");
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Requested)
+    );
+
+    // authorized with its own intent
+    let authorized = stripe_event(
+        "evt_auth",
+        "payment_intent.amount_capturable_updated",
+        order,
+        "requires_capture",
+        1000,
+    );
+    let (_, body) = post_webhook(
+        &url,
+        &authorized,
+        &sign(authorized.as_bytes(), WEBHOOK_SECRET, now),
+    )
+    .await;
+    assert_eq!(body["outcome"], "applied");
+    // an event of another intent carrying this order's metadata
+    let mut other: serde_json::Value = serde_json::from_str(&stripe_event(
+        "evt_other",
+        "payment_intent.succeeded",
+        order,
+        "succeeded",
+        1000,
+    ))
+    .unwrap();
+    other["data"]["object"]["id"] = "pi_someone_else".into();
+    let other = other.to_string();
+    let (status, body) =
+        post_webhook(&url, &other, &sign(other.as_bytes(), WEBHOOK_SECRET, now)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(body["outcome"], "other intent");
+    assert_eq!(
+        shop.payment_status(order).await,
+        Some(PaymentStatus::Authorized),
+        "not captured by another intent's event"
+    );
+    shop.stop().await;
 }

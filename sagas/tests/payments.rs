@@ -14,7 +14,9 @@ use axum::Router;
 use sagas::payments::local::{LocalGateway, LocalIntentStatus};
 use sagas::payments::stripe::{RetryPolicy, StripeConfigError, StripeGateway, StripeSecretKey};
 use sagas::payments::webhook::{self, StripeEventKind, WebhookError, TOLERANCE_SECS};
-use sagas::payments::{AuthorizeOutcome, AuthorizeRequest, GatewayError, PaymentGateway};
+use sagas::payments::{
+    AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -350,9 +352,17 @@ mod local {
         let intent = gateway.intent(&id).await.unwrap().unwrap();
         assert_eq!(intent.status, LocalIntentStatus::Succeeded);
         assert_eq!(intent.captured_minor, 800);
-        // captured once: another capture (another key) is refused, as is a cancel
+        // captured once: another capture (another key) is refused, and a cancel says the
+        // money was taken (it must be refunded instead)
         assert!(is_rejected(gateway.capture(&id, 100, "c4").await));
-        assert!(is_rejected(gateway.cancel(&id, "x1").await));
+        assert_eq!(
+            gateway.cancel(&id, "x1").await,
+            Ok(CancelOutcome::AlreadyCaptured)
+        );
+        assert_eq!(
+            gateway.intent(&id).await.unwrap().unwrap().status,
+            LocalIntentStatus::Succeeded
+        );
 
         let declined = gateway
             .authorize(request("d", 1000, "pm_card_chargeDeclined"))
@@ -376,13 +386,20 @@ mod local {
                 .await
                 .unwrap(),
         );
-        gateway.cancel(&id, "x1").await.unwrap();
+        assert_eq!(
+            gateway.cancel(&id, "x1").await,
+            Ok(CancelOutcome::Cancelled)
+        );
         assert_eq!(
             gateway.intent(&id).await.unwrap().unwrap().status,
             LocalIntentStatus::Canceled
         );
         assert!(is_rejected(gateway.capture(&id, 1000, "c1").await));
-        assert!(is_rejected(gateway.cancel(&id, "x2").await));
+        // canceling a canceled intent again: it stays canceled
+        assert_eq!(
+            gateway.cancel(&id, "x2").await,
+            Ok(CancelOutcome::Cancelled)
+        );
         assert!(is_rejected(gateway.refund(&id, 1, "r1").await));
         assert!(is_rejected(gateway.cancel("pi_nope", "x3").await));
     }
@@ -917,6 +934,22 @@ async fn fake_stripe(
             200,
             payment_intent(id, amount("amount_to_capture"), "eur", "succeeded", "o"),
         ),
+        // Stripe refuses to cancel a captured intent, with the intent in the error ("_bare":
+        // without it, so the adapter must retrieve it)
+        (Method::POST, ["payment_intents", id, "cancel"]) if id.starts_with("pi_captured") => {
+            let mut error = json!({
+                "type": "invalid_request_error",
+                "code": "payment_intent_unexpected_state",
+                "message": "You cannot cancel this PaymentIntent because it has a status of succeeded.",
+            });
+            if !id.ends_with("_bare") {
+                error["payment_intent"] = payment_intent(id, 1000, "eur", "succeeded", "o");
+            }
+            stripe_error(400, error)
+        }
+        (Method::GET, ["payment_intents", id]) => {
+            json_response(200, payment_intent(id, 1000, "eur", "succeeded", "o"))
+        }
         (Method::POST, ["payment_intents", id, "cancel"]) => {
             json_response(200, payment_intent(id, 1000, "eur", "canceled", "o"))
         }
@@ -1180,6 +1213,37 @@ mod stripe {
         assert_eq!(
             requests[0].idempotency_key.as_deref(),
             Some("order-1:cancel")
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_of_a_captured_intent_says_it_was_captured() {
+        let fake = FakeStripe::start().await;
+        let gateway = fake.gateway();
+        assert_eq!(
+            gateway.cancel("pi_captured", "order-1:cancel").await,
+            Ok(CancelOutcome::AlreadyCaptured)
+        );
+        assert_eq!(
+            gateway.cancel("pi_captured_bare", "order-2:cancel").await,
+            Ok(CancelOutcome::AlreadyCaptured)
+        );
+        let requests = fake.requests();
+        let paths: Vec<_> = requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "POST /v1/payment_intents/pi_captured/cancel",
+                "POST /v1/payment_intents/pi_captured_bare/cancel",
+                "GET /v1/payment_intents/pi_captured_bare",
+            ]
+        );
+        assert_eq!(
+            gateway.cancel("pi_123", "order-3:cancel").await,
+            Ok(CancelOutcome::Cancelled)
         );
     }
 

@@ -120,6 +120,10 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
                 .stripe_webhook_secret
                 .as_ref()
                 .map(|s| Arc::from(s.0.as_str())),
+            livemode: payments
+                .stripe_secret_key
+                .as_ref()
+                .is_some_and(|key| key.0.starts_with("sk_live_") || key.0.starts_with("rk_live_")),
         });
         let listener = bind(listen.command_api_addr, "command API").await?;
         println!("command API listening on http://{}", listener.local_addr()?);

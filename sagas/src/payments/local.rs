@@ -38,7 +38,7 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use super::{AuthorizeOutcome, AuthorizeRequest, GatewayError, PaymentGateway};
+use super::{AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway};
 
 /// Authorizes.
 pub const CARD_VISA: &str = "pm_card_visa";
@@ -248,18 +248,27 @@ impl PaymentGateway for LocalGateway {
         tx.finish(&keyed, Answer::Done).await
     }
 
-    async fn cancel(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), GatewayError> {
+    async fn cancel(
+        &self,
+        provider_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<CancelOutcome, GatewayError> {
         self.store.count(Call::Cancel).await?;
         let keyed = Keyed::new(idempotency_key, Call::Cancel, provider_ref)?;
         let mut tx = self.store.begin().await?;
         if let Some(answer) = tx.claim(&keyed).await? {
             tx.commit().await?;
-            return answer.into_done();
+            return answer.into_cancel();
         }
         let mut intent = tx.lock_intent(provider_ref).await?;
-        apply_cancel(&mut intent)?;
+        let outcome = apply_cancel(&mut intent)?;
         tx.update_intent(&intent, None).await?;
-        tx.finish(&keyed, Answer::Done).await
+        let answer = match outcome {
+            CancelOutcome::Cancelled => Answer::Done,
+            CancelOutcome::AlreadyCaptured => Answer::AlreadyCaptured,
+        };
+        tx.finish(&keyed, answer).await?;
+        Ok(outcome)
     }
 
     async fn refund(
@@ -411,18 +420,17 @@ fn apply_capture(intent: &mut LocalIntent, amount_minor: i64) -> Result<(), Gate
 }
 
 /// Releases an uncaptured intent.
-fn apply_cancel(intent: &mut LocalIntent) -> Result<(), GatewayError> {
+/// Stripe answers a cancel of a captured or canceled intent with `payment_intent_unexpected_state`
+/// and the intent; the Stripe adapter reads its status, and so do we: a captured intent is
+/// reported as such, a canceled one stays canceled.
+fn apply_cancel(intent: &mut LocalIntent) -> Result<CancelOutcome, GatewayError> {
     match intent.status {
         LocalIntentStatus::RequiresCapture | LocalIntentStatus::RequiresPaymentMethod => {
             intent.status = LocalIntentStatus::Canceled;
-            Ok(())
+            Ok(CancelOutcome::Cancelled)
         }
-        status @ (LocalIntentStatus::Succeeded | LocalIntentStatus::Canceled) => {
-            Err(GatewayError::Rejected(format!(
-                "payment intent {} cannot be canceled in status {status:?}",
-                intent.id
-            )))
-        }
+        LocalIntentStatus::Canceled => Ok(CancelOutcome::Cancelled),
+        LocalIntentStatus::Succeeded => Ok(CancelOutcome::AlreadyCaptured),
     }
 }
 
@@ -549,6 +557,8 @@ enum Answer {
         code: Option<String>,
     },
     Done,
+    /// A cancel found the intent captured.
+    AlreadyCaptured,
     Refund {
         id: String,
     },
@@ -582,13 +592,21 @@ impl Answer {
                 reason,
                 code,
             }),
-            Self::Done | Self::Refund { .. } => Err(unexpected_answer()),
+            Self::Done | Self::AlreadyCaptured | Self::Refund { .. } => Err(unexpected_answer()),
         }
     }
 
     fn into_done(self) -> Result<(), GatewayError> {
         match self {
             Self::Done => Ok(()),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    fn into_cancel(self) -> Result<CancelOutcome, GatewayError> {
+        match self {
+            Self::Done => Ok(CancelOutcome::Cancelled),
+            Self::AlreadyCaptured => Ok(CancelOutcome::AlreadyCaptured),
             _ => Err(unexpected_answer()),
         }
     }

@@ -37,6 +37,16 @@ pub enum AuthorizeOutcome {
     },
 }
 
+/// What became of a request to release an authorization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The hold is released (now, or it already was).
+    Cancelled,
+    /// The intent had been captured (e.g. by a capture whose answer was lost): the money was
+    /// taken, so releasing is not possible and it must be refunded instead.
+    AlreadyCaptured,
+}
+
 /// Why a gateway call did not get an answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -63,8 +73,12 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> Result<(), GatewayError>;
 
-    /// Releases an uncaptured authorization.
-    async fn cancel(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), GatewayError>;
+    /// Releases an uncaptured authorization; says so when the intent was captured instead.
+    async fn cancel(
+        &self,
+        provider_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<CancelOutcome, GatewayError>;
 
     /// Refunds part or all of a captured intent; returns the provider's refund id.
     async fn refund(

@@ -26,14 +26,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use stripe::{
-    ApiErrors, ApiErrorsType, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError,
-    StripeRequest,
+    ApiErrors, ApiErrorsCode, ApiErrorsType, Client, ClientBuilder, IdempotencyKey,
+    RequestStrategy, StripeError, StripeRequest,
 };
-use stripe_core::payment_intent::{CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent};
+use stripe_core::payment_intent::{
+    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, RetrievePaymentIntent,
+};
 use stripe_core::refund::CreateRefund;
 use stripe_core::{PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentStatus};
 
-use super::{AuthorizeOutcome, AuthorizeRequest, GatewayError, PaymentGateway};
+use super::{AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway};
 
 /// Stripe's API.
 pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com/";
@@ -347,17 +349,48 @@ impl PaymentGateway for StripeGateway {
         .map_err(|err| to_gateway_error(&err))
     }
 
-    async fn cancel(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), GatewayError> {
+    async fn cancel(
+        &self,
+        provider_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<CancelOutcome, GatewayError> {
         let cancel = CancelPaymentIntent::new(provider_ref);
-        self.send("cancel", idempotency_key, |strategy| {
-            cancel
-                .customize()
-                .request_strategy(strategy)
-                .send(&self.client)
-        })
-        .await
-        .map(drop)
-        .map_err(|err| to_gateway_error(&err))
+        let sent = self
+            .send("cancel", idempotency_key, |strategy| {
+                cancel
+                    .customize()
+                    .request_strategy(strategy)
+                    .send(&self.client)
+            })
+            .await;
+        match sent {
+            Ok(_) => Ok(CancelOutcome::Cancelled),
+            // Stripe refuses to cancel an intent that is captured or canceled already, with the
+            // intent in the error (or not: then we ask for it)
+            Err(StripeError::Stripe(api, 400))
+                if api.code == Some(ApiErrorsCode::PaymentIntentUnexpectedState) =>
+            {
+                let status = match api.payment_intent {
+                    Some(intent) => intent.status,
+                    None => {
+                        RetrievePaymentIntent::new(provider_ref)
+                            .send(&self.client)
+                            .await
+                            .map_err(|err| to_gateway_error(&err))?
+                            .status
+                    }
+                };
+                match status {
+                    PaymentIntentStatus::Succeeded => Ok(CancelOutcome::AlreadyCaptured),
+                    PaymentIntentStatus::Canceled => Ok(CancelOutcome::Cancelled),
+                    other => Err(GatewayError::Rejected(format!(
+                        "PaymentIntent {provider_ref} cannot be canceled while {}",
+                        other.as_str()
+                    ))),
+                }
+            }
+            Err(err) => Err(to_gateway_error(&err)),
+        }
     }
 
     async fn refund(
