@@ -103,6 +103,25 @@ pub struct ApiLimits {
     #[arg(long, env = "SHOP_CHECKOUT_RATE_PER_MINUTE", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub checkout_rate_per_minute: u32,
+    /// Reverse proxies (ingress, load balancer) whose forwarding header names the client: a
+    /// comma list of addresses and CIDR networks, e.g. `10.0.0.0/8,192.0.2.7`. Rate limits key
+    /// on the right-most forwarded address that is not one of these; without any, on the TCP
+    /// peer (and a forwarding header is ignored).
+    #[arg(long, env = "SHOP_TRUSTED_PROXIES", value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: Option<command_api::client_ip::TrustedProxies>,
+    /// The header the trusted proxies append the client's address to: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). Only that one is read: the other could come from the client.
+    #[arg(long, env = "SHOP_FORWARDED_HEADER", default_value = "x-forwarded-for",
+          value_parser = parse_forwarded_header)]
+    pub forwarded_header: command_api::client_ip::ForwardedHeader,
+}
+
+fn parse_trusted_proxies(text: &str) -> Result<command_api::client_ip::TrustedProxies, String> {
+    text.parse()
+}
+
+fn parse_forwarded_header(text: &str) -> Result<command_api::client_ip::ForwardedHeader, String> {
+    text.parse()
 }
 
 impl ApiLimits {
@@ -110,6 +129,8 @@ impl ApiLimits {
         command_api::ApiConfig {
             auth_per_minute: self.auth_rate_per_minute,
             checkout_per_minute: self.checkout_rate_per_minute,
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
+            forwarded_header: self.forwarded_header,
             ..command_api::ApiConfig::default()
         }
     }
@@ -309,6 +330,33 @@ mod tests {
             .unwrap_err()
             .contains("no database name"));
         assert!(parse_database_url("not a url").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_validated_at_start() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            limits: ApiLimits,
+        }
+        let cli =
+            Cli::try_parse_from(["shop", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7"]).unwrap();
+        let config = cli.limits.api_config();
+        assert!(config
+            .trusted_proxies
+            .is_trusted("10.1.1.1".parse().unwrap()));
+        assert!(!config
+            .trusted_proxies
+            .is_trusted("11.1.1.1".parse().unwrap()));
+        let none = Cli::try_parse_from(["shop"]).unwrap().limits.api_config();
+        assert!(none.trusted_proxies.is_empty());
+        let error = Cli::try_parse_from(["shop", "--trusted-proxies", "10.0.0.0/40"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("prefix length"), "{error}");
+        assert!(Cli::try_parse_from(["shop", "--forwarded-header", "x-real-ip"]).is_err());
     }
 
     #[test]

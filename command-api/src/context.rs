@@ -29,6 +29,8 @@ pub struct RequestContext {
     pub correlation_id: Uuid,
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
+    /// The client's address: the TCP peer, or the address a trusted proxy forwarded for
+    /// (see [`crate::client_ip`]).
     pub client_ip: Option<IpAddr>,
 }
 
@@ -85,6 +87,16 @@ impl RequestContext {
                 format!("shop:{what}:{}:{key}", self.idempotency_scope()).as_bytes(),
             ),
             None => Uuid::new_v4(),
+        }
+    }
+
+    /// Whose bucket a rate limit takes from: a signed-in caller's account (wherever it connects
+    /// from: many customers share an office's or a carrier's address), else the client address.
+    pub fn rate_limit_key(&self) -> String {
+        match (&self.claims, self.client_ip) {
+            (Some(claims), _) => format!("account:{}", claims.sub),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "ip:unknown".to_owned(),
         }
     }
 
@@ -169,7 +181,14 @@ pub async fn establish(
         client_ip: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip()),
+            .map(|info| {
+                crate::client_ip::client_ip(
+                    info.0.ip(),
+                    headers,
+                    &state.config.trusted_proxies,
+                    state.config.forwarded_header,
+                )
+            }),
         request_id: request_id.clone(),
     };
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());

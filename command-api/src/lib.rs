@@ -6,6 +6,7 @@
 //! serve it.
 
 pub mod auth;
+pub mod client_ip;
 pub mod context;
 pub mod domain_errors;
 pub mod idempotency;
@@ -49,6 +50,10 @@ pub struct ApiConfig {
     pub auth_per_minute: u32,
     /// Checkouts per minute per client.
     pub checkout_per_minute: u32,
+    /// Proxies whose forwarding header names the client (`SHOP_TRUSTED_PROXIES`).
+    pub trusted_proxies: client_ip::TrustedProxies,
+    /// The header those proxies append the client's address to.
+    pub forwarded_header: client_ip::ForwardedHeader,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +63,8 @@ impl Default for ApiConfig {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             auth_per_minute: 30,
             checkout_per_minute: 60,
+            trusted_proxies: client_ip::TrustedProxies::none(),
+            forwarded_header: client_ip::ForwardedHeader::XForwardedFor,
         }
     }
 }

@@ -297,6 +297,111 @@ async fn auth_routes_are_rate_limited_per_client_with_retry_after() {
     app.finish().await;
 }
 
+async fn login_status(app: &TestApp, forwarded_for: Option<&str>) -> StatusCode {
+    let mut request = app
+        .request(Method::POST, "/api/auth/login", None)
+        // a new email each time: only the client's bucket is under test
+        .json(
+            &json!({"email": format!("{}@example.com", Uuid::new_v4().simple()),
+                      "password": "whatever pass"}),
+        );
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    request.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_limited_each_on_their_own() {
+    // the test client connects from 127.0.0.1: that is "the ingress"
+    let app = TestApp::spawn_with(ApiConfig {
+        auth_per_minute: 6, // a burst of 3
+        trusted_proxies: "127.0.0.1/32, 10.0.0.0/8".parse().unwrap(),
+        ..ApiConfig::default()
+    })
+    .await;
+    // the proxy appends the address it saw; a client's own fake first hop does not help it
+    for _ in 0..3 {
+        let status = login_status(&app, Some("203.0.113.1, 10.0.0.7")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_status(&app, Some("203.0.113.1")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_status(&app, Some("198.51.100.99, 203.0.113.1")).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a spoofed first hop is not the client"
+    );
+    // another client behind the same proxy is not locked out
+    assert_eq!(
+        login_status(&app, Some("203.0.113.2")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_pick_its_rate_limit_key() {
+    let app = TestApp::spawn_with(ApiConfig {
+        auth_per_minute: 6,
+        trusted_proxies: "10.0.0.0/8".parse().unwrap(),
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for attempt in 0..5 {
+        statuses.push(login_status(&app, Some(&format!("203.0.113.{attempt}"))).await);
+    }
+    assert_eq!(
+        statuses[3..],
+        [StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS],
+        "X-Forwarded-For from an untrusted peer is ignored: {statuses:?}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn signed_in_callers_are_limited_per_account_not_per_address() {
+    let app = TestApp::spawn_with(ApiConfig {
+        auth_per_minute: 6,     // a burst of 3
+        checkout_per_minute: 6, // a burst of 3
+        ..ApiConfig::default()
+    })
+    .await;
+    // every caller here shares one address (127.0.0.1)
+    let (_, alice) = app.token(Role::Customer).await;
+    let (_, bob) = app.token(Role::Customer).await;
+    let refresh = |token: Option<&str>| {
+        let request = app
+            .request(Method::POST, "/api/auth/refresh", token)
+            .json(&json!({"refresh_token": "not-a-token"}));
+        async move { request.send().await.unwrap().status() }
+    };
+    for _ in 0..3 {
+        assert_eq!(refresh(Some(&alice)).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(refresh(Some(&alice)).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refresh(Some(&bob)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(None).await, StatusCode::UNAUTHORIZED, "the address");
+
+    let checkout = |token: Option<&str>| {
+        let path = format!("/api/carts/{}/checkout", Uuid::new_v4());
+        let body = json!({"shipping_address": {"name": "A", "line1": "1 Main St", "city": "Berlin",
+                          "postal_code": "10115", "country": "DE"}, "payment_method": "pm_card_visa"});
+        let request = app.request(Method::POST, &path, token).json(&body);
+        async move { request.send().await.unwrap().status() }
+    };
+    for _ in 0..3 {
+        assert_eq!(checkout(Some(&alice)).await, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(checkout(Some(&alice)).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(checkout(Some(&bob)).await, StatusCode::NOT_FOUND);
+    assert_ne!(checkout(None).await, StatusCode::TOO_MANY_REQUESTS);
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn catalog_and_stock_are_for_staff_and_validate_their_input() {
     let app = TestApp::spawn().await;

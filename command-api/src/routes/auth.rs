@@ -1,5 +1,5 @@
-//! `/api/auth/*`: register, login, refresh (rotating), logout. Rate-limited per client IP and per
-//! account. Not covered by Idempotency-Key: their responses hold secrets that must not be stored.
+//! `/api/auth/*`: register, login, refresh (rotating), logout. Rate-limited per caller (its
+//! account when signed in, else its address) and per email address. Not covered by Idempotency-Key: their responses hold secrets that must not be stored.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -75,11 +75,9 @@ fn limit(state: &AppState, key: String) -> ApiResult<()> {
     })
 }
 
+/// The caller's own bucket: its account when signed in, else its address.
 fn limit_client(state: &AppState, context: &RequestContext) -> ApiResult<()> {
-    let ip = context
-        .client_ip
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    limit(state, format!("ip:{ip}"))
+    limit(state, context.rate_limit_key())
 }
 
 async fn session(
@@ -113,7 +111,7 @@ async fn register(
     limit_client(&state, &context)?;
     let email =
         Email::parse(&body.email).map_err(|e| ApiError::validation(format!("email: {e}")))?;
-    limit(&state, format!("account:{}", email.as_str()))?;
+    limit(&state, format!("email:{}", email.as_str()))?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::validation("name: must be 1 to 100 characters"));
@@ -146,7 +144,7 @@ async fn login(
     let Ok(email) = Email::parse(&body.email) else {
         return Err(refused());
     };
-    limit(&state, format!("account:{}", email.as_str()))?;
+    limit(&state, format!("email:{}", email.as_str()))?;
     let account = accounts::find_by_email(&state.pool, email.as_str()).await?;
     // verify against a decoy for unknown emails, so timing does not reveal which exist
     let hash = match &account {

@@ -349,14 +349,9 @@ async fn checkout(
     Path(cart_id): Path<Uuid>,
     JsonBody(body): JsonBody<CheckoutBody>,
 ) -> ApiResult<Response> {
-    let client = context
-        .account()
-        .map(|a| a.to_string())
-        .or_else(|| context.client_ip.map(|ip| ip.to_string()))
-        .unwrap_or_else(|| "unknown".into());
     state
         .checkout_limiter
-        .check(&format!("checkout:{client}"))
+        .check(&context.rate_limit_key())
         .map_err(|seconds| {
             ApiError::new(ErrorCode::RateLimited, "too many checkouts; wait and retry")
                 .with_retry_after(seconds)
