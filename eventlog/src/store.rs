@@ -247,22 +247,32 @@ impl<A: Aggregate> PgEventStore<A> {
                 }
             }
         }
-        self.catch_up(&mut context).await?;
+        // From a snapshot, the dedup window still covers the events the snapshot folded in: read
+        // them too (in the same query), to remember their command ids, without applying them.
+        let window = if context.snapshot_sequence > 0 {
+            DEDUP_WINDOW as i64
+        } else {
+            0
+        };
+        self.catch_up(&mut context, window).await?;
         Ok(context)
     }
 
-    /// Folds the events stored after `context.current_sequence` into it.
-    async fn catch_up(&self, context: &mut PgAggregateContext<A>) -> Result<()> {
-        for stored in self
-            .fetch(&context.aggregate_id, context.current_sequence)
-            .await?
-        {
+    /// Folds the events stored after `context.current_sequence` into it. The `window` events up
+    /// to `context.current_sequence` (already in the aggregate) are read as well, only to be
+    /// remembered in the dedup window.
+    async fn catch_up(&self, context: &mut PgAggregateContext<A>, window: i64) -> Result<()> {
+        let after = (context.current_sequence - window).max(0);
+        for stored in self.fetch(&context.aggregate_id, after).await? {
             context.remember(
                 stored.metadata.get("command_id").cloned(),
                 stored.sequence,
                 stored.position,
                 &stored.event,
             );
+            if stored.sequence <= context.current_sequence {
+                continue; // folded into the snapshot already
+            }
             context.aggregate.apply(stored.event);
             context.current_sequence = stored.sequence;
             context.last_hash = stored.hash;
@@ -549,7 +559,7 @@ impl<A: Aggregate> PgEventStore<A> {
             .map(PgAggregateContext::duplicate);
         match cached {
             Some(mut context) => {
-                self.catch_up(&mut context).await?;
+                self.catch_up(&mut context, 0).await?;
                 Ok(context)
             }
             None => self.load(aggregate_id).await,

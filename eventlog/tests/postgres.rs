@@ -902,3 +902,60 @@ async fn a_refused_precondition_writes_nothing() {
     assert_eq!(store.load("PRE-1").await.unwrap().current_sequence, 0);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_command_id_before_the_snapshot_is_still_recognised_by_a_fresh_store() {
+    let db = database(2).await;
+    let policy = SnapshotPolicy {
+        every: 5,
+        version: 1,
+    };
+    let store = PgEventStore::<Inventory>::new(db.pool.clone()).with_snapshots(policy);
+    let receive = |n| InventoryCommand::ReceiveStock {
+        sku: sku("SNAPDUP-1"),
+        quantity: Quantity::new(n).unwrap(),
+    };
+    let mut retried = metadata();
+    retried.command_id = "idempotency-key-snap".into();
+    let first = store
+        .execute("SNAPDUP-1", receive(100), &retried)
+        .await
+        .unwrap();
+    // twelve more: snapshots at 5 and 10, the retried command's event is before both
+    for n in 1..=12 {
+        store
+            .execute("SNAPDUP-1", receive(n), &metadata())
+            .await
+            .unwrap();
+    }
+    let snapshot_sequence: i64 = sqlx::query_scalar(
+        "SELECT last_sequence FROM snapshots WHERE aggregate_type = 'inventory' AND aggregate_id = 'SNAPDUP-1'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshot_sequence, 10);
+
+    // another process (or this one after its cache was emptied) gets the retry
+    let fresh = PgEventStore::<Inventory>::new(db.pool.clone()).with_snapshots(policy);
+    let again = fresh
+        .execute("SNAPDUP-1", receive(100), &retried)
+        .await
+        .unwrap();
+    assert!(again.replayed, "the retry ran again: {again:?}");
+    assert_eq!(
+        (again.position, again.last_sequence, &again.events),
+        (first.position, first.last_sequence, &first.events)
+    );
+    let stored = PgEventStore::<Inventory>::new(db.pool.clone())
+        .load("SNAPDUP-1")
+        .await
+        .unwrap();
+    assert_eq!(stored.current_sequence, 13, "nothing appended by the retry");
+    assert_eq!(stored.aggregate.on_hand(), 100 + (1..=12).sum::<u64>());
+    // loading from the snapshot still folds each event once
+    let from_snapshot = fresh.load("SNAPDUP-1").await.unwrap();
+    assert_eq!(from_snapshot.snapshot_sequence, 10);
+    assert_eq!(from_snapshot.aggregate, stored.aggregate);
+    db.drop().await;
+}
