@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// Staff operations on the checkout saga: work parked after bounded retries.
+    Saga {
+        #[command(subcommand)]
+        command: cli::saga::SagaCommand,
+    },
     /// Run every role in one process.
     Serve {
         #[command(flatten)]
@@ -124,6 +129,7 @@ async fn main() -> std::process::ExitCode {
             orders,
         } => cli::seed::run_with_volume(&stores, products, orders).await,
         Command::Audit { command } => cli::audit::run(command).await,
+        Command::Saga { command } => cli::saga::run(command).await,
         Command::Serve { config } => cli::serve::run(&config, cli::serve::Roles::All).await,
         Command::CommandApi { config } => {
             cli::serve::run(&config, cli::serve::Roles::CommandApi).await

@@ -11,6 +11,7 @@ pub mod load;
 pub mod migrate;
 pub mod projections;
 pub mod read_health;
+pub mod saga;
 pub mod seed;
 pub mod serve;
 pub mod telemetry;

@@ -81,6 +81,8 @@ async fn record_lag(pool: &PgPool) -> anyhow::Result<()> {
         due += kind_due;
     }
     metrics::gauge!("shop_timers_due").set(due as f64);
+    let parked = sagas::timers::parked_count(pool).await?;
+    metrics::gauge!("shop_saga_parked").set(parked as f64);
     // the relay's lag, once a relay has run against this log
     let relay: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM subscription_checkpoints

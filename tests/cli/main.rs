@@ -978,3 +978,40 @@ async fn seed_generates_volumes_the_read_side_and_the_audit_accept() {
     pool.close().await;
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn staff_list_and_resume_parked_saga_work() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO parked_timers (kind, key, attempts, reason)
+         VALUES ('checkout', 'order-7', 240, 'payment provider unavailable: timed out')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let listed = shop(&["saga", "parked"], &url);
+    assert!(listed.status.success());
+    let text = stdout(&listed);
+    assert!(text.contains("checkout\torder-7"), "{text}");
+    assert!(text.contains("after 240 attempts"), "{text}");
+    assert!(text.contains("1 parked"), "{text}");
+
+    let resumed = shop(&["saga", "resume", "checkout", "order-7"], &url);
+    assert!(resumed.status.success(), "{}", stdout(&resumed));
+    let due: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM timers WHERE kind = 'checkout' AND key = 'order-7' AND due_at <= now()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(due, 1, "back on the schedule, due now");
+    assert!(stdout(&shop(&["saga", "parked"], &url)).contains("0 parked"));
+    // nothing parked under that name any more
+    assert!(!shop(&["saga", "resume", "checkout", "order-7"], &url)
+        .status
+        .success());
+    pool.close().await;
+    drop_database(&name).await;
+}
