@@ -3,7 +3,9 @@
 //! namespaced and versioned (`shop:v1:...`). At least once with idempotent writes: every document
 //! carries the sequence of the last event folded into it, and a Lua script writes only a newer
 //! one, so a replay after a crash changes nothing. The checkpoint (`redis:v1`) is saved after the
-//! writes.
+//! writes. A document is never folded across a gap: when a stream's next event does not follow
+//! the stored sequence (Redis lost the key, or came back from an older dump), the document is
+//! refolded from the stream in the event store.
 //!
 //! **Hot products.** Only the [`HOT_PRODUCTS`] most wanted products keep a document (the long
 //! tail is read from PostgreSQL). Demand per SKU (`products:demand`, a sorted set) counts the
@@ -216,16 +218,20 @@ impl RedisReadModels {
         for ((kind, id), events) in streams {
             match kind {
                 "cart" => {
-                    self.fold::<Cart>(kind, id, &events, cart_view).await?;
+                    self.fold::<Cart>(pool, kind, id, &events, cart_view)
+                        .await?;
                 }
                 "product" => {
                     if hot.contains(id) {
-                        self.fold::<Product>(kind, id, &events, product_view)
+                        self.fold::<Product>(pool, kind, id, &events, product_view)
                             .await?;
                     }
                 }
                 _ => {
-                    if let Some(view) = self.fold::<Order>(kind, id, &events, order_view).await? {
+                    if let Some(view) = self
+                        .fold::<Order>(pool, kind, id, &events, order_view)
+                        .await?
+                    {
                         self.index_recent(id, &view).await?;
                     }
                 }
@@ -340,7 +346,7 @@ impl RedisReadModels {
         for sku in top.difference(&before) {
             let stream = log::read_stream(pool, "product", sku).await?;
             let events: Vec<&RecordedEvent> = stream.iter().collect();
-            self.fold::<Product>("product", sku, &events, product_view)
+            self.fold::<Product>(pool, "product", sku, &events, product_view)
                 .await?;
         }
         let left: Vec<&String> = before.difference(&top).collect();
@@ -364,8 +370,15 @@ impl RedisReadModels {
 
     /// Folds `events` into the stored aggregate state of one stream and writes the document if
     /// it moved forward; the new view when written.
+    ///
+    /// The first new event must follow the stored document's sequence. When it does not (a
+    /// missing document and an event after the first, or a document older than the batch's
+    /// events: Redis restarted without its data, evicted the key, or was restored from an old
+    /// dump), folding onto it would keep it wrong for good, so the document is refolded from its
+    /// stream in the event store, up to the batch's last event of that stream.
     async fn fold<A>(
         &self,
+        pool: &PgPool,
         kind: &str,
         id: &str,
         events: &[&RecordedEvent],
@@ -374,20 +387,39 @@ impl RedisReadModels {
     where
         A: Aggregate + Serialize + DeserializeOwned,
     {
-        let (mut seq, mut state) = match self.document(kind, id).await? {
+        let (stored, mut state) = match self.document(kind, id).await? {
             Some((seq, doc)) => (seq, serde_json::from_value::<A>(doc["state"].clone())?),
             None => (0, A::default()),
         };
-        let stored = seq;
-        for event in events.iter().filter(|e| e.sequence > stored) {
+        let mut new: Vec<&RecordedEvent> = events
+            .iter()
+            .copied()
+            .filter(|e| e.sequence > stored)
+            .collect();
+        let (Some(first), Some(last)) = (new.first(), new.last()) else {
+            return Ok(None); // a replay: nothing newer than the document
+        };
+        let stream;
+        if first.sequence != stored + 1 {
+            tracing::warn!(
+                kind,
+                id,
+                stored,
+                next = first.sequence,
+                "document behind its stream (evicted or restored): refolded from the stream"
+            );
+            let upto = last.sequence;
+            stream = log::read_stream(pool, kind, id).await?;
+            new = stream.iter().filter(|e| e.sequence <= upto).collect();
+            state = A::default();
+        }
+        let mut seq = stored;
+        for event in new {
             let decoded = decode(event)?;
             let payload = decoded.to_payload()?;
             let typed: A::Event = serde_json::from_value(payload)?;
             state.apply(typed);
             seq = event.sequence;
-        }
-        if seq == stored {
-            return Ok(None);
         }
         let view = view(&state);
         let doc = json!({"state": state, "view": view});

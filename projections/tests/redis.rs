@@ -417,3 +417,158 @@ async fn carts_products_and_recent_orders_follow_the_log_and_replays_change_noth
     drop_keys(&fresh_prefix).await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_or_stale_document_is_refolded_from_its_stream() {
+    let db = TestDatabase::create(eventlog::migrate::MIGRATIONS, 4).await;
+    let stores = Stores::new(&db.pool);
+    let prefix = format!("shop-test-{}:v1", Uuid::new_v4().simple());
+    let models = RedisReadModels::connect("redis://127.0.0.1:6379", &prefix)
+        .await
+        .unwrap();
+    let sku = || Sku::parse("LAMP-1").unwrap();
+    let create = ProductCommand::Create {
+        sku: sku(),
+        name: "Lamp".into(),
+        description: "A lamp".into(),
+        category: "home".into(),
+        price: eur(3000),
+        created_at: Utc::now(),
+    };
+    stores
+        .products
+        .execute("LAMP-1", create, &meta())
+        .await
+        .unwrap();
+    let cart = Uuid::new_v4().to_string();
+    let customer = Uuid::new_v4();
+    for command in [
+        CartCommand::Create {
+            owner: CartOwner::Customer(CustomerId::new(customer)),
+            currency: Currency::parse("EUR").unwrap(),
+            created_at: Utc::now(),
+        },
+        CartCommand::AddItem {
+            sku: sku(),
+            quantity: Quantity::new(2).unwrap(),
+            unit_price: eur(3000),
+        },
+    ] {
+        stores.carts.execute(&cart, command, &meta()).await.unwrap();
+    }
+    let order = OrderId::new(Uuid::new_v4()).to_string();
+    let place = OrderCommand::Place {
+        order_number: OrderNumber(7),
+        customer: Some(CustomerId::new(customer)),
+        cart_id: CartId::new(Uuid::new_v4()),
+        lines: vec![OrderLine {
+            sku: sku(),
+            name: "Lamp".into(),
+            quantity: Quantity::new(1).unwrap(),
+            unit_price: eur(3000),
+        }],
+        currency: Currency::parse("EUR").unwrap(),
+        discount: eur(0),
+        tax: eur(0),
+        shipping: eur(0),
+        shipping_address: Address::new("A", "1 Main St", None, "Berlin", "10115", "DE").unwrap(),
+        payment_method: "pm_card_visa".into(),
+        placed_at: Utc::now(),
+    };
+    stores.orders.execute(&order, place, &meta()).await.unwrap();
+    follow_all(&models, &db).await;
+
+    // the order's document as it stood after its first event (a Redis restored from an old
+    // dump will hold such a state)
+    let mut redis = connection().await;
+    let order_key = format!("{prefix}:order:{order}");
+    let old_order: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&order_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(old_order.contains(&("seq".to_owned(), "1".to_owned())));
+    stores
+        .orders
+        .execute(
+            &order,
+            OrderCommand::MarkStockReserved { at: Utc::now() },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    follow_all(&models, &db).await;
+    assert_eq!(
+        models.document("order", &order).await.unwrap().unwrap().0,
+        2
+    );
+
+    // eviction of the cart and the product, the order set back to an older state
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:cart:{cart}"))
+        .arg(format!("{prefix}:product:LAMP-1"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut restore = redis::cmd("HSET");
+    restore.arg(&order_key);
+    for (field, value) in &old_order {
+        restore.arg(field).arg(value);
+    }
+    let _: () = restore.query_async(&mut redis).await.unwrap();
+
+    // later events of each stream
+    let add = CartCommand::AddItem {
+        sku: sku(),
+        quantity: Quantity::new(1).unwrap(),
+        unit_price: eur(3000),
+    };
+    stores.carts.execute(&cart, add, &meta()).await.unwrap();
+    let reprice = ProductCommand::Reprice { price: eur(2500) };
+    stores
+        .products
+        .execute("LAMP-1", reprice, &meta())
+        .await
+        .unwrap();
+    let confirm = OrderCommand::Confirm {
+        payment_id: PaymentId::new(Uuid::new_v4()),
+        at: Utc::now(),
+    };
+    stores
+        .orders
+        .execute(&order, confirm, &meta())
+        .await
+        .unwrap();
+    follow_all(&models, &db).await;
+
+    // the same documents as a model built from scratch in one pass
+    let fresh_prefix = format!("shop-test-{}:v1", Uuid::new_v4().simple());
+    let fresh = RedisReadModels::connect("redis://127.0.0.1:6379", &fresh_prefix)
+        .await
+        .unwrap();
+    let everything = log::read_after(&db.pool, LogPosition::START, 10_000)
+        .await
+        .unwrap();
+    fresh.apply(&db.pool, &everything).await.unwrap();
+    for (kind, key, sequence) in [
+        ("cart", cart.as_str(), 3),
+        ("product", "LAMP-1", 2),
+        ("order", order.as_str(), 3),
+    ] {
+        let followed = models.document(kind, key).await.unwrap();
+        assert_eq!(
+            followed.as_ref().map(|d| d.0),
+            Some(sequence),
+            "{kind} {key}"
+        );
+        assert_eq!(
+            followed,
+            fresh.document(kind, key).await.unwrap(),
+            "{kind} {key}"
+        );
+    }
+
+    drop_keys(&prefix).await;
+    drop_keys(&fresh_prefix).await;
+    db.drop().await;
+}
