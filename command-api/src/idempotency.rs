@@ -4,6 +4,14 @@
 //! Retry-After. If a process dies mid-request, the key's lease expires and a retry runs the
 //! command again — which the event store recognises by its command id (derived from the key)
 //! and does not apply twice.
+//!
+//! Never kept: the responses of `/api/auth/*` (they hold access and refresh tokens, and a
+//! replayed refresh would hand out tokens again without the reuse detection seeing the second
+//! use). Keys expire after [`crate::ApiConfig::idempotency_ttl`] (a day): an older key runs its
+//! request again, and each process purges expired keys at most once a minute.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -11,7 +19,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{PgPool, Row};
 
 use crate::context::RequestContext;
 use crate::problem::{ApiError, ErrorCode};
@@ -23,6 +31,52 @@ const LEASE_SECONDS: i64 = 30;
 /// Response headers kept with the response.
 const KEPT_HEADERS: &[&str] = &["content-type", "location", POSITION_HEADER, "retry-after"];
 
+/// Routes whose responses are never kept: they hold secrets (tokens).
+const NEVER_KEPT: &[&str] = &["/api/auth/"];
+
+/// Seconds between two purges of expired keys by one process.
+const PURGE_EVERY_SECONDS: u64 = 60;
+
+/// Whether the Idempotency-Key layer keeps the responses of `path`.
+pub fn keeps(path: &str) -> bool {
+    !NEVER_KEPT.iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// Deletes the keys older than `ttl`; returns how many.
+pub async fn purge_expired(pool: &PgPool, ttl: Duration) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Starts a purge in the background unless this process ran one in the last minute.
+fn purge_now_and_then(state: &AppState) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = state.idempotency_purged_at.load(Ordering::Relaxed);
+    if now < last + PURGE_EVERY_SECONDS
+        || state
+            .idempotency_purged_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let (pool, ttl) = (state.pool.clone(), state.config.idempotency_ttl);
+    tokio::spawn(async move {
+        match purge_expired(&pool, ttl).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "expired idempotency keys purged"),
+            Err(error) => tracing::warn!(%error, "cannot purge expired idempotency keys"),
+        }
+    });
+}
+
 enum Claim {
     /// First use of the key (or a retry taking over an abandoned one): run the request.
     Run,
@@ -32,7 +86,7 @@ enum Claim {
 }
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST {
+    if request.method() != Method::POST || !keeps(request.uri().path()) {
         return next.run(request).await;
     }
     let Some(context) = request.extensions().get::<RequestContext>().cloned() else {
@@ -54,6 +108,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     hasher.update(&bytes);
     let request_hash = hasher.finalize().to_vec();
     let scope = context.idempotency_scope();
+    purge_now_and_then(&state);
 
     match claim(&state, &scope, &key, &request_hash).await {
         Err(error) => error.into_response(),
@@ -82,15 +137,20 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
 }
 
 async fn claim(state: &AppState, scope: &str, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
+    // a new key, or one that expired (whatever it kept is forgotten: the request runs again)
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash, locked_until)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-         ON CONFLICT (scope, key) DO NOTHING",
+         ON CONFLICT (scope, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, status = NULL, headers = NULL,
+                body = NULL, locked_until = EXCLUDED.locked_until, created_at = now()
+          WHERE idempotency_keys.created_at < now() - make_interval(secs => $5)",
     )
     .bind(scope)
     .bind(key)
     .bind(hash)
     .bind(LEASE_SECONDS as f64)
+    .bind(state.config.idempotency_ttl.as_secs_f64())
     .execute(&state.pool)
     .await?;
     if inserted.rows_affected() == 1 {

@@ -35,11 +35,18 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const POSITION_HEADER: &str = "shop-position";
 
 /// Migrations of the command API's tables (versions 100–199).
-pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[eventlog::migrate::Migration {
-    version: 100,
-    name: "accounts",
-    sql: include_str!("../migrations/0100_accounts.sql"),
-}];
+pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
+    eventlog::migrate::Migration {
+        version: 100,
+        name: "accounts",
+        sql: include_str!("../migrations/0100_accounts.sql"),
+    },
+    eventlog::migrate::Migration {
+        version: 101,
+        name: "idempotency_expiry",
+        sql: include_str!("../migrations/0101_idempotency_expiry.sql"),
+    },
+];
 
 /// Settings of the command API.
 #[derive(Clone, Debug)]
@@ -54,6 +61,8 @@ pub struct ApiConfig {
     pub trusted_proxies: client_ip::TrustedProxies,
     /// The header those proxies append the client's address to.
     pub forwarded_header: client_ip::ForwardedHeader,
+    /// How long an Idempotency-Key's response is kept and replayed; older keys run again.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +74,7 @@ impl Default for ApiConfig {
             checkout_per_minute: 60,
             trusted_proxies: client_ip::TrustedProxies::none(),
             forwarded_header: client_ip::ForwardedHeader::XForwardedFor,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -80,6 +90,8 @@ pub struct Inner {
     pub config: ApiConfig,
     pub auth_limiter: rate_limit::RateLimiter,
     pub checkout_limiter: rate_limit::RateLimiter,
+    /// When this process last purged expired idempotency keys (seconds since the epoch).
+    pub idempotency_purged_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,6 +116,7 @@ impl AppState {
                 config.checkout_per_minute,
                 burst(config.checkout_per_minute),
             ),
+            idempotency_purged_at: std::sync::atomic::AtomicU64::new(0),
             pool,
             config,
         }))

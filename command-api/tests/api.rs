@@ -1066,6 +1066,119 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
 }
 
 #[tokio::test]
+async fn auth_responses_are_never_kept_and_a_retried_refresh_is_not_replayed() {
+    let app = TestApp::spawn().await;
+    let keyed = |path: &str, key: &str, body: Value| {
+        let request = app
+            .request(Method::POST, path, None)
+            .header("idempotency-key", key.to_owned())
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, session) = keyed(
+        "/api/auth/register",
+        "register-1",
+        json!({"email": "kim@example.com", "password": "correct horse battery", "name": "Kim"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let (status, login) = keyed(
+        "/api/auth/login",
+        "login-1",
+        json!({"email": "kim@example.com", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let refresh = json!({"refresh_token": login["refresh_token"]});
+    let (status, rotated) = keyed("/api/auth/refresh", "refresh-1", refresh.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    // the same refresh again, same key: the rotated token is used a second time, which is
+    // reuse (the family is revoked), not a replay handing out the stored tokens again
+    let (status, again) = keyed("/api/auth/refresh", "refresh-1", refresh).await;
+    assert_problem(status, &again, StatusCode::UNAUTHORIZED, "token_reused");
+    let (status, body) = keyed(
+        "/api/auth/logout",
+        "logout-1",
+        json!({"refresh_token": session["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "no auth response (tokens in plain text) is stored");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_expires_and_then_runs_again() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let create = || {
+        app.request(Method::POST, "/api/products", Some(&staff))
+            .header("idempotency-key", "product-1")
+            .json(
+                &json!({"sku": "OLD-1", "name": "Old", "description": "d", "category": "c",
+                          "price": {"amount_minor": 100, "currency": "EUR"}}),
+            )
+            .send()
+    };
+    let first: Value = create().await.unwrap().json().await.unwrap();
+    assert!(first["position"].is_string(), "{first}");
+    let replayed = create().await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::CREATED);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(replayed.json::<Value>().await.unwrap(), first);
+    // a day later the key is forgotten: the request runs again (and the event store, which
+    // knows the command id, writes nothing twice) and the key starts a new day
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let late = create().await.unwrap();
+    assert_eq!(late.status(), StatusCode::CREATED);
+    assert!(late.headers().get("idempotent-replayed").is_none());
+    let renewed: bool = sqlx::query_scalar(
+        "SELECT created_at > now() - interval '1 minute' FROM idempotency_keys WHERE key = 'product-1'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(renewed);
+    let products: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ProductCreated'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(products, 1);
+
+    // the purge deletes expired keys only
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, locked_until, created_at)
+         VALUES ('someone', 'old', '\\x00', now(), now() - interval '25 hours')",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let purged =
+        command_api::idempotency::purge_expired(&app.db.pool, Duration::from_secs(24 * 3600))
+            .await
+            .unwrap();
+    assert_eq!(purged, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["product-1".to_owned()]);
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn bodies_that_are_not_json_too_big_or_unrouted_get_clear_4xx() {
     let app = TestApp::spawn().await;
     let (_, staff) = app.token(Role::Staff).await;

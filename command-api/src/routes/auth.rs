@@ -1,5 +1,7 @@
 //! `/api/auth/*`: register, login, refresh (rotating), logout. Rate-limited per caller (its
-//! account when signed in, else its address) and per email address. Not covered by Idempotency-Key: their responses hold secrets that must not be stored.
+//! account when signed in, else its address) and per email address. Never kept by the
+//! Idempotency-Key layer (`idempotency::keeps`): their responses hold secrets, and a replayed
+//! refresh would bypass the detection of a refresh token's reuse.
 
 use axum::extract::State;
 use axum::http::StatusCode;
