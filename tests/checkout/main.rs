@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod faults;
+
 const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 const JWT_SECRET: &str = "end-to-end-tests-only-secret-0123456789";
 const STAFF_PASSWORD: &str = "staff password for tests";
@@ -115,9 +117,23 @@ impl Stack {
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.post_holding(path, token, None, body).await
+    }
+
+    /// A POST, with a guest cart's `Cart-Token` when given.
+    async fn post_holding(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        cart_token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
+        }
+        if let Some(cart_token) = cart_token {
+            request = request.header("cart-token", cart_token);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
@@ -140,20 +156,24 @@ impl Stack {
     async fn checkout(&self, token: Option<&str>, sku: &str, quantity: u32, card: &str) -> Uuid {
         let (status, cart) = self.post("/api/carts", token, json!({})).await;
         assert_eq!(status, StatusCode::CREATED, "{cart}");
+        // a guest cart answers its secret once: the guest sends it with every later request
+        let cart_token = cart["cart_token"].as_str().map(str::to_owned);
         let cart = cart["cart_id"].as_str().unwrap().to_owned();
         let (status, body) = self
-            .post(
+            .post_holding(
                 &format!("/api/carts/{cart}/items"),
                 token,
+                cart_token.as_deref(),
                 json!({"sku": sku, "quantity": quantity}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
         let (status, body) = self
-            .post(
+            .post_holding(
                 &format!("/api/carts/{cart}/checkout"),
                 token,
+                cart_token.as_deref(),
                 json!({"shipping_address": address, "payment_method": card}),
             )
             .await;
