@@ -15,7 +15,7 @@ use axum::Router;
 use command_api::auth::tokens::TokenKeys;
 use command_api::ErrorCode;
 
-use crate::consistency::{parse_position, RequestPosition};
+use crate::consistency::{parse_position, RequestPosition, Waits};
 use crate::error::QueryError;
 use crate::schema::{OrderEvents, QueryRoot, ShopSchema, SubscriptionRoot};
 use crate::viewer::Viewer;
@@ -68,7 +68,20 @@ impl QueryApi {
         viewer: Viewer,
         position: RequestPosition,
     ) -> async_graphql::Response {
-        let request = request.data(viewer).data(position);
+        self.execute_with_waits(request, viewer, position, Waits::default())
+            .await
+    }
+
+    /// [`execute`](Self::execute) with the request's read-your-writes bookkeeping given (tests
+    /// count its polls).
+    pub async fn execute_with_waits(
+        &self,
+        request: async_graphql::Request,
+        viewer: Viewer,
+        position: RequestPosition,
+        waits: Waits,
+    ) -> async_graphql::Response {
+        let request = request.data(viewer).data(position).data(waits);
         let mut response = self.0.schema.execute(request).await;
         for error in &mut response.errors {
             give_code(error);

@@ -9,7 +9,7 @@ use projections::search::{SearchRequest, SearchSort};
 use sqlx::Row;
 
 use super::common::{decode_offset_cursor, offset_cursor, page_size, Money, PageInfo};
-use crate::consistency::{required, ReadModel};
+use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::ReadModels;
 
@@ -162,7 +162,9 @@ pub struct CatalogQuery;
 impl CatalogQuery {
     /// Search and browse the catalog: free text with typo tolerance over name, description and
     /// category, filters, facets and sorting. Discontinued products are not listed.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    #[graphql(
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + crate::consistency::wait_cost(&position)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn products(
         &self,
@@ -222,6 +224,7 @@ impl CatalogQuery {
     }
 
     /// One product by SKU, discontinued or not; null if there is none.
+    #[graphql(complexity = "1 + child_complexity + crate::consistency::wait_cost(&position)")]
     async fn product(
         &self,
         ctx: &Context<'_>,
@@ -230,9 +233,7 @@ impl CatalogQuery {
     ) -> async_graphql::Result<Option<Product>> {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
-            models
-                .await_position(ReadModel::Catalog, required(ctx, position.as_deref())?)
-                .await?;
+            await_position(ctx, ReadModel::Catalog, position.as_deref()).await?;
             load_product(models, &sku).await
         }
         .await
@@ -270,9 +271,7 @@ async fn search_products(
     request
         .validate()
         .map_err(|e| QueryError::validation(e.to_string()))?;
-    models
-        .await_position(ReadModel::Search, required(ctx, position)?)
-        .await?;
+    await_position(ctx, ReadModel::Search, position).await?;
     let index = models.search.clone();
     let page = tokio::task::spawn_blocking(move || index.search(&request))
         .await

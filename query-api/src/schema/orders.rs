@@ -9,7 +9,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::common::{decode_cursor, encode_cursor, page_size, Money, PageInfo};
-use crate::consistency::{required, ReadModel};
+use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::viewer::Viewer;
 use crate::ReadModels;
@@ -401,7 +401,9 @@ impl Me {
     }
 
     /// My orders, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    #[graphql(
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + crate::consistency::wait_cost(&position)"
+    )]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -411,9 +413,7 @@ impl Me {
     ) -> async_graphql::Result<OrderConnection> {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
-            models
-                .await_position(ReadModel::Orders, required(ctx, position.as_deref())?)
-                .await?;
+            await_position(ctx, ReadModel::Orders, position.as_deref()).await?;
             let filter = OrderFilter {
                 customer_id: Some(self.id),
                 ..OrderFilter::default()
@@ -432,6 +432,7 @@ pub struct OrderQuery;
 impl OrderQuery {
     /// An order: its customer's, any order for staff. Null if there is none (yet: pass the
     /// checkout's `position` to wait for it).
+    #[graphql(complexity = "1 + child_complexity + crate::consistency::wait_cost(&position)")]
     async fn order(
         &self,
         ctx: &Context<'_>,
@@ -441,9 +442,7 @@ impl OrderQuery {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
             let viewer = ctx.data_unchecked::<Viewer>();
-            models
-                .await_position(ReadModel::Orders, required(ctx, position.as_deref())?)
-                .await?;
+            await_position(ctx, ReadModel::Orders, position.as_deref()).await?;
             let Some(order) = find_order(models, id).await? else {
                 return Ok(None);
             };

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::common::Money;
 use super::orders::{list_orders, OrderConnection, OrderFilter};
-use crate::consistency::{required, ReadModel};
+use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::viewer::Viewer;
 use crate::ReadModels;
@@ -61,6 +61,7 @@ pub struct StaffQuery;
 #[Object]
 impl StaffQuery {
     /// Staff: stock and reservations of a SKU; null if it has none.
+    #[graphql(complexity = "1 + child_complexity + crate::consistency::wait_cost(&position)")]
     async fn inventory(
         &self,
         ctx: &Context<'_>,
@@ -71,9 +72,7 @@ impl StaffQuery {
             ctx.data_unchecked::<Viewer>()
                 .require(Role::Staff, "inventory")?;
             let models = ctx.data_unchecked::<ReadModels>();
-            models
-                .await_position(ReadModel::Stock, required(ctx, position.as_deref())?)
-                .await?;
+            await_position(ctx, ReadModel::Stock, position.as_deref()).await?;
             inventory(models, &sku).await
         }
         .await
@@ -81,7 +80,9 @@ impl StaffQuery {
     }
 
     /// Staff: every order, newest first, filtered.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    #[graphql(
+        complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + crate::consistency::wait_cost(&position)"
+    )]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -94,9 +95,7 @@ impl StaffQuery {
             ctx.data_unchecked::<Viewer>()
                 .require(Role::Staff, "orders")?;
             let models = ctx.data_unchecked::<ReadModels>();
-            models
-                .await_position(ReadModel::Orders, required(ctx, position.as_deref())?)
-                .await?;
+            await_position(ctx, ReadModel::Orders, position.as_deref()).await?;
             list_orders(models, &filter.unwrap_or_default(), first, after.as_deref()).await
         }
         .await

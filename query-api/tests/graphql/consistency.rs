@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use command_api::auth::Role;
+use query_api::consistency::{RequestPosition, Waits};
+use query_api::viewer::Viewer;
 use query_api::QueryConfig;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::harness::{code, no_errors, Harness};
 
@@ -105,5 +108,109 @@ async fn a_query_with_a_commands_position_sees_its_effect_or_a_typed_error() {
         .gql(Some(&token), STATUS, json!({"id": order, "p": "-1.5"}))
         .await;
     assert_eq!(code(&bad_argument), "validation");
+    h.drop().await;
+}
+
+/// Runs `query` in-process with `position` for the whole request; the response and how many
+/// times the request polled a read model's position.
+async fn run_counting_polls(
+    h: &Harness,
+    query: &str,
+    variables: serde_json::Value,
+    position: Option<eventlog::LogPosition>,
+) -> (serde_json::Value, u64) {
+    let waits = Waits::default();
+    let request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables));
+    let response = h
+        .api
+        .execute_with_waits(
+            request,
+            Viewer::Guest,
+            RequestPosition(position),
+            waits.clone(),
+        )
+        .await;
+    (serde_json::to_value(&response).unwrap(), waits.polls())
+}
+
+fn codes(response: &serde_json::Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn many_fields_waiting_for_a_position_wait_once_per_read_model() {
+    let h = Harness::start_with(QueryConfig {
+        consistency_wait: Duration::from_millis(300),
+        ..QueryConfig::default()
+    })
+    .await;
+    // a position no read model will reach
+    let unreachable = eventlog::LogPosition {
+        transaction_id: i64::MAX / 2,
+        global_position: 1,
+    };
+    // one wait of 300 ms polls about 9 times (5, 10, 20, 40, 50... ms apart)
+    let one_wait = 15;
+
+    // 40 aliased fields of one read model, each with the position as its argument
+    let fields: String = (0..40)
+        .map(|n| {
+            format!(
+                "o{n}: order(id: \"{}\", position: $p) {{ status }} ",
+                Uuid::new_v4()
+            )
+        })
+        .collect();
+    let query = format!("query($p: String) {{ {fields} }}");
+    let (response, polls) =
+        run_counting_polls(&h, &query, json!({"p": unreachable.to_string()}), None).await;
+    assert_eq!(
+        codes(&response),
+        vec!["not_yet_consistent"; 40],
+        "{response}"
+    );
+    assert!(polls <= one_wait, "{polls} polls for one read model");
+
+    // the same through the request's header, over two read models: one wait each
+    let fields: String = (0..20)
+        .map(|n| {
+            format!(
+                "o{n}: order(id: \"{}\") {{ status }} p{n}: product(sku: \"SKU-{n}\") {{ name }} ",
+                Uuid::new_v4()
+            )
+        })
+        .collect();
+    let (response, polls) =
+        run_counting_polls(&h, &format!("{{ {fields} }}"), json!({}), Some(unreachable)).await;
+    assert_eq!(
+        codes(&response),
+        vec!["not_yet_consistent"; 40],
+        "{response}"
+    );
+    assert!(polls <= 2 * one_wait, "{polls} polls for two read models");
+
+    // a position argument costs complexity: a query cannot fan waits out
+    let fields: String = (0..60)
+        .map(|n| {
+            format!(
+                "o{n}: order(id: \"{}\", position: $p) {{ status }} ",
+                Uuid::new_v4()
+            )
+        })
+        .collect();
+    let query = format!("query($p: String) {{ {fields} }}");
+    let (response, polls) =
+        run_counting_polls(&h, &query, json!({"p": unreachable.to_string()}), None).await;
+    assert_eq!(codes(&response), vec!["query_too_complex"], "{response}");
+    assert_eq!(polls, 0);
     h.drop().await;
 }

@@ -30,6 +30,8 @@ pub struct Harness {
     pub stores: Stores,
     pub base: String,
     pub client: reqwest::Client,
+    /// The API the server runs, for requests that bypass HTTP.
+    pub api: QueryApi,
     keys: TokenKeys,
     redis: Arc<RedisReadModels>,
     redis_prefix: String,
@@ -91,7 +93,7 @@ impl Harness {
         let api = QueryApi::new(models, keys.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = query_api::router(api);
+        let router = query_api::router(api.clone());
         tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -104,6 +106,7 @@ impl Harness {
             stores: Stores::new(&db.pool),
             db,
             base: format!("http://{addr}"),
+            api,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
