@@ -26,8 +26,10 @@ for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/nu
 
 work=$(mktemp -d)
 echo "creating 1000 carts"
+# one line per cart: its id and its secret (the Cart-Token every later request sends)
 for _ in $(seq 1 1000); do
-    curl -fs -X POST "http://127.0.0.1:$port/api/carts" | sed -E 's/.*"cart_id":"([^"]+)".*/\1/'; echo
+    curl -fs -X POST "http://127.0.0.1:$port/api/carts" \
+        | sed -E 's/.*"cart_id":"([^"]+)".*"cart_token":"([^"]+)".*/\1 \2/'; echo
 done > "$work/carts.txt"
 echo "wrk: ${seconds}s, $connections connections, POST /api/carts/{id}/items"
 CARTS_FILE="$work/carts.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency \

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use eventlog::{Actor, EventMetadata};
 use uuid::Uuid;
 
+use crate::auth::cart_tokens;
 use crate::auth::tokens::Claims;
 use crate::auth::Role;
 use crate::problem::{ApiError, ApiResult};
@@ -28,6 +29,8 @@ pub struct RequestContext {
     pub request_id: String,
     pub correlation_id: Uuid,
     pub idempotency_key: Option<String>,
+    /// The `Cart-Token` header: the secret of the guest cart this request uses.
+    pub cart_token: Option<String>,
     pub traceparent: Option<String>,
     /// The client's address: the TCP peer, or the address a trusted proxy forwarded for
     /// (see [`crate::client_ip`]).
@@ -48,11 +51,15 @@ impl RequestContext {
         }
     }
 
-    /// Whom an idempotency key belongs to.
+    /// Whom an idempotency key belongs to: the account, or for a guest the cart secret it
+    /// holds (a guest has nothing else that is its own: two guests' clients may send the same
+    /// key). Guests without a cart token share one scope, in which nothing is kept that a
+    /// guest would need a secret for.
     pub fn idempotency_scope(&self) -> String {
-        match &self.claims {
-            Some(claims) => claims.sub.to_string(),
-            None => "guest".to_owned(),
+        match (&self.claims, &self.cart_token) {
+            (Some(claims), _) => claims.sub.to_string(),
+            (None, Some(token)) => format!("guest:{}", hex::encode(cart_tokens::hash(token))),
+            (None, None) => "guest".to_owned(),
         }
     }
 
@@ -78,15 +85,18 @@ impl RequestContext {
         metadata
     }
 
-    /// A stable id for something this request creates: derived from the Idempotency-Key when
-    /// there is one (so a retried create targets the same stream), random otherwise.
+    /// A stable id for something this request creates: derived from the Idempotency-Key in the
+    /// caller's scope when there is one (so a retried create targets the same stream; a guest's
+    /// scope is the hash of its secret cart token, so the id is as unguessable as the token),
+    /// random otherwise — and always random for a guest without a cart token, whose key alone
+    /// is not its own.
     pub fn new_id(&self, what: &str) -> Uuid {
         match &self.idempotency_key {
-            Some(key) => Uuid::new_v5(
+            Some(key) if self.claims.is_some() || self.cart_token.is_some() => Uuid::new_v5(
                 &Uuid::NAMESPACE_OID,
                 format!("shop:{what}:{}:{key}", self.idempotency_scope()).as_bytes(),
             ),
-            None => Uuid::new_v4(),
+            _ => Uuid::new_v4(),
         }
     }
 
@@ -169,6 +179,19 @@ pub async fn establish(
         return ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters")
             .into_response();
     }
+    let cart_token = header_text(headers, cart_tokens::HEADER, cart_tokens::MAX_LEN);
+    if headers.contains_key(cart_tokens::HEADER)
+        && !cart_token
+            .as_deref()
+            .is_some_and(cart_tokens::is_well_formed)
+    {
+        return ApiError::validation(format!(
+            "Cart-Token must be {} to {} visible ASCII characters",
+            cart_tokens::MIN_LEN,
+            cart_tokens::MAX_LEN
+        ))
+        .into_response();
+    }
     let request_id =
         header_text(headers, REQUEST_ID, 128).unwrap_or_else(|| Uuid::now_v7().to_string());
     let context = RequestContext {
@@ -177,6 +200,7 @@ pub async fn establish(
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(Uuid::now_v7),
         idempotency_key: header_text(headers, IDEMPOTENCY_KEY, 255),
+        cart_token,
         traceparent: header_text(headers, "traceparent", 128),
         client_ip: request
             .extensions()

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
         name: "idempotency_expiry",
         sql: include_str!("../migrations/0101_idempotency_expiry.sql"),
     },
+    eventlog::migrate::Migration {
+        version: 102,
+        name: "guest_cart_tokens",
+        sql: include_str!("../migrations/0102_guest_cart_tokens.sql"),
+    },
 ];
 
 /// Settings of the command API.

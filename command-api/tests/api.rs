@@ -112,6 +112,25 @@ impl TestApp {
         (status, value)
     }
 
+    /// A POST with a guest cart's `Cart-Token`.
+    async fn post_holding(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        cart_token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .request(Method::POST, path, token)
+            .header("cart-token", cart_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
     async fn create_product(&self, staff: &str, sku: &str, price: i64) {
         let (status, body) = self
             .post(
@@ -574,30 +593,34 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
     app.create_product(&staff, "MUG-1", 1200).await;
     app.create_product(&staff, "CUP-2", 800).await;
 
-    // a guest cart: anyone with its id
+    // a guest cart: whoever holds its token
     let (status, _, guest_cart) = app.send(Method::POST, "/api/carts", None, None).await;
     assert_eq!(status, StatusCode::CREATED, "{guest_cart}");
     let guest_id = guest_cart["cart_id"].as_str().unwrap().to_owned();
+    let guest_token = guest_cart["cart_token"].as_str().unwrap().to_owned();
     let (status, body) = app
-        .post(
+        .post_holding(
             &format!("/api/carts/{guest_id}/items"),
             None,
+            &guest_token,
             json!({"sku": "MUG-1", "quantity": 2}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
-        .post(
+        .post_holding(
             &format!("/api/carts/{guest_id}/items"),
             None,
+            &guest_token,
             json!({"sku": "NOPE-1", "quantity": 1}),
         )
         .await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = app
-        .post(
+        .post_holding(
             &format!("/api/carts/{guest_id}/items"),
             None,
+            &guest_token,
             json!({"sku": "MUG-1", "quantity": 0}),
         )
         .await;
@@ -679,7 +702,12 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
         .await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
     let (status, body) = app
-        .post(&merge, Some(&alice), json!({"guest_cart_id": guest_id}))
+        .post_holding(
+            &merge,
+            Some(&alice),
+            &guest_token,
+            json!({"guest_cart_id": guest_id}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let merged = app
@@ -697,9 +725,10 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
         .collect();
     assert_eq!(lines, vec![("CUP-2".into(), 1), ("MUG-1".into(), 2)]);
     let (status, body) = app
-        .post(
+        .post_holding(
             &format!("/api/carts/{guest_id}/items"),
             None,
+            &guest_token,
             json!({"sku": "MUG-1", "quantity": 1}),
         )
         .await;
@@ -769,6 +798,161 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
     assert_eq!(metadata["actor_id"], alice_id.to_string());
     assert_eq!(metadata["actor_role"], "customer");
     assert!(metadata["request_id"].as_str().is_some());
+    app.finish().await;
+}
+
+/// A secret a guest's client generates for its cart (any 32 to 128 visible characters).
+fn new_cart_token() -> String {
+    format!("ct_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn guest_carts_are_unguessable_and_only_their_token_holder_uses_them() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, carol) = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 1200).await;
+    let create = |key: Option<&str>, cart_token: Option<&str>| {
+        let mut request = app.request(Method::POST, "/api/carts", None);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key.to_owned());
+        }
+        if let Some(cart_token) = cart_token {
+            request = request.header("cart-token", cart_token.to_owned());
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (status, replayed, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // two guests whose clients happen to send the same key get two carts
+    let (ann_token, ben_token) = (new_cart_token(), new_cart_token());
+    let (status, _, ann) = create(Some("checkout-page"), Some(&ann_token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ann}");
+    let (status, replayed, ben) = create(Some("checkout-page"), Some(&ben_token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ben}");
+    assert!(!replayed, "another guest's key is not a retry: {ben}");
+    let (ann_cart, ben_cart) = (
+        ann["cart_id"].as_str().unwrap(),
+        ben["cart_id"].as_str().unwrap(),
+    );
+    assert_ne!(ann_cart, ben_cart);
+    assert!(
+        ann.get("cart_token").is_none(),
+        "the client chose it: {ann}"
+    );
+    // a retry by the same guest is the same cart
+    let (status, replayed, again) = create(Some("checkout-page"), Some(&ann_token)).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["cart_id"], ann["cart_id"]);
+    // without a key, the server makes the secret and says it once
+    let (status, _, dan) = create(None, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{dan}");
+    let dan_token = dan["cart_token"].as_str().expect("a cart token").to_owned();
+    assert!(dan_token.len() >= 32);
+    // a keyed guest create needs a secret of its own, or two guests' keys would collide
+    let (status, _, body) = create(Some("lonely-key"), None).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let (status, _, body) = create(None, Some("short")).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM idempotency_keys")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|body| !String::from_utf8_lossy(body).contains("cart_token")),
+        "no cart token is kept with a response"
+    );
+
+    // the holder of the token uses the cart; nobody else does
+    let with_token = |method: Method, path: String, token: Option<&str>, body: Value| {
+        let mut request = app.request(method, &path, None).json(&body);
+        if let Some(token) = token {
+            request = request.header("cart-token", token.to_owned());
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let items = format!("/api/carts/{ann_cart}/items");
+    let mug = json!({"sku": "MUG-1", "quantity": 2});
+    let (status, body) =
+        with_token(Method::POST, items.clone(), Some(&ann_token), mug.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let address = json!({"name": "Ben", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let attempts = [
+        (Method::POST, items.clone(), mug.clone()),
+        (
+            Method::PATCH,
+            format!("{items}/MUG-1"),
+            json!({"quantity": 5}),
+        ),
+        (Method::DELETE, format!("{items}/MUG-1"), json!({})),
+        (
+            Method::POST,
+            format!("/api/carts/{ann_cart}/coupon"),
+            json!({"code": "WELCOME10"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/carts/{ann_cart}/checkout"),
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        for token in [None, Some(ben_token.as_str()), Some(dan_token.as_str())] {
+            let (status, problem) =
+                with_token(method.clone(), path.clone(), token, body.clone()).await;
+            assert_problem(status, &problem, StatusCode::FORBIDDEN, "forbidden");
+        }
+    }
+    // nor does a customer who learnt the id merge it into their cart
+    let (status, carol_cart) = app.post("/api/carts", Some(&carol), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{carol_cart}");
+    let merge = format!(
+        "/api/carts/{}/merge",
+        carol_cart["cart_id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .post(&merge, Some(&carol), json!({"guest_cart_id": ann_cart}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(ann_cart)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(cart.lines().len(), 1);
+    assert_eq!(cart.lines()[0].quantity.get(), 2, "nothing changed");
+    // while the holder signing in merges it with the token
+    let response = app
+        .request(Method::POST, &merge, Some(&carol))
+        .header("cart-token", ann_token.clone())
+        .json(&json!({"guest_cart_id": ann_cart}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     app.finish().await;
 }
 
@@ -936,9 +1120,16 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
     let app = TestApp::spawn().await;
     let (_, staff) = app.token(Role::Staff).await;
     app.create_product(&staff, "MUG-1", 1200).await;
+    // a guest: its client's cart secret says whose keys these are
+    let cart_token = new_cart_token();
+    let scope = format!(
+        "guest:{}",
+        hex::encode(command_api::auth::cart_tokens::hash(&cart_token))
+    );
 
     let create = |key: &str| {
         app.request(Method::POST, "/api/carts", None)
+            .header("cart-token", cart_token.clone())
             .header("idempotency-key", key.to_owned())
             .json(&json!({"currency": "EUR"}))
     };
@@ -961,6 +1152,7 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
 
     let different = app
         .request(Method::POST, "/api/carts", None)
+        .header("cart-token", cart_token.clone())
         .header("idempotency-key", "cart-key-1")
         .json(&json!({"currency": "USD"}))
         .send()
@@ -977,6 +1169,7 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
     for _ in 0..2 {
         let response = app
             .request(Method::POST, &format!("/api/carts/{cart_id}/items"), None)
+            .header("cart-token", cart_token.clone())
             .header("idempotency-key", "add-mug")
             .json(&json!({"sku": "MUG-1", "quantity": 2}))
             .send()
@@ -1002,6 +1195,7 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
         .unwrap();
     let retried = app
         .request(Method::POST, &format!("/api/carts/{cart_id}/items"), None)
+        .header("cart-token", cart_token.clone())
         .header("idempotency-key", "add-mug")
         .json(&json!({"sku": "MUG-1", "quantity": 2}))
         .send()
@@ -1023,7 +1217,7 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
             .fetch_one(&app.db.pool)
             .await
             .unwrap();
-    assert_eq!(metadata["command_id"], "guest:add-mug");
+    assert_eq!(metadata["command_id"], format!("{scope}:add-mug"));
     assert_eq!(metadata["actor_role"], "guest");
 
     // a key whose first request is still being processed: 409 with Retry-After
@@ -1034,14 +1228,16 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
     let hash = sha2::Digest::finalize(hasher).to_vec();
     sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, request_hash, locked_until)
-         VALUES ('guest', 'busy-key', $1, now() + interval '30 seconds')",
+         VALUES ($1, 'busy-key', $2, now() + interval '30 seconds')",
     )
+    .bind(&scope)
     .bind(hash)
     .execute(&app.db.pool)
     .await
     .unwrap();
     let busy = app
         .request(Method::POST, "/api/carts", None)
+        .header("cart-token", cart_token.clone())
         .header("idempotency-key", "busy-key")
         .header("content-type", "application/json")
         .body(body)
@@ -1393,6 +1589,7 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
     runtime.block_on(app.create_product(&staff, "MUG-1", 1200));
     let (_, _, cart) = runtime.block_on(app.send(Method::POST, "/api/carts", None, None));
     let cart_id = cart["cart_id"].as_str().unwrap().to_owned();
+    let cart_token = cart["cart_token"].as_str().unwrap().to_owned();
 
     let routes = command_api::routes::ROUTES;
     let strategy = (
@@ -1412,6 +1609,7 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
         ],
         prop_oneof![Just("MUG-1".to_owned()), "[a-zA-Z0-9%._~-]{0,70}"],
         proptest::option::of("[ -~]{0,80}"),
+        proptest::option::of(prop_oneof![Just(cart_token.clone()), "[ -~]{0,140}"]),
     );
     let config = ProptestConfig {
         cases: 400,
@@ -1422,7 +1620,7 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
     runner
         .run(
             &strategy,
-            |(route, auth, body, content_type, id, sku, idempotency_key)| {
+            |(route, auth, body, content_type, id, sku, idempotency_key, held_cart_token)| {
                 let route = &routes[route];
                 let path = route.path.replace("{id}", &id).replace("{sku}", &sku);
                 let method: Method = route.method.to_uppercase().parse().unwrap();
@@ -1438,6 +1636,9 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
                 }
                 if let Some(key) = &idempotency_key {
                     request = request.header("idempotency-key", key.as_str());
+                }
+                if let Some(held) = &held_cart_token {
+                    request = request.header("cart-token", held.as_str());
                 }
                 request = match &body {
                     Body::Json(value) => request.body(value.to_string()),

@@ -1,7 +1,10 @@
--- wrk: POST /api/carts/{id}/items on carts read from carts.txt (one id per line), round robin
--- per thread, so many streams take writes concurrently like real shoppers.
+-- wrk: POST /api/carts/{id}/items on carts read from carts.txt (one "id cart-token" per line),
+-- round robin per thread, so many streams take writes concurrently like real shoppers.
 local carts = {}
-for line in io.lines(os.getenv("CARTS_FILE")) do carts[#carts + 1] = line end
+for line in io.lines(os.getenv("CARTS_FILE")) do
+  local id, token = line:match("^(%S+) (%S+)$")
+  if id then carts[#carts + 1] = {id = id, token = token} end
+end
 local n = 0
 
 function setup(thread)
@@ -11,8 +14,9 @@ end
 request = function()
   n = n + 1
   local cart = carts[((offset + n) % #carts) + 1]
-  return wrk.format("POST", "/api/carts/" .. cart .. "/items",
-    {["Content-Type"] = "application/json"}, '{"sku":"CAB-USB","quantity":1}')
+  return wrk.format("POST", "/api/carts/" .. cart.id .. "/items",
+    {["Content-Type"] = "application/json", ["Cart-Token"] = cart.token},
+    '{"sku":"CAB-USB","quantity":1}')
 end
 
 local failures = 0

@@ -129,9 +129,14 @@ async fn session(
     let Some(cart) = body["cart_id"].as_str().map(str::to_owned) else {
         return false;
     };
+    // the guest cart's secret, answered once: every later request sends it
+    let Some(cart_token) = body["cart_token"].as_str().map(str::to_owned) else {
+        return false;
+    };
     let sent = Instant::now();
     let added = client
         .post(format!("{base}/api/carts/{cart}/items"))
+        .header("cart-token", &cart_token)
         .json(&json!({"sku": sku, "quantity": 1}))
         .send()
         .await;
@@ -141,6 +146,7 @@ async fn session(
     let sent = Instant::now();
     let changed = client
         .patch(format!("{base}/api/carts/{cart}/items/{sku}"))
+        .header("cart-token", &cart_token)
         .json(&json!({"quantity": 3}))
         .send()
         .await;
@@ -150,6 +156,7 @@ async fn session(
     let sent = Instant::now();
     let removed = client
         .delete(format!("{base}/api/carts/{cart}/items/{sku}"))
+        .header("cart-token", &cart_token)
         .send()
         .await;
     timed(removed, sent).is_some()

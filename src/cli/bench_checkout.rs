@@ -137,8 +137,11 @@ async fn check_out(client: &reqwest::Client, base: &str, sku: &str) -> Option<Uu
         .await
         .ok()?;
     let cart = created["cart_id"].as_str()?.to_owned();
+    // the guest cart's secret, answered once: every later request sends it
+    let cart_token = created["cart_token"].as_str()?.to_owned();
     client
         .post(format!("{base}/api/carts/{cart}/items"))
+        .header("cart-token", &cart_token)
         .json(&json!({"sku": sku, "quantity": 1}))
         .send()
         .await
@@ -146,6 +149,7 @@ async fn check_out(client: &reqwest::Client, base: &str, sku: &str) -> Option<Uu
         .filter(|r| r.status().is_success())?;
     let accepted: serde_json::Value = client
         .post(format!("{base}/api/carts/{cart}/checkout"))
+        .header("cart-token", &cart_token)
         .json(&json!({
             "shipping_address": {"name": "Bench", "line1": "1 Main St", "city": "Berlin",
                                  "postal_code": "10115", "country": "DE"},

@@ -1,7 +1,8 @@
 //! Authentication: argon2 password hashes, short-lived JWT access tokens (HS256), rotating
-//! refresh tokens, and the roles that decide who may do what.
+//! refresh tokens, guest cart tokens, and the roles that decide who may do what.
 
 pub mod accounts;
+pub mod cart_tokens;
 pub mod passwords;
 pub mod tokens;
 

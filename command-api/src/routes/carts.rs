@@ -1,5 +1,8 @@
-//! `/api/carts`: guest and customer carts. A guest cart is usable by whoever holds its id (a
-//! random UUID); a customer's cart only by that customer.
+//! `/api/carts`: guest and customer carts. A customer's cart is usable by that customer only; a
+//! guest cart by whoever holds its secret, sent as the `Cart-Token` header
+//! ([`crate::auth::cart_tokens`]): the guest's client chooses it (needed for a create with an
+//! Idempotency-Key: the token, not the key, says which guest is retrying) or the server makes
+//! one and answers it once, with the new cart.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -7,8 +10,10 @@ use axum::response::Response;
 use axum::routing::{patch, post};
 use axum::Router;
 use domain::cart::{CartLine, CartOwner, CartStatus, Discount};
-use domain::{Address, Cart, CartCommand, CartId, Currency, CustomerId, Money, OrderId, Sku};
-use eventlog::store::Refusal;
+use domain::{
+    Address, Cart, CartCommand, CartError, CartId, Currency, CustomerId, Money, OrderId, Sku,
+};
+use eventlog::store::{ExecuteError, Refusal};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -17,7 +22,7 @@ use uuid::Uuid;
 use super::inventory::parse_quantity;
 use super::products::parse_sku;
 use super::{position_text, written, OptionalJsonBody};
-use crate::auth::Role;
+use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::problem::{ApiError, ApiResult, ErrorCode};
@@ -88,6 +93,17 @@ pub struct CheckoutBody {
     pub payment_method: String,
 }
 
+/// A new cart.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CartOpened {
+    pub cart_id: Uuid,
+    /// A guest cart's secret, when the server made it (the request had no `Cart-Token`): send it
+    /// as the `Cart-Token` header with every later request for this cart. Answered only here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cart_token: Option<String>,
+    pub position: Option<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CartWritten {
     pub cart_id: Uuid,
@@ -101,15 +117,45 @@ pub struct CheckoutAccepted {
     pub position: Option<String>,
 }
 
-/// Who may use a cart: its customer, or anyone holding a guest cart's id.
-fn holder_of(context: &RequestContext) -> impl Fn(&Cart) -> Result<(), Refusal> + '_ {
+/// Whether the request carries the token of the guest cart `cart_id`.
+async fn holds_token(state: &AppState, context: &RequestContext, cart_id: Uuid) -> ApiResult<bool> {
+    Ok(match &context.cart_token {
+        Some(token) => cart_tokens::holds(&state.pool, cart_id, token).await?,
+        None => false,
+    })
+}
+
+/// Who may use a cart: its customer, or the holder of a guest cart's token (`holds_token`,
+/// checked before: a cart's token never changes).
+fn holder_of(
+    context: &RequestContext,
+    holds_token: bool,
+) -> impl Fn(&Cart) -> Result<(), Refusal> + '_ {
     move |cart: &Cart| match cart.owner() {
         None => Err(Refusal::NotFound),
-        Some(CartOwner::Guest) => Ok(()),
+        Some(CartOwner::Guest) if holds_token => Ok(()),
+        Some(CartOwner::Guest) => Err(Refusal::Forbidden),
         Some(CartOwner::Customer(owner)) => match context.account() {
             Some(account) if owner == CustomerId::new(account) => Ok(()),
             _ => Err(Refusal::Forbidden),
         },
+    }
+}
+
+/// A refusal of the holder check, in words that say what to send.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotFound => ApiError::not_found("no such cart"),
+        Refusal::Forbidden => ApiError::forbidden(
+            "this cart is someone else's (a guest cart needs its Cart-Token header)",
+        ),
+    }
+}
+
+fn cart_error(error: ExecuteError<CartError>) -> ApiError {
+    match error {
+        ExecuteError::Refused(refusal) => refused(refusal),
+        other => other.into(),
     }
 }
 
@@ -119,6 +165,7 @@ async fn run(
     cart_id: Uuid,
     command: CartCommand,
 ) -> ApiResult<Response> {
+    let holds_token = holds_token(state, context, cart_id).await?;
     let receipt = state
         .stores
         .carts
@@ -126,9 +173,10 @@ async fn run(
             &cart_id.to_string(),
             command,
             &context.metadata(),
-            holder_of(context),
+            holder_of(context, holds_token),
         )
-        .await?;
+        .await
+        .map_err(cart_error)?;
     Ok(written(
         StatusCode::OK,
         receipt.position,
@@ -166,6 +214,27 @@ async fn create(
     let currency = Currency::parse(body.currency.as_deref().unwrap_or("EUR"))
         .map_err(|e| ApiError::validation(format!("currency: {e}")))?;
     let cart_id = context.new_id("cart");
+    let mut made_token = None;
+    if owner == CartOwner::Guest {
+        let token = match &context.cart_token {
+            Some(token) => token.clone(),
+            None if context.idempotency_key.is_some() => {
+                return Err(ApiError::validation(format!(
+                    "a guest's Idempotency-Key needs a Cart-Token header: a secret of {} to {} \
+                     visible characters the client makes, which says whose retry it is",
+                    cart_tokens::MIN_LEN,
+                    cart_tokens::MAX_LEN
+                )))
+            }
+            None => made_token.insert(cart_tokens::new_token()).clone(),
+        };
+        // before the cart exists: a cart is never usable without its token
+        if !cart_tokens::register(&state.pool, cart_id, &cart_tokens::hash(&token)).await? {
+            return Err(ApiError::conflict(
+                "this cart exists with another Cart-Token",
+            ));
+        }
+    }
     let receipt = state
         .stores
         .carts
@@ -182,8 +251,9 @@ async fn create(
     Ok(written(
         StatusCode::CREATED,
         receipt.position,
-        CartWritten {
+        CartOpened {
             cart_id,
+            cart_token: made_token,
             position: position_text(receipt.position),
         },
     ))
@@ -290,7 +360,14 @@ async fn merge(
         Some(CartOwner::Customer(_)) => {
             return Err(ApiError::conflict("only a guest cart can be merged"))
         }
-        Some(CartOwner::Guest) => guest.lines().to_vec(),
+        Some(CartOwner::Guest) => {
+            if !holds_token(&state, &context, body.guest_cart_id).await? {
+                return Err(ApiError::forbidden(
+                    "merging a guest cart needs its Cart-Token header",
+                ));
+            }
+            guest.lines().to_vec()
+        }
     };
     if let CartStatus::MergedInto(target) = guest.status() {
         if target != CartId::new(cart_id) {
@@ -311,9 +388,10 @@ async fn merge(
                 lines,
             },
             &context.metadata_for_step("absorb"),
-            holder_of(&context),
+            holder_of(&context, false),
         )
-        .await?;
+        .await
+        .map_err(cart_error)?;
     state
         .stores
         .carts
@@ -372,10 +450,8 @@ async fn checkout(
         .load(&cart_id.to_string())
         .await?
         .aggregate;
-    holder_of(&context)(&cart).map_err(|refusal| match refusal {
-        Refusal::NotFound => ApiError::not_found("no such cart"),
-        Refusal::Forbidden => ApiError::forbidden("this cart belongs to someone else"),
-    })?;
+    let holds_token = holds_token(&state, &context, cart_id).await?;
+    holder_of(&context, holds_token)(&cart).map_err(refused)?;
     let mut priced_lines = Vec::with_capacity(cart.lines().len());
     for line in cart.lines() {
         priced_lines.push(CartLine {
@@ -399,9 +475,10 @@ async fn checkout(
             &cart_id.to_string(),
             command,
             &context.metadata(),
-            holder_of(&context),
+            holder_of(&context, holds_token),
         )
-        .await?;
+        .await
+        .map_err(cart_error)?;
     Ok(written(
         StatusCode::ACCEPTED,
         receipt.position,

@@ -241,7 +241,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "Open a cart (a guest's without a token, a customer's with one)",
         "guest or customer",
         carts::CreateCartBody,
-        carts::CartWritten,
+        carts::CartOpened,
         201
     ),
     route!(
