@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use projections::search::{SearchRequest, SearchSort};
 use sqlx::Row;
 
-use super::common::{decode_offset_cursor, offset_cursor, page_size, Money, PageInfo};
+use super::common::{offset_after, offset_cursor, page_size, Money, PageInfo};
 use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::ReadModels;
@@ -253,7 +253,7 @@ async fn search_products(
     let models = ctx.data_unchecked::<ReadModels>();
     let first = page_size(first)?;
     let offset = match after.as_deref() {
-        Some(cursor) => decode_offset_cursor(cursor)? + 1,
+        Some(cursor) => offset_after(cursor)?,
         None => 0,
     };
     let filter = filter.unwrap_or_default();

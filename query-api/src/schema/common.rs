@@ -83,6 +83,14 @@ pub fn decode_offset_cursor(cursor: &str) -> QueryResult<usize> {
         .map_err(|_| QueryError::validation(format!("`{cursor}` is not a valid cursor here")))
 }
 
+/// Where the page after an offset cursor starts. Cursors come from clients: one that names the
+/// largest offset (no page can follow it) is a `validation` error, never an overflow.
+pub fn offset_after(cursor: &str) -> QueryResult<usize> {
+    decode_offset_cursor(cursor)?
+        .checked_add(1)
+        .ok_or_else(|| QueryError::validation(format!("no page follows the cursor `{cursor}`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +106,19 @@ mod tests {
         for garbage in ["", "zz", "6f6666736574", "6f66667365743a2d31"] {
             assert!(decode_offset_cursor(garbage).is_err(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn the_page_after_the_largest_offset_is_refused_not_overflowed() {
+        assert_eq!(offset_after(&offset_cursor(40)).unwrap(), 41);
+        assert_eq!(
+            offset_after(&offset_cursor(usize::MAX - 1)).unwrap(),
+            usize::MAX
+        );
+        assert!(matches!(
+            offset_after(&offset_cursor(usize::MAX)),
+            Err(QueryError::Validation(_))
+        ));
     }
 
     #[test]

@@ -149,6 +149,17 @@ async fn search_finds_typos_counts_facets_sorts_and_pages() {
     for (variables, expected) in [
         (json!({"after": "not-a-cursor"}), "validation"),
         (json!({"after": "6576656e743a31"}), "validation"), // another connection's cursor
+        // crafted offset cursors: the largest offset (the next page would start past it), and
+        // one just past the deepest page
+        (
+            json!({"after": hex::encode(format!("offset:{}", usize::MAX))}),
+            "validation",
+        ),
+        (
+            json!({"after": hex::encode(format!("offset:{}", usize::MAX - 1))}),
+            "validation",
+        ),
+        (json!({"after": hex::encode("offset:10000")}), "validation"),
         (json!({"first": 101}), "validation"),
         (json!({"first": -1}), "validation"),
         (
