@@ -159,15 +159,27 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The database cannot be used right now: 503 with Retry-After. A command may have been
+    /// sent before the connection broke, so its outcome is unknown; retrying it with the same
+    /// Idempotency-Key is safe (a command id never applies twice).
+    pub fn database_unavailable(error: &sqlx::Error) -> Self {
+        tracing::warn!(%error, "database unavailable");
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "the database is unavailable; a command may or may not have been applied: retry it \
+             with the same Idempotency-Key (it never applies twice)",
+        )
+        .with_retry_after(1)
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(%error, "database unavailable");
-                ApiError::new(ErrorCode::ServiceUnavailable, "the database is unavailable")
-                    .with_retry_after(1)
-            }
-            other => ApiError::internal(other),
+        if eventlog::error::is_unavailable(&error) {
+            ApiError::database_unavailable(&error)
+        } else {
+            ApiError::internal(error)
         }
     }
 }

@@ -45,3 +45,49 @@ pub(crate) fn is_conflict(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// Whether `error` means the database cannot be reached or used right now (a lost or refused
+/// connection, a server shutting down or starting, no free connection): a retry later may
+/// succeed, so callers answer "unavailable, retry" (HTTP 503), never an internal error.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // class 08: connection exception; 57P01..03: admin/crash shutdown, cannot connect
+            // now (starting up); 53300: too many connections
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// [`is_unavailable`] for the event log's own errors.
+impl Error {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Database(db) if is_unavailable(db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_and_shutdowns_are_unavailable_but_conflicts_are_not() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected eof".into()
+        )));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
+        assert!(!Error::Conflict.is_unavailable());
+    }
+}

@@ -60,12 +60,11 @@ impl QueryError {
 
 impl From<sqlx::Error> for QueryError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(%error, "database unavailable");
-                QueryError::Unavailable("the database")
-            }
-            other => QueryError::internal(other),
+        if eventlog::error::is_unavailable(&error) {
+            tracing::warn!(%error, "database unavailable");
+            QueryError::Unavailable("the database")
+        } else {
+            QueryError::internal(error)
         }
     }
 }

@@ -106,6 +106,19 @@ async fn receive(
             Json(json!({"received": true, "outcome": outcome})),
         )
             .into_response(),
+        Err(WebhookFailure::Unavailable(error)) => {
+            tracing::warn!(event_id = %event.id, %error, "Stripe webhook not applied now; Stripe will retry");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the database is unavailable; retry".into(),
+            );
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
         Err(error) => {
             tracing::error!(event_id = %event.id, %error, "Stripe webhook not applied; Stripe will retry");
             problem(
@@ -119,21 +132,40 @@ async fn receive(
 
 #[derive(Debug, thiserror::Error)]
 enum WebhookFailure {
+    /// The database cannot be used now (answered 503: Stripe retries).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("event store: {0}")]
     Store(String),
 }
 
+impl From<sqlx::Error> for WebhookFailure {
+    fn from(error: sqlx::Error) -> Self {
+        if eventlog::error::is_unavailable(&error) {
+            WebhookFailure::Unavailable(error.to_string())
+        } else {
+            WebhookFailure::Database(error)
+        }
+    }
+}
+
 impl<E: std::error::Error> From<ExecuteError<E>> for WebhookFailure {
     fn from(error: ExecuteError<E>) -> Self {
-        WebhookFailure::Store(error.to_string())
+        match error {
+            ExecuteError::Store(store) => store.into(),
+            other => WebhookFailure::Store(other.to_string()),
+        }
     }
 }
 
 impl From<eventlog::Error> for WebhookFailure {
     fn from(error: eventlog::Error) -> Self {
-        WebhookFailure::Store(error.to_string())
+        match error {
+            eventlog::Error::Database(db) => db.into(),
+            other => WebhookFailure::Store(other.to_string()),
+        }
     }
 }
 

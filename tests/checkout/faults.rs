@@ -204,6 +204,7 @@ fn shop(database_url: &str, redis_url: &str) -> Command {
 struct Serving {
     process: Child,
     command_api: String,
+    query_api: String,
 }
 
 impl Serving {
@@ -216,16 +217,20 @@ impl Serving {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let command_api = loop {
+        let (mut command_api, mut query_api) = (None, None);
+        while command_api.is_none() || query_api.is_none() {
             let line = lines.next().expect("serve printed its addresses").unwrap();
             if let Some(base) = line.strip_prefix("command API listening on ") {
-                break base.to_owned();
+                command_api = Some(base.to_owned());
+            } else if let Some(base) = line.strip_prefix("query API listening on ") {
+                query_api = Some(base.to_owned());
             }
-        };
+        }
         std::thread::spawn(move || for _ in lines {});
         Self {
             process,
-            command_api,
+            command_api: command_api.unwrap(),
+            query_api: query_api.unwrap(),
         }
     }
 
@@ -266,13 +271,45 @@ async fn post(
         .await
         .map_err(|_| "connect".to_owned())?;
     let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(reqwest::header::RETRY_AFTER)
+    {
+        return Err("503 without Retry-After".to_owned());
+    }
     Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// A catalog read over GraphQL (it reads PostgreSQL); failures counted by `extensions.code`.
+async fn read_product(client: &reqwest::Client, base: &str, seen: &Mutex<Seen>) {
+    let query = json!({"query": "{ product(sku: \"HP-100\") { name available } }"});
+    let outcome = match client
+        .post(format!("{base}/graphql"))
+        .json(&query)
+        .send()
+        .await
+    {
+        Err(_) => Some("graphql connect".to_owned()),
+        Ok(response) if !response.status().is_success() => {
+            Some(format!("graphql http {}", response.status().as_u16()))
+        }
+        Ok(response) => {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            body["errors"][0]["extensions"]["code"]
+                .as_str()
+                .map(|code| format!("graphql {code}"))
+        }
+    };
+    if let Some(what) = outcome {
+        *seen.lock().unwrap().errors.entry(what).or_default() += 1;
+    }
 }
 
 /// One shopper: carts of one unit of a scarce product, checked out, until `until`.
 async fn shopper(
     client: reqwest::Client,
-    bases: Arc<RwLock<Vec<String>>>,
+    bases: Arc<RwLock<Vec<(String, String)>>>,
     token: String,
     seen: Arc<Mutex<Seen>>,
     until: Instant,
@@ -283,10 +320,11 @@ async fn shopper(
     let mut round = n;
     while Instant::now() < until {
         round += 1;
-        let base = {
+        let (base, query_base) = {
             let bases = bases.read().unwrap();
             bases[round % bases.len()].clone()
         };
+        read_product(&client, &query_base, &seen).await;
         let error = |seen: &Arc<Mutex<Seen>>, what: String| {
             *seen.lock().unwrap().errors.entry(what).or_default() += 1;
         };
@@ -386,8 +424,8 @@ async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
     let mut first = Serving::start(&url, &redis_url);
     let second = Serving::start(&url, &redis_url);
     let bases = Arc::new(RwLock::new(vec![
-        first.command_api.clone(),
-        second.command_api.clone(),
+        (first.command_api.clone(), first.query_api.clone()),
+        (second.command_api.clone(), second.query_api.clone()),
     ]));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -432,7 +470,7 @@ async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
     first.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     first = Serving::start(&url, &redis_url);
-    bases.write().unwrap()[0] = first.command_api.clone();
+    bases.write().unwrap()[0] = (first.command_api.clone(), first.query_api.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let database_restarted = Instant::now();
     tokio::task::spawn_blocking({
@@ -595,4 +633,85 @@ async fn sold(pool: &PgPool, sku: &str) -> u64 {
     .await
     .unwrap();
     committed as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restarts_under_load_answer_503_with_retry_after_never_500() {
+    let postgres = Arc::new(OwnPostgres::start());
+    let redis = OwnRedis::start();
+    let admin = PgPool::connect(&postgres.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE shop")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let url = postgres.url("shop");
+    for step in [&["migrate"][..], &["seed"][..]] {
+        let done = shop(&url, &redis.url()).args(step).output().unwrap();
+        assert!(done.status.success(), "{step:?}: {done:?}");
+    }
+    let serving = Serving::start(&url, &redis.url());
+    let bases = Arc::new(RwLock::new(vec![(
+        serving.command_api.clone(),
+        serving.query_api.clone(),
+    )]));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for n in 0..6 {
+        let body = json!({"email": format!("reader{n}@shop.test"), "password": "a long enough password", "name": "Reader"});
+        let response = client
+            .post(format!("{}/api/auth/register", serving.command_api))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let session: Value = response.json().await.unwrap();
+        tokens.push(session["access_token"].as_str().unwrap().to_owned());
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let until = Instant::now() + Duration::from_secs(10);
+    let shoppers: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(n, token)| {
+            tokio::spawn(shopper(
+                client.clone(),
+                bases.clone(),
+                token,
+                seen.clone(),
+                until,
+                n,
+            ))
+        })
+        .collect();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let postgres = postgres.clone();
+        tokio::task::spawn_blocking(move || postgres.pg_ctl("restart"))
+            .await
+            .unwrap();
+    }
+    for shopper in shoppers {
+        shopper.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    println!(
+        "database restarts: {} checkouts accepted; answers that were not a success: {:?}",
+        seen.accepted.len(),
+        seen.errors
+    );
+    assert!(seen.accepted.len() >= 10, "{}", seen.accepted.len());
+    let unexpected: Vec<_> = seen
+        .errors
+        .keys()
+        .filter(|what| !matches!(what.as_str(), "503" | "graphql service_unavailable"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only 503 with Retry-After (service_unavailable in GraphQL) while the database restarts: {:?}",
+        seen.errors
+    );
 }
