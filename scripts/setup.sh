@@ -95,21 +95,54 @@ use_build_cache() {
 
 # The Kafka-protocol broker for development and tests: nisshi 0.7.0 (the renamed tansu) with its
 # PostgreSQL storage engine, built once per machine into the cache (20-30 min on 2 cores; see
-# DESIGN.md), then started on 127.0.0.1:9092 when nothing answers there.
+# DESIGN.md). Only what needs Kafka builds it: the test suite (in the background while the
+# lints run) and `run.sh --kafka`, which also starts it on 127.0.0.1:9092.
 KAFKA_PORT=9092
 NISSHI_VERSION=0.7.0
+kafka_broker_binary() {
+    echo "$SHOP_CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi"
+}
+
+build_kafka_broker() {
+    local root="$SHOP_CACHE_DIR/nisshi-$NISSHI_VERSION"
+    [ -x "$(kafka_broker_binary)" ] && return 0
+    say "building the Kafka broker nisshi $NISSHI_VERSION into $root (once per machine, 20-30 min)"
+    # its own target dir: the project's cache keeps only the project's artifacts
+    CARGO_TARGET_DIR="$SHOP_CACHE_DIR/nisshi-build" cargo install "nisshi@$NISSHI_VERSION" --locked \
+        --ignore-rust-version --no-default-features --features dynostore,postgres --root "$root"
+}
+
+# Starts the broker build in the background when the binary is missing (its output goes to a
+# log); `wait_for_kafka_broker` waits for it and fails with the log's tail if it failed.
+KAFKA_BUILD_PID=""
+build_kafka_broker_in_background() {
+    [ -x "$(kafka_broker_binary)" ] && return 0
+    mkdir -p "$SHOP_CACHE_DIR/log"
+    say "building the Kafka broker in the background (log: $SHOP_CACHE_DIR/log/nisshi-build.log)"
+    (build_kafka_broker >"$SHOP_CACHE_DIR/log/nisshi-build.log" 2>&1) &
+    KAFKA_BUILD_PID=$!
+}
+
+wait_for_kafka_broker() {
+    if [ -n "$KAFKA_BUILD_PID" ]; then
+        say "waiting for the Kafka broker build"
+        if ! wait "$KAFKA_BUILD_PID"; then
+            tail -n 30 "$SHOP_CACHE_DIR/log/nisshi-build.log"
+            say "the Kafka broker build failed; see $SHOP_CACHE_DIR/log/nisshi-build.log"
+            exit 1
+        fi
+        KAFKA_BUILD_PID=""
+    fi
+    build_kafka_broker
+}
+
 ensure_kafka() {
     if (exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT) 2>/dev/null; then
         return 0
     fi
-    local root="$SHOP_CACHE_DIR/nisshi-$NISSHI_VERSION"
-    local broker="$root/bin/nisshi"
-    if [ ! -x "$broker" ]; then
-        say "building the Kafka broker nisshi $NISSHI_VERSION into $root (once per machine, 20-30 min)"
-        # its own target dir: the project's cache keeps only the project's artifacts
-        CARGO_TARGET_DIR="$SHOP_CACHE_DIR/nisshi-build" cargo install "nisshi@$NISSHI_VERSION" --locked \
-            --ignore-rust-version --no-default-features --features dynostore,postgres --root "$root"
-    fi
+    wait_for_kafka_broker
+    local broker
+    broker="$(kafka_broker_binary)"
     psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -AtqX -c "SELECT 1 FROM pg_database WHERE datname = 'nisshi'" |
         grep -q 1 || psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -qX -c "CREATE DATABASE nisshi"
     say "starting the Kafka broker on 127.0.0.1:$KAFKA_PORT"
@@ -136,10 +169,11 @@ setup() {
     ensure_postgres
     ensure_redis
     use_build_cache
-    ensure_kafka
-    say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, Kafka on 127.0.0.1:$KAFKA_PORT, build cache in $CARGO_TARGET_DIR"
+    say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, build cache in $CARGO_TARGET_DIR"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     setup
+    [ "${1:-}" = "--kafka" ] && ensure_kafka
+    true
 fi
