@@ -3,6 +3,7 @@
 //! - [`store`]: a cqrs-es [`cqrs_es::EventStore`] over the postgres-es `events` table, with
 //!   metadata, snapshots and upcasting, plus [`store::PgEventStore::execute`], which runs a command
 //!   with bounded retries on concurrency conflicts and reports the log position it wrote.
+//! - [`group`]: group commit: concurrent commands on different streams share one transaction.
 //! - [`log`]: the gap-safe reader; [`checkpoint`]: durable subscription positions.
 //! - [`audit`]: the per-stream hash chain and its verifier.
 //! - [`migrate`]: the schema, applied idempotently by `shop migrate`.
@@ -10,6 +11,7 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod error;
+pub mod group;
 pub mod hash;
 pub mod log;
 pub mod metadata;

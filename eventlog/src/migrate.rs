@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration of the event log, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "event_store",
-    sql: include_str!("../migrations/0001_event_store.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event_store",
+        sql: include_str!("../migrations/0001_event_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "append_group",
+        sql: include_str!("../migrations/0002_append_group.sql"),
+    },
+];
 
 /// What a run of [`run`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
