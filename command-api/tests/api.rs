@@ -1460,6 +1460,85 @@ async fn bodies_that_are_not_json_too_big_or_unrouted_get_clear_4xx() {
 }
 
 #[tokio::test]
+async fn control_characters_in_text_are_refused_at_the_edge_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, customer) = app.token(Role::Customer).await;
+    let product = |name: &str, description: &str| {
+        json!({"sku": "NUL-1", "name": name, "description": description, "category": "c",
+               "price": {"amount_minor": 100, "currency": "EUR"}})
+    };
+    // PostgreSQL's jsonb cannot hold U+0000: this used to be a 500
+    let (status, body) = app
+        .post("/api/products", Some(&staff), product("Mug\u{0}", "d"))
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(body["detail"].as_str().unwrap().contains("name"), "{body}");
+    // other C0 controls too, nested fields named by their path
+    let (_, cart) = app.post("/api/carts", Some(&customer), json!({})).await;
+    let cart_id = cart["cart_id"].as_str().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{cart_id}/checkout"),
+            Some(&customer),
+            json!({"shipping_address": {"name": "A", "line1": "1 Main St", "city": "Ber\u{1b}lin",
+                                        "postal_code": "10115", "country": "DE"},
+                   "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("shipping_address.city"),
+        "{body}"
+    );
+    // and in keys
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email\u{0}": "a@b.c", "password": "x"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    // tabs and line breaks are text
+    let (status, body) = app
+        .post(
+            "/api/products",
+            Some(&staff),
+            product("Mug", "two lines,\r\nand a\ttab"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        events, 2,
+        "only the cart and the clean product were written"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_every_route_and_every_listed_route_exists() {
     let app = TestApp::spawn().await;
     let (status, _, document) = app.send(Method::GET, "/api/openapi.json", None, None).await;
@@ -1542,6 +1621,7 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
         any::<f64>().prop_map(|n| json!(n)),
         Just(json!(u64::MAX)),
         "\\PC{0,40}".prop_map(Value::String),
+        text_with_controls().prop_map(Value::String),
         "[A-Z0-9-]{1,70}".prop_map(Value::String),
         Just(json!("EUR")),
         Just(json!({"amount_minor": 100, "currency": "EUR"})),
@@ -1558,9 +1638,73 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
     })
 }
 
+/// Text with control characters (NUL above all: PostgreSQL's jsonb cannot hold it) among
+/// ordinary ones.
+fn text_with_controls() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        prop_oneof![
+            3 => Just('\u{0}'),
+            3 => (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap()),
+            1 => Just('\u{7f}'),
+            4 => proptest::char::range('a', 'z'),
+            2 => any::<char>(),
+        ],
+        1..12,
+    )
+    .prop_map(String::from_iter)
+}
+
+/// A valid body of the route at `path` (before `{id}`/`{sku}` are filled in), for mutations
+/// that must get past the shape checks to reach the stores.
+fn example_body(path: &str) -> Option<Value> {
+    let address = json!({"name": "A", "line1": "1 Main St", "line2": "Hof", "city": "Berlin",
+                         "postal_code": "10115", "country": "DE"});
+    Some(match path {
+        "/api/auth/register" => {
+            json!({"email": "fuzz@example.com", "password": "a long password", "name": "F"})
+        }
+        "/api/auth/login" => json!({"email": "fuzz@example.com", "password": "a long password"}),
+        "/api/auth/refresh" | "/api/auth/logout" => json!({"refresh_token": "0123456789abcdef"}),
+        "/api/products" => json!({"sku": "FZ-1", "name": "Fuzz", "description": "d",
+                                  "category": "c", "price": {"amount_minor": 100, "currency": "EUR"}}),
+        "/api/products/{sku}" => json!({"name": "Fuzz", "description": "d", "category": "c"}),
+        "/api/inventory/{sku}/adjust" => json!({"delta": 1, "reason": "stocktake"}),
+        "/api/carts" => json!({"currency": "EUR"}),
+        "/api/carts/{id}/items" => json!({"sku": "MUG-1", "quantity": 1}),
+        "/api/carts/{id}/coupon" => json!({"code": "WELCOME10"}),
+        "/api/carts/{id}/checkout" => {
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"})
+        }
+        "/api/orders/{id}/cancel" => json!({"reason": "changed my mind"}),
+        "/api/orders/{id}/ship" => json!({"tracking": "TRK-1"}),
+        "/api/orders/{id}/refund" => json!({"amount_minor": 1, "reason": "scratched"}),
+        _ => return None,
+    })
+}
+
+/// Replaces the `index`-th string of `value` (modulo their number) with `text`.
+fn replace_a_string(value: &mut Value, index: usize, text: &str) {
+    fn strings(value: &mut Value) -> Vec<&mut Value> {
+        match value {
+            Value::String(_) => vec![value],
+            Value::Array(items) => items.iter_mut().flat_map(strings).collect(),
+            Value::Object(fields) => fields.values_mut().flat_map(strings).collect(),
+            _ => Vec::new(),
+        }
+    }
+    let mut found = strings(value);
+    if !found.is_empty() {
+        let count = found.len();
+        *found[index % count] = Value::String(text.to_owned());
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Body {
     Json(Value),
+    /// The route's valid example with one string replaced by this text.
+    Mutated(usize, String),
     Bytes(Vec<u8>),
     Empty,
 }
@@ -1569,6 +1713,7 @@ fn body() -> impl proptest::strategy::Strategy<Value = Body> {
     use proptest::prelude::*;
     prop_oneof![
         4 => json_value().prop_map(Body::Json),
+        3 => (any::<usize>(), text_with_controls()).prop_map(|(i, t)| Body::Mutated(i, t)),
         1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Body::Bytes),
         1 => Just(Body::Empty),
     ]
@@ -1642,6 +1787,11 @@ fn malformed_input_at_every_route_never_gets_a_5xx() {
                 }
                 request = match &body {
                     Body::Json(value) => request.body(value.to_string()),
+                    Body::Mutated(index, text) => {
+                        let mut value = example_body(route.path).unwrap_or_else(|| json!({}));
+                        replace_a_string(&mut value, *index, text);
+                        request.body(value.to_string())
+                    }
                     Body::Bytes(bytes) => request.body(bytes.clone()),
                     Body::Empty => request,
                 };
