@@ -228,13 +228,15 @@ async fn websocket(
                         .iter()
                         .find_map(|key| payload.get(key).and_then(|v| v.as_str()))
                         .map(str::to_owned);
-                    let viewer = Viewer::from_authorization(
-                        from_payload.or(authorization).as_deref(),
-                        &keys,
-                    )
-                    .map_err(|e| e.extend())?;
+                    let (viewer, session) =
+                        Viewer::with_session(from_payload.or(authorization).as_deref(), &keys)
+                            .map_err(|e| e.extend())?;
                     let mut data = Data::default();
                     data.insert(viewer);
+                    // subscriptions check it again while they run
+                    if let Some(session) = session {
+                        data.insert(session);
+                    }
                     Ok(data)
                 })
                 .serve()

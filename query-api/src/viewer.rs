@@ -1,6 +1,8 @@
 //! Who is asking: the same access tokens as the command API, read from the `Authorization`
 //! header (HTTP) or the `connection_init` payload (WebSocket).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use command_api::auth::tokens::TokenKeys;
 use command_api::auth::Role;
 use uuid::Uuid;
@@ -22,8 +24,17 @@ impl Viewer {
     /// From an `Authorization` header value: none → guest; `Bearer <valid token>` → its account;
     /// anything else is refused (a bad token is never downgraded to a guest silently).
     pub fn from_authorization(header: Option<&str>, keys: &TokenKeys) -> QueryResult<Viewer> {
+        Ok(Viewer::with_session(header, keys)?.0)
+    }
+
+    /// [`from_authorization`](Self::from_authorization), with the token's [`Session`] (none for
+    /// a guest), for a connection that outlives the check (WebSocket).
+    pub fn with_session(
+        header: Option<&str>,
+        keys: &TokenKeys,
+    ) -> QueryResult<(Viewer, Option<Session>)> {
         let Some(header) = header else {
-            return Ok(Viewer::Guest);
+            return Ok((Viewer::Guest, None));
         };
         let token = header
             .strip_prefix("Bearer ")
@@ -34,10 +45,15 @@ impl Viewer {
         let claims = keys.verify(token.trim()).ok_or_else(|| {
             QueryError::Unauthorized("the access token is invalid or expired".into())
         })?;
-        Ok(Viewer::Account {
+        let session = Session {
+            account: claims.sub,
+            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+        };
+        let viewer = Viewer::Account {
             id: claims.sub,
             role: claims.role,
-        })
+        };
+        Ok((viewer, Some(session)))
     }
 
     /// The account id, if the caller has one in `role`: guests get `unauthorized`, other roles
@@ -83,5 +99,42 @@ impl Viewer {
                 ..
             }
         )
+    }
+}
+
+/// How often a running subscription checks its session again (besides at the token's expiry).
+pub const SESSION_RECHECK: Duration = Duration::from_secs(30);
+
+/// The access token a WebSocket connection was opened with. A subscription outlives the check
+/// made when the connection opened, so it checks its session when it starts, when the token
+/// expires and every [`SESSION_RECHECK`], and ends with `unauthorized` once the session is over.
+///
+/// Today a session ends when its access token expires. Logout and refresh-family revocation
+/// end it only at that expiry: the tokens do not name their refresh family yet, so there is
+/// nothing to look up; [`Session::check`] is where that look-up belongs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub account: Uuid,
+    /// The token's `exp`.
+    pub expires_at: SystemTime,
+}
+
+impl Session {
+    /// `unauthorized` once the session is over.
+    pub fn check(&self) -> QueryResult<()> {
+        if SystemTime::now() >= self.expires_at {
+            return Err(QueryError::Unauthorized(
+                "the access token expired; connect again with a fresh one".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long until the session must be checked again.
+    pub fn next_check(&self) -> Duration {
+        self.expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(SESSION_RECHECK)
     }
 }

@@ -4,6 +4,10 @@
 //! subscription folds its own order from the event store and applies the broadcast events with
 //! a higher sequence, so a change is pushed exactly once whatever the timing of subscribe and
 //! load. A subscriber that falls behind the broadcast reloads its order from the store.
+//!
+//! A subscription lives on after the connection's token was checked: it checks the
+//! connection's [`Session`] when it starts, at the token's expiry and periodically, and ends
+//! with `unauthorized` when the session is over.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,7 +24,7 @@ use uuid::Uuid;
 
 use super::orders::{may_read, OrderStatus};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
-use crate::viewer::Viewer;
+use crate::viewer::{Session, Viewer};
 use crate::ReadModels;
 
 /// A change of an order's status.
@@ -110,12 +114,18 @@ pub struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
-    /// The caller's own order (or any, for staff): its status now, then every change.
+    /// The caller's own order (or any, for staff): its status now, then every change. Ends
+    /// with `unauthorized` when the access token the connection was opened with expires.
     async fn order_status(
         &self,
         ctx: &Context<'_>,
         order_id: Uuid,
-    ) -> async_graphql::Result<impl Stream<Item = OrderStatusChange>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<OrderStatusChange>>> {
+        // a connection opened with a token that expired since is not a licence to subscribe
+        let session = ctx.data_opt::<Session>().copied();
+        if let Some(session) = &session {
+            session.check().gql()?;
+        }
         let models = ctx.data_unchecked::<ReadModels>().clone();
         let viewer = *ctx.data_unchecked::<Viewer>();
         let feed = ctx.data_unchecked::<OrderEvents>().clone();
@@ -131,27 +141,68 @@ impl SubscriptionRoot {
             }
         }
         let first = watch.change(None, watch.last_event.clone(), watch.last_at);
-        Ok(futures_util::stream::unfold(
-            (Some(first), watch, receiver, models),
-            |(pending, mut watch, mut receiver, models)| async move {
-                if let Some(first) = pending {
-                    return Some((first, (None, watch, receiver, models)));
-                }
-                loop {
-                    let change = match receiver.recv().await {
-                        Ok(event) => watch.apply(&event),
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "order status subscriber lagged; reloading");
-                            watch.reload(&models).await
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    };
-                    if let Some(change) = change {
-                        return Some((change, (None, watch, receiver, models)));
+        let subscriber = Subscriber {
+            pending: Some(first),
+            watch,
+            receiver,
+            models,
+            session,
+            over: false,
+        };
+        Ok(futures_util::stream::unfold(subscriber, Subscriber::next))
+    }
+}
+
+/// One running `orderStatus` subscription.
+struct Subscriber {
+    /// The first message, not sent yet.
+    pending: Option<OrderStatusChange>,
+    watch: Watch,
+    receiver: broadcast::Receiver<Arc<RecordedEvent>>,
+    models: ReadModels,
+    /// The connection's session (none for a guest: nothing to expire).
+    session: Option<Session>,
+    /// The session ended and was reported: the stream ends.
+    over: bool,
+}
+
+impl Subscriber {
+    /// The next message: the order's next status change, or the end of the session.
+    async fn next(mut self) -> Option<(async_graphql::Result<OrderStatusChange>, Subscriber)> {
+        if self.over {
+            return None;
+        }
+        if let Some(first) = self.pending.take() {
+            return Some((Ok(first), self));
+        }
+        loop {
+            let received = match self.session {
+                Some(session) => tokio::select! {
+                    received = self.receiver.recv() => Some(received),
+                    () = tokio::time::sleep(session.next_check()) => None,
+                },
+                None => Some(self.receiver.recv().await),
+            };
+            let change = match received {
+                // time to check the session again
+                None => match self.session.map(|session| session.check()) {
+                    Some(Err(error)) => {
+                        self.over = true;
+                        return Some((Err(error).gql(), self));
                     }
+                    _ => None,
+                },
+                Some(Ok(event)) => self.watch.apply(&event),
+                Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    tracing::debug!(missed, "order status subscriber lagged; reloading");
+                    self.watch.reload(&self.models).await
                 }
-            },
-        ))
+                Some(Err(broadcast::error::RecvError::Closed)) => return None,
+            };
+            if let Some(change) = change {
+                return Some((Ok(change), self));
+            }
+        }
     }
 }
 

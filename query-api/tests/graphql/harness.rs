@@ -132,6 +132,13 @@ impl Harness {
         (id, self.keys.issue(id, role).unwrap())
     }
 
+    /// An access token of `account` that expires `ttl` (whole seconds) from now.
+    pub fn token_expiring_in(&self, account: Uuid, role: Role, ttl: Duration) -> String {
+        TokenKeys::new(&Secret::new(vec![42; 32]).unwrap(), ttl)
+            .issue(account, role)
+            .unwrap()
+    }
+
     /// Runs every projector until it has read the whole log. Transactions of other tests on
     /// the same server hold the gap-safe reader back for a moment (transaction ids are
     /// server-wide), so this waits for the head rather than for an empty batch.

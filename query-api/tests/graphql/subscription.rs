@@ -134,3 +134,56 @@ async fn a_bad_token_closes_the_connection() {
     }
     h.drop().await;
 }
+
+#[tokio::test]
+async fn a_subscription_ends_when_its_access_token_expires() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    let (alice, _) = h.account(Role::Customer).await;
+    let (order, _) = h.confirmed_order(Some(alice), 1).await;
+    let token = h.token_expiring_in(alice, Role::Customer, Duration::from_secs(2));
+
+    let mut socket = connect(&h, &token).await;
+    send(
+        &mut socket,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": {"id": order}}}),
+    )
+    .await;
+    let first = next(&mut socket).await;
+    assert_eq!(
+        first["payload"]["data"]["orderStatus"]["status"], "CONFIRMED",
+        "{first}"
+    );
+
+    // the token expires: the subscription ends with `unauthorized`, without any new event
+    let ended = next(&mut socket).await;
+    assert_eq!(
+        (&ended["type"], &ended["id"]),
+        (&json!("next"), &json!("1")),
+        "{ended}"
+    );
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "unauthorized",
+        "{ended}"
+    );
+    let complete = next(&mut socket).await;
+    assert_eq!(
+        (&complete["type"], &complete["id"]),
+        (&json!("complete"), &json!("1"))
+    );
+
+    // the connection was opened with that token: a new subscription on it is refused
+    send(
+        &mut socket,
+        json!({"id": "2", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": {"id": order}}}),
+    )
+    .await;
+    let refused = next(&mut socket).await;
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "unauthorized",
+        "{refused}"
+    );
+    assert_eq!(next(&mut socket).await["type"], "complete");
+    h.drop().await;
+}
