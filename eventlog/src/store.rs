@@ -56,6 +56,9 @@ pub struct PgEventStore<A: Aggregate> {
     /// Where appends go: the process's group committer for this pool (shared with every other
     /// store on it), or `None` for one statement per command.
     group: Option<Arc<GroupCommitter>>,
+    /// Whether a command on a stream that is not in the cache is first decided as on a new
+    /// stream, without a read (the append of sequence 1 verifies it), or after reading it.
+    unknown_streams_are_new: bool,
 }
 
 /// Streams kept in [`PgEventStore`]'s cache before it is emptied.
@@ -93,6 +96,19 @@ struct Recent<E> {
 }
 
 impl<A: Aggregate> PgAggregateContext<A> {
+    /// A stream without events.
+    fn new_stream(aggregate_id: &str) -> Self {
+        Self {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            snapshot_sequence: 0,
+            last_hash: GENESIS.to_vec(),
+            last_transaction_id: 0,
+            recent: VecDeque::new(),
+        }
+    }
+
     fn remember(
         &mut self,
         command_id: Option<String>,
@@ -192,6 +208,7 @@ where
     pub fn new(pool: PgPool) -> Self {
         Self {
             group: Some(GroupCommitter::for_pool(&pool)),
+            unknown_streams_are_new: true,
             pool,
             services: A::Services::default(),
             upcasters: &[],
@@ -226,21 +243,23 @@ impl<A: Aggregate> PgEventStore<A> {
         self
     }
 
+    /// Reads a stream that is not in the cache before deciding a command on it, instead of
+    /// deciding as on a new stream first. (Decided as new, a command that creates a stream needs
+    /// no read; one on a stream that exists but is not cached pays a refused append before it
+    /// reads, unless the empty aggregate rejects it outright — which most commands but creates
+    /// do.)
+    pub fn reading_unknown_streams(mut self) -> Self {
+        self.unknown_streams_are_new = false;
+        self
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// Loads an aggregate: from its snapshot, if any, plus the events after it.
     pub async fn load(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>> {
-        let mut context = PgAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate: A::default(),
-            current_sequence: 0,
-            snapshot_sequence: 0,
-            last_hash: GENESIS.to_vec(),
-            last_transaction_id: 0,
-            recent: VecDeque::new(),
-        };
+        let mut context = PgAggregateContext::new_stream(aggregate_id);
         if let Some(policy) = self.snapshots {
             let row = sqlx::query(
                 "SELECT last_sequence, last_hash, last_transaction_id, payload FROM snapshots
@@ -463,11 +482,19 @@ impl<A: Aggregate> PgEventStore<A> {
         // process wrote), the append's sequence check refuses and the next attempt reads what
         // changed. An answer that writes nothing (a refusal, a rejection, a no-op) has no append
         // to check it, so it is given only after the stream was read up to date.
-        let mut trusted = self.cached(aggregate_id);
+        // A stream this store does not know is decided as a new one (`guessed`), checked the same
+        // way: the append of its first sequence fails if the stream exists.
+        let mut trusted = match self.cached(aggregate_id) {
+            Some(context) => Some((context, false)),
+            None if self.unknown_streams_are_new => {
+                Some((PgAggregateContext::new_stream(aggregate_id), true))
+            }
+            None => None,
+        };
         for attempt in 1..=MAX_ATTEMPTS {
-            let (mut context, verified) = match trusted.take() {
-                Some(context) => (context, false),
-                None => (self.load_cached(aggregate_id).await?, true),
+            let (mut context, verified, guessed) = match trusted.take() {
+                Some((context, guessed)) => (context, false, guessed),
+                None => (self.load_cached(aggregate_id).await?, true, false),
             };
             let decided = async {
                 precondition(&context.aggregate).map_err(ExecuteError::Refused)?;
@@ -525,7 +552,10 @@ impl<A: Aggregate> PgEventStore<A> {
                 }
                 Err(Error::Conflict) => {
                     self.forget(aggregate_id);
-                    backoff(attempt).await
+                    // a stream guessed new that is not: read it at once, nobody to wait for
+                    if !guessed {
+                        backoff(attempt).await
+                    }
                 }
                 Err(error) => {
                     self.forget(aggregate_id);
@@ -864,7 +894,9 @@ impl Columns {
 
 /// One command's events in one statement. `$12` is the transaction id of the stream's previous
 /// event: an append from a transaction with an older xid is refused (no row comes back), because
-/// the log order would then contradict the stream order.
+/// the log order would then contradict the stream order. An append whose first sequence is
+/// taken (a stale cache, a stream guessed new) is refused the same way, without an error; one
+/// that races a write not yet committed still fails on the stream key.
 const APPEND: &str = "
     WITH inserted AS (
         INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
@@ -874,6 +906,9 @@ const APPEND: &str = "
           FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $9::uuid[], $10::bytea[], $11::bytea[])
                WITH ORDINALITY AS e(sequence, event_type, event_version, payload, event_id, prev_hash, hash, n)
          WHERE pg_current_xact_id() >= $12::bigint::text::xid8
+           AND NOT EXISTS (SELECT 1 FROM events h
+                            WHERE h.aggregate_type = $1 AND h.aggregate_id = $2
+                              AND h.sequence = ($3::bigint[])[1])
          ORDER BY e.n
         RETURNING transaction_id, global_position)
     SELECT transaction_id::text::bigint AS transaction_id, global_position
@@ -889,6 +924,9 @@ const APPEND_WITH_SNAPSHOT: &str = "
           FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $9::uuid[], $10::bytea[], $11::bytea[])
                WITH ORDINALITY AS e(sequence, event_type, event_version, payload, event_id, prev_hash, hash, n)
          WHERE pg_current_xact_id() >= $12::bigint::text::xid8
+           AND NOT EXISTS (SELECT 1 FROM events h
+                            WHERE h.aggregate_type = $1 AND h.aggregate_id = $2
+                              AND h.sequence = ($3::bigint[])[1])
          ORDER BY e.n
         RETURNING transaction_id, global_position),
     snapshot AS (

@@ -554,3 +554,59 @@ async fn the_reader_sees_every_grouped_event_once_in_log_order() {
     drop(pool);
     db.drop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Streams the store does not know
+
+#[tokio::test]
+async fn a_stream_not_in_the_cache_is_decided_as_new_and_read_when_it_is_not() {
+    let db = database(4).await;
+    let here = PgEventStore::<Inventory>::new(db.pool.clone());
+    // a new stream
+    let first = here
+        .execute("NEW-1", receive("NEW-1", 2), &metadata())
+        .await
+        .unwrap();
+    assert_eq!(first.last_sequence, 1);
+    // a stream another process wrote, unknown here: the guess is refused (nothing written), the
+    // stream is read, the command decided on it
+    let there = PgEventStore::<Inventory>::new(db.pool.clone());
+    there
+        .execute("OLD-1", receive("OLD-1", 5), &metadata())
+        .await
+        .unwrap();
+    let receipt = here
+        .execute("OLD-1", receive("OLD-1", 1), &metadata())
+        .await
+        .unwrap();
+    assert_eq!(receipt.last_sequence, 2);
+    let stored = PgEventStore::<Inventory>::new(db.pool.clone())
+        .load("OLD-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored.current_sequence, stored.aggregate.on_hand()),
+        (2, 6)
+    );
+    // a command the empty stream rejects is not answered from the guess either
+    let adjust = InventoryCommand::AdjustStock {
+        delta: -6,
+        reason: "count".into(),
+    };
+    let fresh = PgEventStore::<Inventory>::new(db.pool.clone());
+    fresh
+        .execute("OLD-1", adjust, &metadata())
+        .await
+        .expect("decided on the stream, not on the guess");
+    let stored = fresh.load("OLD-1").await.unwrap();
+    assert_eq!(stored.aggregate.on_hand(), 0);
+    // opting out reads first
+    let reading = PgEventStore::<Inventory>::new(db.pool.clone()).reading_unknown_streams();
+    let receipt = reading
+        .execute("OLD-1", receive("OLD-1", 1), &metadata())
+        .await
+        .unwrap();
+    assert_eq!(receipt.last_sequence, stored.current_sequence + 1);
+    assert_chains_verify(&db.pool).await;
+    db.drop().await;
+}

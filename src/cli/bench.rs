@@ -1,8 +1,9 @@
 //! `shop bench <scenario>`: measurements against the real stores, each with a progress line and a
 //! final throughput line.
 //!
-//! - `append`: one command = one transaction through the event store (load, decide, append), with
-//!   N concurrent writers; each command creates a product on a new stream.
+//! - `append`: single commands through the event store (decide, append), with N concurrent
+//!   writers; each command creates a product on a new stream. Concurrent commands share
+//!   transactions (group commit) unless `--group-commit false`.
 //! - `append-batch`: bulk appends of 1,000 events per transaction (imports, generators).
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use domain::product::{Product, ProductCommand};
 use domain::{Currency, Money, Sku};
+use eventlog::group::{GroupCommitter, GroupConfig};
 use eventlog::store::{append_bulk, NewEvent};
 use eventlog::{Actor, EventMetadata};
 use serde_json::json;
@@ -21,7 +23,8 @@ use crate::config::StoreConfig;
 
 #[derive(Subcommand, Debug)]
 pub enum Scenario {
-    /// Single-command appends per second with N concurrent writers.
+    /// Single-command appends per second with N concurrent writers (each command its own
+    /// product stream).
     Append {
         #[command(flatten)]
         stores: StoreConfig,
@@ -34,6 +37,17 @@ pub enum Scenario {
         /// Exit non-zero above this fraction of failed commands.
         #[arg(long, default_value_t = 0.01)]
         max_error_rate: f64,
+        /// Group commit (concurrent commands share transactions); `false`: one transaction per
+        /// command, as before group commit.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        group_commit: bool,
+        /// Group commit: groups in flight at once (default: the event store's).
+        #[arg(long)]
+        flushers: Option<usize>,
+        /// Read a stream the store has not cached before deciding (as before), instead of
+        /// deciding as on a new stream.
+        #[arg(long)]
+        read_unknown_streams: bool,
     },
     /// Bulk append throughput: events per second in 1,000-event transactions.
     AppendBatch {
@@ -154,13 +168,22 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
             writers,
             seconds,
             max_error_rate,
+            group_commit,
+            flushers,
+            read_unknown_streams,
         } => {
-            stores.db_max_connections = writers + 2;
+            stores.db_max_connections = writers + 2 + flushers.unwrap_or(1) as u32;
+            let options = AppendOptions {
+                group_commit,
+                flushers,
+                read_unknown_streams,
+            };
             append(
                 &stores,
                 writers,
                 Duration::from_secs(seconds),
                 max_error_rate,
+                options,
             )
             .await
         }
@@ -234,14 +257,55 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How `bench append` configures the event store.
+#[derive(Clone, Copy, Debug)]
+struct AppendOptions {
+    group_commit: bool,
+    flushers: Option<usize>,
+    read_unknown_streams: bool,
+}
+
+impl AppendOptions {
+    fn describe(&self) -> String {
+        let mut parts = vec![if self.group_commit {
+            format!(
+                "group commit, {} flusher(s)",
+                self.flushers.unwrap_or(GroupConfig::default().flushers)
+            )
+        } else {
+            "one transaction per command".to_owned()
+        }];
+        if self.read_unknown_streams {
+            parts.push("unknown streams read first".to_owned());
+        }
+        parts.join(", ")
+    }
+}
+
 async fn append(
     stores: &StoreConfig,
     writers: u32,
     duration: Duration,
     max_error_rate: f64,
+    options: AppendOptions,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let store = Arc::new(schemas::stores::event_store::<Product>(&pool));
+    let mut store = schemas::stores::event_store::<Product>(&pool);
+    store = match (options.group_commit, options.flushers) {
+        (false, _) => store.without_group_commit(),
+        (true, Some(flushers)) => store.with_group_committer(GroupCommitter::new(
+            pool.clone(),
+            GroupConfig {
+                flushers: flushers.max(1),
+                ..GroupConfig::default()
+            },
+        )),
+        (true, None) => store,
+    };
+    if options.read_unknown_streams {
+        store = store.reading_unknown_streams();
+    }
+    let store = Arc::new(store);
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -309,7 +373,7 @@ async fn append(
         latencies,
         seconds: started.elapsed().as_secs_f64(),
     };
-    outcome.print(&format!("append x{writers}"), 0);
+    outcome.print(&format!("append x{writers} ({})", options.describe()), 0);
     Ok(outcome.exit_code(max_error_rate))
 }
 
