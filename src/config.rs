@@ -207,9 +207,14 @@ impl SecretConfig {
 /// The payment provider and the checkout's deadlines.
 #[derive(Args, Debug, Clone)]
 pub struct PaymentConfig {
-    /// Stripe secret key (`sk_...`). Without it, the local gateway (Stripe's test-card
-    /// behaviour, no network) is used.
+    /// The payment gateway of the roles that take payments (`serve`, `saga-runner`), which
+    /// refuse to start without it: `stripe` (needs SHOP_STRIPE_SECRET_KEY) or `local` (Stripe's
+    /// test cards, no network, no real payments: development and tests).
+    #[arg(long, env = "SHOP_PAYMENT_GATEWAY", value_enum)]
+    pub payment_gateway: Option<GatewayKind>,
+    /// Stripe secret key (`sk_...`), for SHOP_PAYMENT_GATEWAY=stripe.
     #[arg(long, env = "SHOP_STRIPE_SECRET_KEY", hide_env_values = true)]
+
     pub stripe_secret_key: Option<SecretString>,
     /// Base URL of Stripe's API (a local Stripe-format server in tests).
     #[arg(
@@ -228,6 +233,39 @@ pub struct PaymentConfig {
     /// How long the local gateway's `pm_card_slow` takes, in milliseconds.
     #[arg(long, env = "SHOP_LOCAL_SLOW_CARD_MS", default_value_t = 2_000)]
     pub local_slow_card_ms: u64,
+}
+
+/// Which payment gateway takes the payments.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayKind {
+    /// The local gateway: Stripe's test cards, no network, no real money.
+    Local,
+    /// Stripe, with SHOP_STRIPE_SECRET_KEY.
+    Stripe,
+}
+
+impl PaymentConfig {
+    /// The gateway chosen, checked: one must be chosen (a production process must not fall back
+    /// to the local gateway because a secret is missing), and Stripe needs its key.
+    pub fn gateway_kind(&self) -> anyhow::Result<GatewayKind> {
+        match (self.payment_gateway, &self.stripe_secret_key) {
+            (None, _) => anyhow::bail!(
+                "SHOP_PAYMENT_GATEWAY is not set: choose `stripe` (real payments, needs \
+                 SHOP_STRIPE_SECRET_KEY) or `local` (Stripe's test cards, no real payments; \
+                 development and tests)"
+            ),
+            (Some(GatewayKind::Stripe), None) => anyhow::bail!(
+                "SHOP_PAYMENT_GATEWAY=stripe needs SHOP_STRIPE_SECRET_KEY (the `sk_...` key)"
+            ),
+            (Some(GatewayKind::Local), Some(_)) => {
+                tracing::warn!(
+                    "SHOP_PAYMENT_GATEWAY=local: SHOP_STRIPE_SECRET_KEY is set but not used"
+                );
+                Ok(GatewayKind::Local)
+            }
+            (Some(kind), _) => Ok(kind),
+        }
+    }
 }
 
 /// Where the HTTP APIs listen.
@@ -357,6 +395,39 @@ mod tests {
             .to_string();
         assert!(error.contains("prefix length"), "{error}");
         assert!(Cli::try_parse_from(["shop", "--forwarded-header", "x-real-ip"]).is_err());
+    }
+
+    #[test]
+    fn the_payment_gateway_is_chosen_explicitly() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            payments: PaymentConfig,
+        }
+        let kind = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("shop").chain(args.iter().copied()));
+            cli.map_err(|e| e.to_string())
+                .and_then(|cli| cli.payments.gateway_kind().map_err(|e| e.to_string()))
+        };
+        assert!(kind(&[]).unwrap_err().contains("SHOP_PAYMENT_GATEWAY"));
+        assert_eq!(
+            kind(&["--payment-gateway", "local"]),
+            Ok(GatewayKind::Local)
+        );
+        assert!(kind(&["--payment-gateway", "stripe"])
+            .unwrap_err()
+            .contains("SHOP_STRIPE_SECRET_KEY"));
+        assert_eq!(
+            kind(&[
+                "--payment-gateway",
+                "stripe",
+                "--stripe-secret-key",
+                "sk_test_123"
+            ]),
+            Ok(GatewayKind::Stripe)
+        );
+        assert!(kind(&["--payment-gateway", "paypal"]).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use sagas::payments::PaymentGateway;
 
-use crate::config::{PaymentConfig, RoleConfig};
+use crate::config::{GatewayKind, PaymentConfig, RoleConfig};
 
 /// Which roles this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,11 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         query,
         kafka,
     } = config;
+    // refused before anything starts: the roles taking payments need an explicit gateway
+    let gateway_kind = match roles {
+        Roles::All | Roles::SagaRunner => Some(payments.gateway_kind()?),
+        _ => None,
+    };
     let pool = super::connect(stores).await?;
     let stop = shutdown_signal();
     let metrics = super::read_health::install_recorder();
@@ -137,8 +142,8 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         servers.spawn(serve(listener, router, stop.clone()));
     }
 
-    if matches!(roles, Roles::All | Roles::SagaRunner) {
-        let gateway = gateway(payments, &pool)?;
+    if let Some(kind) = gateway_kind {
+        let gateway = gateway(kind, payments, &pool)?;
         let config = sagas::checkout::CheckoutConfig {
             payment_timeout: Duration::from_secs(payments.payment_timeout_seconds),
             ..Default::default()
@@ -354,13 +359,17 @@ async fn follow_kafka(
     Ok(())
 }
 
-/// Stripe when a secret key is configured, else the local gateway.
+/// The gateway SHOP_PAYMENT_GATEWAY chose (checked by `PaymentConfig::gateway_kind`).
 fn gateway(
+    kind: GatewayKind,
     payments: &PaymentConfig,
     pool: &sqlx::PgPool,
 ) -> anyhow::Result<Arc<dyn PaymentGateway>> {
-    Ok(match &payments.stripe_secret_key {
-        Some(key) => {
+    Ok(match (kind, &payments.stripe_secret_key) {
+        (GatewayKind::Stripe, None) => {
+            anyhow::bail!("SHOP_PAYMENT_GATEWAY=stripe needs SHOP_STRIPE_SECRET_KEY")
+        }
+        (GatewayKind::Stripe, Some(key)) => {
             let key = sagas::payments::stripe::StripeSecretKey::new(key.0.clone());
             let stripe = sagas::payments::stripe::StripeGateway::new(
                 &key,
@@ -370,8 +379,8 @@ fn gateway(
             tracing::info!(base = %payments.stripe_api_base, "payments through Stripe");
             Arc::new(stripe)
         }
-        None => {
-            tracing::info!("payments through the local gateway (no SHOP_STRIPE_SECRET_KEY)");
+        (GatewayKind::Local, _) => {
+            tracing::info!("payments through the local gateway (SHOP_PAYMENT_GATEWAY=local)");
             // its intents live in PostgreSQL, as a real provider's live outside this process
             Arc::new(sagas::payments::local::LocalGateway::persistent(
                 pool.clone(),

@@ -42,6 +42,7 @@ fn shop(url: &str) -> Command {
     command
         .env("DATABASE_URL", url)
         .env("SHOP_JWT_SECRET", JWT_SECRET)
+        .env("SHOP_PAYMENT_GATEWAY", "local")
         .env("SHOP_CHECKOUT_RATE_PER_MINUTE", "1000000")
         .env("SHOP_AUTH_RATE_PER_MINUTE", "1000000")
         .env("SHOP_LOCAL_SLOW_CARD_MS", "300")

@@ -151,6 +151,59 @@ fn invalid_configuration_is_refused_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// The roles that take payments refuse to start until the gateway is chosen: without
+/// SHOP_PAYMENT_GATEWAY a production process would silently take no real payments.
+#[tokio::test]
+async fn the_payment_roles_refuse_to_start_without_an_explicit_gateway() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let start = |role: &str, env: &[(&str, &str)]| -> (Option<i32>, String) {
+        let mut command = Command::new(SHOP);
+        command
+            .args([role, "--command-api-addr", "127.0.0.1:0"])
+            .args(["--query-api-addr", "127.0.0.1:0"])
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .env_remove("SHOP_PAYMENT_GATEWAY")
+            .env_remove("SHOP_STRIPE_SECRET_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = KillOnDrop(command.spawn().unwrap());
+        // a refused configuration exits at once; a process that started keeps running
+        for _ in 0..100 {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr)
+                    .unwrap();
+                return (status.code(), stderr);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (None, format!("`shop {role}` was still running after 5 s"))
+    };
+    for role in ["serve", "saga-runner"] {
+        let (code, stderr) = start(role, &[]);
+        assert_eq!(code, Some(1), "{role}: {stderr}");
+        assert!(stderr.contains("SHOP_PAYMENT_GATEWAY"), "{role}: {stderr}");
+        assert!(
+            stderr.contains("local") && stderr.contains("stripe"),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = start("saga-runner", &[("SHOP_PAYMENT_GATEWAY", "stripe")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("SHOP_STRIPE_SECRET_KEY"), "{stderr}");
+    let (code, stderr) = start("serve", &[("SHOP_PAYMENT_GATEWAY", "paypal")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    // an explicit choice starts
+    let (code, stderr) = start("serve", &[("SHOP_PAYMENT_GATEWAY", "local")]);
+    assert_eq!(code, None, "{stderr}");
+    drop_database(&name).await;
+}
+
 /// A child process that is killed if the test fails before it is stopped.
 struct KillOnDrop(std::process::Child);
 
@@ -188,6 +241,7 @@ fn start_role(role: &str, database_url: &str, env: &[(&str, &str)], listeners: u
     command
         .args([role, "--query-api-addr", "127.0.0.1:0"])
         .env("DATABASE_URL", database_url)
+        .env("SHOP_PAYMENT_GATEWAY", "local")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -241,6 +295,7 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
             "127.0.0.1:0",
         ])
         .env("DATABASE_URL", &url)
+        .env("SHOP_PAYMENT_GATEWAY", "local")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -353,6 +353,7 @@ async fn start_serve() -> Serve {
         .args(["serve"])
         .env("DATABASE_URL", &url)
         .env("SHOP_KAFKA_BROKERS", broker.brokers())
+        .env("SHOP_PAYMENT_GATEWAY", "local")
         .env("SHOP_COMMAND_API_ADDR", "127.0.0.1:0")
         .env("SHOP_QUERY_API_ADDR", "127.0.0.1:0")
         .env("SHOP_OPS_ADDR", "127.0.0.1:0")
