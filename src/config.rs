@@ -458,4 +458,53 @@ pub struct RoleConfig {
     pub query: QueryApiArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub anchors: AnchorSchedule,
+}
+
+/// The key audit anchors are signed with. Never printed.
+#[derive(Args, Debug, Clone)]
+pub struct AnchorKeyConfig {
+    /// HMAC-SHA256 key that signs audit anchors (`shop audit anchor`) and checks them (`shop
+    /// audit verify --anchors`); at least 32 bytes. Keep it outside the database's reach.
+    #[arg(long, env = "SHOP_AUDIT_ANCHOR_KEY", hide_env_values = true,
+          value_parser = parse_anchor_key)]
+    pub audit_anchor_key: Option<SecretString>,
+}
+
+fn parse_anchor_key(text: &str) -> Result<SecretString, String> {
+    if text.len() < eventlog::anchor::MIN_KEY_BYTES {
+        return Err(format!(
+            "must be at least {} bytes",
+            eventlog::anchor::MIN_KEY_BYTES
+        ));
+    }
+    Ok(SecretString(text.to_owned()))
+}
+
+impl AnchorKeyConfig {
+    /// The key, or an error naming `command` that needs it.
+    pub fn required(&self, command: &str) -> anyhow::Result<eventlog::anchor::AnchorKey> {
+        match &self.audit_anchor_key {
+            Some(key) => Ok(eventlog::anchor::AnchorKey::new(key.0.as_bytes())?),
+            None => {
+                anyhow::bail!("`{command}` needs SHOP_AUDIT_ANCHOR_KEY (the anchors' signing key)")
+            }
+        }
+    }
+}
+
+/// Audit anchors written by `shop serve` on a schedule.
+#[derive(Args, Debug, Clone)]
+pub struct AnchorSchedule {
+    /// Directory `shop serve` writes a signed anchor of every stream head to, every
+    /// SHOP_AUDIT_ANCHOR_EVERY_SECONDS (needs SHOP_AUDIT_ANCHOR_KEY); off when not set.
+    #[arg(long, env = "SHOP_AUDIT_ANCHOR_DIR")]
+    pub audit_anchor_dir: Option<std::path::PathBuf>,
+    /// Seconds between two anchors written by `shop serve`.
+    #[arg(long, env = "SHOP_AUDIT_ANCHOR_EVERY_SECONDS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub audit_anchor_every_seconds: u64,
+    #[command(flatten)]
+    pub key: AnchorKeyConfig,
 }

@@ -5,8 +5,9 @@
 //! [`verify_stream`] recompute it from the stored columns, hashing the payload and metadata text
 //! exactly as PostgreSQL prints them — so an edit made in SQL, or a writer that got the canonical
 //! form wrong, shows up as a broken link.
-//! Known limit: removing the *last* events of a stream leaves a shorter chain that is still
-//! intact; anchoring stream heads outside the database is the cure (see ARCHITECTURE.md).
+//! A chain alone cannot show that the *last* events of a stream were removed (or the tail
+//! rewritten with a recomputed chain): the shorter chain is still intact. [`crate::anchor`]
+//! catches that against signed stream heads kept outside the database.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -5,9 +5,11 @@
 //!   with bounded retries on concurrency conflicts and reports the log position it wrote.
 //! - [`group`]: group commit: concurrent commands on different streams share one transaction.
 //! - [`log`]: the gap-safe reader; [`checkpoint`]: durable subscription positions.
-//! - [`audit`]: the per-stream hash chain and its verifier.
+//! - [`audit`]: the per-stream hash chain and its verifier; [`anchor`]: signed digests of every
+//!   stream head, kept outside the database, that catch a truncated or rewritten tail.
 //! - [`migrate`]: the schema, applied idempotently by `shop migrate`.
 
+pub mod anchor;
 pub mod audit;
 pub mod checkpoint;
 pub mod error;

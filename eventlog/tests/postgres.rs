@@ -1,5 +1,5 @@
 //! The event log against the real PostgreSQL: the gap-safe reader under concurrent writers,
-//! the hash chain against tampering, snapshots, conflicts and migrations.
+//! the hash chain and its anchors against tampering, snapshots, conflicts and migrations.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -9,6 +9,7 @@ use std::time::Duration;
 use domain::inventory::{Inventory, InventoryCommand};
 use domain::product::{Product, ProductCommand};
 use domain::{Currency, Money, OrderId, Quantity, Sku};
+use eventlog::anchor::{self, AnchorKey, AnchorProblem, SignatureProblem};
 use eventlog::audit::{self, Problem};
 use eventlog::store::{append_bulk, ExecuteError, NewEvent, SnapshotPolicy};
 use eventlog::testing::TestDatabase;
@@ -734,6 +735,191 @@ async fn bulk_appends_chain_events_of_many_streams_in_one_statement() {
     .into_iter()
     .collect();
     assert!(!per_stream.contains_key("gap"));
+    db.drop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchors: what the chain alone cannot see
+
+fn anchor_key() -> AnchorKey {
+    AnchorKey::new(b"an anchor key of the tests, 32+ bytes long".to_vec()).unwrap()
+}
+
+/// Three products of four events each, readable in the log, and an anchor of them.
+async fn anchored_products(pool: &PgPool) -> anchor::Anchor {
+    write_products(pool, &["AN-A", "AN-B", "AN-C"]).await;
+    wait_for_log(pool, 12).await;
+    let mut progress = Vec::new();
+    let anchored = anchor::create(pool, &anchor_key(), |done, total| {
+        progress.push((done, total))
+    })
+    .await
+    .unwrap();
+    assert_eq!((anchored.streams, anchored.events), (3, 12));
+    assert_eq!(progress.last(), Some(&(12, 12)));
+    let ids: Vec<(&str, i64)> = anchored
+        .heads
+        .iter()
+        .map(|h| (h.aggregate_id.as_str(), h.sequence))
+        .collect();
+    assert_eq!(ids, [("AN-A", 4), ("AN-B", 4), ("AN-C", 4)]);
+    anchored
+}
+
+async fn check_anchor(pool: &PgPool, anchored: &anchor::Anchor) -> anchor::AnchorReport {
+    anchor::verify(pool, anchored, &anchor_key(), |_| {})
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_anchor_catches_a_truncated_tail_that_the_chain_misses() {
+    let db = database(4).await;
+    let anchored = anchored_products(&db.pool).await;
+    let report = check_anchor(&db.pool, &anchored).await;
+    assert!(report.holds(), "{report:?}");
+    assert_eq!(report.heads_checked, 3);
+
+    // streams grow and new ones start after the anchor: none of its business
+    write_products(&db.pool, &["AN-D"]).await;
+    PgEventStore::<Product>::new(db.pool.clone())
+        .execute(
+            "AN-A",
+            ProductCommand::Rename {
+                name: "later".into(),
+            },
+            &metadata(),
+        )
+        .await
+        .unwrap();
+    assert!(check_anchor(&db.pool, &anchored).await.holds());
+
+    tamper(
+        &db.pool,
+        "DELETE FROM events WHERE aggregate_id = 'AN-B' AND sequence = 4",
+    )
+    .await;
+    let chain = audit::verify_all(&db.pool, |_| {}).await.unwrap();
+    assert!(chain.is_intact(), "the shorter chain still verifies");
+    let report = check_anchor(&db.pool, &anchored).await;
+    assert_eq!(
+        report.first_problem,
+        Some(AnchorProblem::Truncated {
+            aggregate_type: "product".into(),
+            aggregate_id: "AN-B".into(),
+            anchored_sequence: 4,
+            last_sequence: Some(3),
+        })
+    );
+    assert!(report
+        .first_problem
+        .unwrap()
+        .to_string()
+        .contains("product/AN-B was truncated: anchored through event #4, now ends at #3"));
+    // the event count at the anchored position is off too
+    assert_eq!(report.problems, 2);
+
+    // a stream removed whole
+    for sequence in (1..=4).rev() {
+        tamper(
+            &db.pool,
+            &format!("DELETE FROM events WHERE aggregate_id = 'AN-C' AND sequence = {sequence}"),
+        )
+        .await;
+    }
+    assert!(audit::verify_all(&db.pool, |_| {})
+        .await
+        .unwrap()
+        .is_intact());
+    let report = check_anchor(&db.pool, &anchored).await;
+    assert_eq!(report.problems, 3);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn an_anchor_catches_a_tail_rewritten_with_a_recomputed_chain() {
+    let db = database(4).await;
+    let anchored = anchored_products(&db.pool).await;
+    // the last two events of AN-A replaced, each re-hashed and re-chained as the writer would
+    let rehash =
+        "UPDATE events SET hash = sha256(prev_hash || convert_to(event_hash_input(events), 'UTF8'))
+                   WHERE aggregate_id = 'AN-A' AND sequence = ";
+    tamper(
+        &db.pool,
+        "UPDATE events SET payload = jsonb_set(payload, '{ProductRenamed,name}', '\"forged\"')
+          WHERE aggregate_id = 'AN-A' AND sequence = 3",
+    )
+    .await;
+    tamper(&db.pool, &format!("{rehash}3")).await;
+    tamper(
+        &db.pool,
+        "UPDATE events SET prev_hash = (SELECT hash FROM events
+                                         WHERE aggregate_id = 'AN-A' AND sequence = 3)
+          WHERE aggregate_id = 'AN-A' AND sequence = 4",
+    )
+    .await;
+    tamper(&db.pool, &format!("{rehash}4")).await;
+    let chain = audit::verify_all(&db.pool, |_| {}).await.unwrap();
+    assert!(chain.is_intact(), "the recomputed chain verifies");
+
+    let report = check_anchor(&db.pool, &anchored).await;
+    let problem = report.first_problem.expect("the rewrite is found");
+    assert_eq!(
+        problem,
+        AnchorProblem::Rewritten {
+            aggregate_type: "product".into(),
+            aggregate_id: "AN-A".into(),
+            sequence: 4,
+        }
+    );
+    assert!(problem
+        .to_string()
+        .contains("product/AN-A event #4 was rewritten"));
+    assert_eq!(report.problems, 1, "nothing else changed");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_anchor_file_is_refused_as_badly_signed() {
+    let db = database(4).await;
+    let anchored = anchored_products(&db.pool).await;
+    let dir = std::env::temp_dir().join(format!("shop-anchors-{}", uuid::Uuid::new_v4()));
+    let path = anchor::write_file(&dir, &anchored).unwrap();
+    assert_eq!(anchor::read_dir(&dir).unwrap(), std::slice::from_ref(&path));
+    let (_, read) = anchor::read_file(&path).unwrap();
+    let read = read.unwrap();
+    assert_eq!(read, anchored);
+    assert!(check_anchor(&db.pool, &read).await.holds());
+
+    let badly_signed = |result: Result<anchor::AnchorReport, anchor::VerifyError>| match result {
+        Err(anchor::VerifyError::BadlySigned(problem)) => problem,
+        other => panic!("not refused as badly signed: {other:?}"),
+    };
+    // a head moved back in the file (to hide a truncation), the digest left alone
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    json["heads"][1]["sequence"] = json!(3);
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (_, forged) = anchor::read_file(&path).unwrap();
+    let forged = forged.unwrap();
+    let problem = badly_signed(anchor::verify(&db.pool, &forged, &anchor_key(), |_| {}).await);
+    assert_eq!(problem, SignatureProblem::HeadsAltered);
+    // ... and the digest recomputed too: the signature covers it
+    let mut redigested = forged.clone();
+    redigested.digest = anchor::digest(&redigested.heads);
+    let problem = badly_signed(anchor::verify(&db.pool, &redigested, &anchor_key(), |_| {}).await);
+    assert_eq!(problem, SignatureProblem::Mismatch);
+    assert!(problem.to_string().contains("altered"));
+
+    // an anchor signed with another key
+    let other = AnchorKey::new(vec![b'x'; 32]).unwrap();
+    let foreign = anchor::create(&db.pool, &other, |_, _| {}).await.unwrap();
+    let problem = badly_signed(anchor::verify(&db.pool, &foreign, &anchor_key(), |_| {}).await);
+    assert!(
+        matches!(problem, SignatureProblem::OtherKey { .. }),
+        "{problem:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     db.drop().await;
 }
 

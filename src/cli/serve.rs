@@ -36,6 +36,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         mail,
         query,
         kafka,
+        anchors,
     } = config;
     // refused before anything starts: the roles taking payments need an explicit gateway
     let gateway_kind = match roles {
@@ -114,6 +115,19 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         println!("relay publishing the log to Kafka at {brokers}");
         let stop = stop.clone();
         servers.spawn(async move { relay.run(stop).await.context("relay failed") });
+    }
+
+    if let (Roles::All, Some(dir)) = (roles, &anchors.audit_anchor_dir) {
+        let key = anchors.key.required("SHOP_AUDIT_ANCHOR_DIR")?;
+        let every = Duration::from_secs(anchors.audit_anchor_every_seconds);
+        println!(
+            "writing audit anchors to {} every {} s",
+            dir.display(),
+            every.as_secs()
+        );
+        let task =
+            super::audit::anchor_periodically(pool.clone(), dir.clone(), key, every, stop.clone());
+        servers.spawn(task);
     }
 
     if matches!(roles, Roles::All | Roles::CommandApi) {

@@ -1,5 +1,5 @@
-//! End to end through the `shop` binary: migrate, seed, audit verify (and its tamper detection),
-//! config validation, and `serve` answering health checks and stopping on SIGTERM.
+//! End to end through the `shop` binary: migrate, seed, audit verify and anchors (and their tamper
+//! detection), config validation, and `serve` answering health checks and stopping on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -131,6 +131,282 @@ async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
     );
     pool.close().await;
     drop_database(&name).await;
+}
+
+const ANCHOR_KEY: &str = "the anchor key of the cli tests, 32+ bytes";
+
+fn shop_with(args: &[&str], database_url: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(SHOP);
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .env_remove("SHOP_AUDIT_ANCHOR_DIR")
+        .env_remove("SHOP_KAFKA_BROKERS");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run shop")
+}
+
+/// `shop audit anchor` signs every stream head into a file; `shop audit verify
+/// --anchors` then catches the truncated tail the hash chain alone passes, and no new anchor is
+/// written over it.
+#[tokio::test]
+async fn anchors_catch_a_truncated_stream_that_the_chain_misses() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    let seeded = shop(&["seed", "--products", "5", "--orders", "5"], &url);
+    assert!(seeded.status.success(), "{seeded:?}");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // every seeded event readable (open transactions anywhere on the cluster hold the log's
+    // horizon back for a moment)
+    let (events, streams): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (aggregate_type, aggregate_id)) FROM events",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    for _ in 0..250 {
+        let settled: bool = sqlx::query_scalar(
+            "SELECT max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()) FROM events",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = std::env::temp_dir().join(format!("shop-cli-anchors-{name}"));
+    let dir_arg = dir.to_str().unwrap();
+    let key = [("SHOP_AUDIT_ANCHOR_KEY", ANCHOR_KEY)];
+
+    let missing_key = shop_with(&["audit", "anchor", "--out", dir_arg], &url, &[]);
+    assert_eq!(missing_key.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing_key.stderr).contains("SHOP_AUDIT_ANCHOR_KEY"));
+    let anchored = shop_with(&["audit", "anchor", "--out", dir_arg], &url, &key);
+    assert!(anchored.status.success(), "{anchored:?}");
+    let printed = stdout(&anchored);
+    assert!(
+        printed.contains(&format!("anchored {streams} streams, {events} events")),
+        "{printed}"
+    );
+    assert!(printed.contains("events/s"), "{printed}");
+    assert!(
+        !printed.contains(ANCHOR_KEY)
+            && !String::from_utf8_lossy(&anchored.stderr).contains(ANCHOR_KEY)
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(file["heads"].as_array().unwrap().len() as i64, streams);
+
+    let verified = shop_with(&["audit", "verify", "--anchors", dir_arg], &url, &key);
+    assert!(verified.status.success(), "{verified:?}");
+    let printed = stdout(&verified);
+    assert!(printed.contains("every hash chain is intact"), "{printed}");
+    assert!(
+        printed.contains(&format!("checked {streams} anchored heads")),
+        "{printed}"
+    );
+    assert!(printed.contains("heads/s"), "{printed}");
+    assert!(
+        printed.contains("every anchored stream head is intact"),
+        "{printed}"
+    );
+    let other_key = shop_with(
+        &["audit", "verify", "--anchors", dir_arg],
+        &url,
+        &[(
+            "SHOP_AUDIT_ANCHOR_KEY",
+            "another key of 32 bytes or more, not ours",
+        )],
+    );
+    assert_eq!(other_key.status.code(), Some(1));
+    assert!(
+        stdout(&other_key).contains("badly signed"),
+        "{}",
+        stdout(&other_key)
+    );
+
+    // the longest stream loses its last event: a shorter chain that still verifies
+    let (aggregate_type, aggregate_id, last): (String, String, i64) = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, sequence FROM events
+          ORDER BY sequence DESC, aggregate_type, aggregate_id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(last > 1, "a stream of more than one event");
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DELETE FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+    )
+    .bind(&aggregate_type)
+    .bind(&aggregate_id)
+    .bind(last)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(shop(&["audit", "verify"], &url).status.success());
+
+    let broken = shop_with(&["audit", "verify", "--anchors", dir_arg], &url, &key);
+    assert_eq!(broken.status.code(), Some(1));
+    let printed = stdout(&broken);
+    assert!(printed.contains("every hash chain is intact"), "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "{aggregate_type}/{aggregate_id} was truncated: anchored through event #{last}, now ends at #{}",
+            last - 1
+        )),
+        "{printed}"
+    );
+    let refused = shop_with(&["audit", "anchor", "--out", dir_arg], &url, &key);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stdout(&refused).contains("no new anchor written"),
+        "{}",
+        stdout(&refused)
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    pool.close().await;
+    drop_database(&name).await;
+}
+
+/// `shop serve` with SHOP_AUDIT_ANCHOR_DIR writes signed anchors on its own (and refuses to start
+/// without the key).
+#[tokio::test]
+async fn serve_writes_signed_anchors_on_a_schedule() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    assert!(shop(&["seed"], &url).status.success());
+    let dir = std::env::temp_dir().join(format!("shop-serve-anchors-{name}"));
+    let dir_arg = dir.to_str().unwrap();
+    let keyless = shop_with(
+        &[
+            "serve",
+            "--command-api-addr",
+            "127.0.0.1:0",
+            "--query-api-addr",
+            "127.0.0.1:0",
+        ],
+        &url,
+        &[
+            ("SHOP_AUDIT_ANCHOR_DIR", dir_arg),
+            ("SHOP_PAYMENT_GATEWAY", "local"),
+        ],
+    );
+    assert_eq!(keyless.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&keyless.stderr).contains("SHOP_AUDIT_ANCHOR_KEY"));
+
+    let child = start_role(
+        "serve",
+        &url,
+        &[
+            ("SHOP_AUDIT_ANCHOR_DIR", dir_arg),
+            ("SHOP_AUDIT_ANCHOR_KEY", ANCHOR_KEY),
+            ("SHOP_AUDIT_ANCHOR_EVERY_SECONDS", "1"),
+        ],
+        2,
+    );
+    assert!(
+        child
+            .printed
+            .contains(&format!("writing audit anchors to {dir_arg} every 1 s")),
+        "{:?}",
+        child.printed
+    );
+    let mut written = 0;
+    for _ in 0..300 {
+        written = std::fs::read_dir(&dir).map_or(0, |files| files.count());
+        if written > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written > 0, "no anchor written within 30 s");
+    drop(child);
+    let verified = shop_with(
+        &["audit", "verify", "--anchors", dir_arg],
+        &url,
+        &[("SHOP_AUDIT_ANCHOR_KEY", ANCHOR_KEY)],
+    );
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(stdout(&verified).contains("every anchored stream head is intact"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop_database(&name).await;
+}
+
+/// With SHOP_KAFKA_BROKERS, `shop audit anchor` also publishes the anchor's signed header (the
+/// file's digest and signature, without the heads) to `shop.audit-anchors.v1`.
+#[tokio::test]
+async fn audit_anchor_publishes_its_signed_header_to_kafka() {
+    let (name, url) = fresh_database_url();
+    assert!(shop(&["migrate"], &url).status.success());
+    assert!(shop(&["seed"], &url).status.success());
+    let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
+    let broker = relay::testing::Broker::start_beside(&admin, &name).await;
+    let brokers = broker.brokers();
+    let dir = std::env::temp_dir().join(format!("shop-cli-anchors-{name}"));
+    let anchored = shop_with(
+        &["audit", "anchor", "--out", dir.to_str().unwrap()],
+        &url,
+        &[
+            ("SHOP_AUDIT_ANCHOR_KEY", ANCHOR_KEY),
+            ("SHOP_KAFKA_BROKERS", &brokers),
+        ],
+    );
+    assert!(anchored.status.success(), "{anchored:?}");
+    assert!(stdout(&anchored).contains("published to Kafka topic shop.audit-anchors.v1"));
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    // the signed header on Kafka carries the file's digest and signature
+    {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::Message;
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("anchors-{name}"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["shop.audit-anchors.v1"]).unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("the anchor arrives on Kafka")
+            .unwrap();
+        let header: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(header["digest"], file["digest"]);
+        assert_eq!(header["signature"], file["signature"]);
+        assert_eq!(header["heads"], serde_json::json!([]));
+    }
+
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop_database(&name).await;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {name}_kafka WITH (FORCE)"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
 }
 
 #[test]
