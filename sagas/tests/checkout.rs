@@ -1070,13 +1070,20 @@ async fn the_sweep_drives_a_checkout_that_lost_its_timer() {
     shop.product("MUG-1", 1200, 10).await;
     let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_visa").await;
     let saga = shop.saga(CheckoutConfig::default());
-    let log = eventlog::log::read_after(&shop.db.pool, eventlog::log::LogPosition::START, 1_000)
-        .await
-        .unwrap();
-    let checked_out = log
-        .iter()
-        .find(|e| e.event_type == "CartCheckedOut")
-        .expect("the cart was checked out");
+    // the gap-safe reader shows it once no older transaction (of any test) is open
+    let mut checked_out = None;
+    for _ in 0..250 {
+        let log =
+            eventlog::log::read_after(&shop.db.pool, eventlog::log::LogPosition::START, 1_000)
+                .await
+                .unwrap();
+        checked_out = log.into_iter().find(|e| e.event_type == "CartCheckedOut");
+        if checked_out.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let checked_out = &checked_out.expect("the cart was checked out");
     // the checkout starts and schedules its drive, which is then lost
     saga.on_event(checked_out).await.unwrap();
     sqlx::query("DELETE FROM timers")
