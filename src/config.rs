@@ -92,7 +92,7 @@ fn parse_redis_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
-/// Limits of the command API.
+/// Limits and settings of the command API.
 #[derive(Args, Debug, Clone)]
 pub struct ApiLimits {
     /// Sign-up, login and refresh attempts per minute, per client IP and per account.
@@ -114,6 +114,14 @@ pub struct ApiLimits {
     #[arg(long, env = "SHOP_FORWARDED_HEADER", default_value = "x-forwarded-for",
           value_parser = parse_forwarded_header)]
     pub forwarded_header: command_api::client_ip::ForwardedHeader,
+    /// ISO 4217 currency of a cart opened without one, e.g. `USD`; without it, such a cart
+    /// takes the currency of its first line.
+    #[arg(long, env = "SHOP_DEFAULT_CURRENCY", value_parser = parse_currency)]
+    pub default_currency: Option<domain::Currency>,
+}
+
+fn parse_currency(text: &str) -> Result<domain::Currency, String> {
+    domain::Currency::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_trusted_proxies(text: &str) -> Result<command_api::client_ip::TrustedProxies, String> {
@@ -131,6 +139,7 @@ impl ApiLimits {
             checkout_per_minute: self.checkout_rate_per_minute,
             trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
             forwarded_header: self.forwarded_header,
+            default_currency: self.default_currency,
             ..command_api::ApiConfig::default()
         }
     }
@@ -371,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn trusted_proxies_are_validated_at_start() {
+    fn command_api_settings_are_validated_at_start() {
         use clap::Parser;
         #[derive(Parser)]
         struct Cli {
@@ -395,6 +404,20 @@ mod tests {
             .to_string();
         assert!(error.contains("prefix length"), "{error}");
         assert!(Cli::try_parse_from(["shop", "--forwarded-header", "x-real-ip"]).is_err());
+        let usd = Cli::try_parse_from(["shop", "--default-currency", "USD"]).unwrap();
+        assert_eq!(
+            usd.limits
+                .api_config()
+                .default_currency
+                .map(|c| c.to_string()),
+            Some("USD".to_owned())
+        );
+        assert!(none.default_currency.is_none());
+        let error = Cli::try_parse_from(["shop", "--default-currency", "dollars"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("--default-currency"), "{error}");
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct ApiConfig {
     pub forwarded_header: client_ip::ForwardedHeader,
     /// How long an Idempotency-Key's response is kept and replayed; older keys run again.
     pub idempotency_ttl: Duration,
+    /// The currency of a cart opened without one (`SHOP_DEFAULT_CURRENCY`); `None`: its first
+    /// line's.
+    pub default_currency: Option<domain::Currency>,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +83,7 @@ impl Default for ApiConfig {
             trusted_proxies: client_ip::TrustedProxies::none(),
             forwarded_header: client_ip::ForwardedHeader::XForwardedFor,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            default_currency: None,
         }
     }
 }

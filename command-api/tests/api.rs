@@ -801,6 +801,106 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_cart_opened_without_a_currency_takes_the_currency_of_its_first_line() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, customer) = app.token(Role::Customer).await;
+    for (sku, currency) in [("CAP-1", "USD"), ("MUG-1", "EUR")] {
+        let (status, body) = app
+            .post(
+                "/api/products",
+                Some(&staff),
+                json!({"sku": sku, "name": sku, "description": "d", "category": "c",
+                       "price": {"amount_minor": 1500, "currency": currency}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // a USD shop's storefront opens a cart without saying the currency
+    let (status, cart) = app.post("/api/carts", Some(&customer), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{cart}");
+    let cart_id = cart["cart_id"].as_str().unwrap();
+    let items = format!("/api/carts/{cart_id}/items");
+    let (status, body) = app
+        .post(
+            &items,
+            Some(&customer),
+            json!({"sku": "CAP-1", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // from then on the cart is in USD
+    let (status, body) = app
+        .post(
+            &items,
+            Some(&customer),
+            json!({"sku": "MUG-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(cart_id)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(cart.currency(), Some(Currency::parse("USD").unwrap()));
+    assert_eq!(
+        cart.total().unwrap(),
+        Money::new(3000, Currency::parse("USD").unwrap())
+    );
+    // a cart that names its currency keeps it
+    let (_, eur_cart) = app
+        .post("/api/carts", Some(&customer), json!({"currency": "EUR"}))
+        .await;
+    let (status, body) = app
+        .post(
+            &format!("/api/carts/{}/items", eur_cart["cart_id"].as_str().unwrap()),
+            Some(&customer),
+            json!({"sku": "CAP-1", "quantity": 1}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_shops_default_currency_opens_carts_that_name_none() {
+    let usd = Currency::parse("USD").unwrap();
+    let app = TestApp::spawn_with(ApiConfig {
+        auth_per_minute: 6_000,
+        default_currency: Some(usd),
+        ..ApiConfig::default()
+    })
+    .await;
+    let (_, customer) = app.token(Role::Customer).await;
+    let (status, cart) = app.post("/api/carts", Some(&customer), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{cart}");
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(cart["cart_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(cart.currency(), Some(usd));
+    app.finish().await;
+}
+
 /// A secret a guest's client generates for its cart (any 32 to 128 visible characters).
 fn new_cart_token() -> String {
     format!("ct_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())

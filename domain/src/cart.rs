@@ -100,9 +100,17 @@ pub fn price_lines(
 /// Commands accepted by [`Cart`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CartCommand {
+    /// Opens a cart in `currency`: [`CartCommand::Open`] with a currency.
     Create {
         owner: CartOwner,
         currency: Currency,
+        created_at: DateTime<Utc>,
+    },
+    /// Opens a cart; without a currency, the first priced thing put in it (a line, a merged
+    /// cart's lines, a fixed-amount coupon) decides it.
+    Open {
+        owner: CartOwner,
+        currency: Option<Currency>,
         created_at: DateTime<Utc>,
     },
     /// Adds to the existing line of `sku` (taking the new unit price) or opens one.
@@ -151,7 +159,10 @@ pub enum CartCommand {
 pub enum CartEvent {
     CartCreated {
         owner: CartOwner,
-        currency: Currency,
+        /// Absent when the cart was opened without one (the first line's decides). Always
+        /// present in events written before that was possible, which load unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<Currency>,
         created_at: DateTime<Utc>,
     },
     ItemAdded {
@@ -382,12 +393,23 @@ impl Cart {
                     created_at,
                 } => Ok(vec![E::CartCreated {
                     owner,
+                    currency: Some(currency),
+                    created_at,
+                }]),
+                C::Open {
+                    owner,
+                    currency,
+                    created_at,
+                } => Ok(vec![E::CartCreated {
+                    owner,
                     currency,
                     created_at,
                 }]),
                 _ => Err(CartError::NotFound),
             },
-            _ if matches!(command, C::Create { .. }) => Err(CartError::AlreadyExists),
+            _ if matches!(command, C::Create { .. } | C::Open { .. }) => {
+                Err(CartError::AlreadyExists)
+            }
             CartStatus::CheckedOut(done) => match command {
                 C::CheckOut { order_id, .. } if order_id == done => Ok(vec![]),
                 _ => Err(CartError::AlreadyCheckedOut),
@@ -396,32 +418,36 @@ impl Cart {
                 C::MarkMergedInto { target_cart_id } if target_cart_id == done => Ok(vec![]),
                 _ => Err(CartError::AlreadyMerged),
             },
-            CartStatus::Open => match (self.owner, self.currency) {
-                (Some(owner), Some(currency)) => self.decide_open(owner, currency, command),
-                // An open cart always has an owner and a currency.
-                _ => Err(CartError::NotFound),
+            CartStatus::Open => match self.owner {
+                Some(owner) => self.decide_open(owner, command),
+                // An open cart always has an owner.
+                None => Err(CartError::NotFound),
             },
         }
+    }
+
+    /// The cart's currency, or the one `price` would give a cart that has none yet.
+    fn currency_or(&self, price: &Money) -> Currency {
+        self.currency.unwrap_or(price.currency)
     }
 
     fn decide_open(
         &self,
         owner: CartOwner,
-        currency: Currency,
         command: CartCommand,
     ) -> Result<Vec<CartEvent>, CartError> {
         use CartCommand as C;
         use CartEvent as E;
 
         match command {
-            C::Create { .. } => Err(CartError::AlreadyExists),
+            C::Create { .. } | C::Open { .. } => Err(CartError::AlreadyExists),
             C::AddItem {
                 sku,
                 quantity,
                 unit_price,
             } => {
                 self.check_additions(
-                    currency,
+                    self.currency_or(&unit_price),
                     &[CartLine {
                         sku: sku.clone(),
                         quantity,
@@ -459,6 +485,7 @@ impl Cart {
                         return Err(CartError::InvalidPercent(p))
                     }
                     Discount::Fixed(amount) => {
+                        let currency = self.currency_or(&amount);
                         if amount.currency != currency {
                             return Err(CartError::CurrencyMismatch {
                                 expected: currency,
@@ -499,7 +526,9 @@ impl Cart {
                 if self.merged_sources.contains(&source_cart_id) {
                     return Ok(vec![]);
                 }
-                self.check_additions(currency, &lines)?;
+                if let Some(first) = lines.first() {
+                    self.check_additions(self.currency_or(&first.unit_price), &lines)?;
+                }
                 Ok(vec![E::CartMerged {
                     source_cart_id,
                     lines,
@@ -518,9 +547,10 @@ impl Cart {
                 payment_method,
                 checked_out_at,
             } => {
-                if self.lines.is_empty() {
+                // a cart with lines has a currency (its first line's, if not before)
+                let Some(currency) = self.currency.filter(|_| !self.lines.is_empty()) else {
                     return Err(CartError::EmptyCart);
-                }
+                };
                 let payment_method = payment_method.trim().to_owned();
                 if payment_method.is_empty() {
                     return Err(CartError::EmptyPaymentMethod);
@@ -598,29 +628,40 @@ impl Aggregate for Cart {
             } => {
                 self.status = CartStatus::Open;
                 self.owner = Some(owner);
-                self.currency = Some(currency);
+                self.currency = currency;
             }
             E::ItemAdded {
                 sku,
                 quantity,
                 unit_price,
-            } => self.add_line(CartLine {
-                sku,
-                quantity,
-                unit_price,
-            }),
+            } => {
+                self.currency.get_or_insert(unit_price.currency);
+                self.add_line(CartLine {
+                    sku,
+                    quantity,
+                    unit_price,
+                });
+            }
             E::ItemQuantityChanged { sku, quantity } => {
                 if let Some(line) = self.lines.iter_mut().find(|l| l.sku == sku) {
                     line.quantity = quantity;
                 }
             }
             E::ItemRemoved { sku } => self.lines.retain(|l| l.sku != sku),
-            E::CouponApplied { code, discount } => self.coupon = Some(Coupon { code, discount }),
+            E::CouponApplied { code, discount } => {
+                if let Discount::Fixed(amount) = discount {
+                    self.currency.get_or_insert(amount.currency);
+                }
+                self.coupon = Some(Coupon { code, discount });
+            }
             E::CouponRemoved { .. } => self.coupon = None,
             E::CartMerged {
                 source_cart_id,
                 lines,
             } => {
+                if let Some(first) = lines.first() {
+                    self.currency.get_or_insert(first.unit_price.currency);
+                }
                 for line in lines {
                     self.add_line(line);
                 }
@@ -656,8 +697,25 @@ mod tests {
     fn created(owner: CartOwner) -> E {
         E::CartCreated {
             owner,
-            currency: currency("EUR"),
+            currency: Some(currency("EUR")),
             created_at: t(0),
+        }
+    }
+
+    /// A cart opened without a currency.
+    fn opened(owner: CartOwner) -> E {
+        E::CartCreated {
+            owner,
+            currency: None,
+            created_at: t(0),
+        }
+    }
+
+    fn usd_line(s: &str, q: u32, price: i64) -> CartLine {
+        CartLine {
+            sku: sku(s),
+            quantity: qty(q),
+            unit_price: usd(price),
         }
     }
 
@@ -888,6 +946,121 @@ mod tests {
                 quantity: qty(MAX_LINE_QUANTITY + 1),
             })
             .then_expect_error(CartError::QuantityCapExceeded { sku: sku("A") });
+    }
+
+    #[test]
+    fn open_without_a_currency() {
+        F::with(())
+            .given_no_previous_events()
+            .when(C::Open {
+                owner: CartOwner::Guest,
+                currency: None,
+                created_at: t(0),
+            })
+            .then_expect_events(vec![opened(CartOwner::Guest)]);
+        F::with(())
+            .given(vec![opened(CartOwner::Guest)])
+            .when(C::Open {
+                owner: CartOwner::Guest,
+                currency: None,
+                created_at: t(0),
+            })
+            .then_expect_error(CartError::AlreadyExists);
+    }
+
+    #[test]
+    fn a_cart_without_a_currency_takes_its_first_lines() {
+        let usd_item = |s: &str, q: u32, price: i64| E::ItemAdded {
+            sku: sku(s),
+            quantity: qty(q),
+            unit_price: usd(price),
+        };
+        // given a cart opened without a currency, when a USD line is added, then it is added
+        F::with(())
+            .given(vec![opened(CartOwner::Guest)])
+            .when(C::AddItem {
+                sku: sku("A"),
+                quantity: qty(2),
+                unit_price: usd(150),
+            })
+            .then_expect_events(vec![usd_item("A", 2, 150)]);
+        // and from then on the cart is in USD
+        F::with(())
+            .given(vec![opened(CartOwner::Guest), usd_item("A", 2, 150)])
+            .when(add("B", 1, 100))
+            .then_expect_error(CartError::CurrencyMismatch {
+                expected: currency("USD"),
+                got: currency("EUR"),
+            });
+        let cart = cart_of(vec![opened(CartOwner::Guest), usd_item("A", 2, 150)]);
+        assert_eq!(cart.currency(), Some(currency("USD")));
+        assert_eq!(cart.total(), Ok(usd(300)));
+        // even after its last line goes
+        let emptied = vec![
+            opened(CartOwner::Guest),
+            usd_item("A", 2, 150),
+            E::ItemRemoved { sku: sku("A") },
+        ];
+        assert_eq!(cart_of(emptied.clone()).currency(), Some(currency("USD")));
+        F::with(())
+            .given(emptied)
+            .when(add("B", 1, 100))
+            .then_expect_error(CartError::CurrencyMismatch {
+                expected: currency("USD"),
+                got: currency("EUR"),
+            });
+        // a merge or a fixed-amount coupon decides it too
+        let merged = cart_of(vec![
+            opened(customer()),
+            E::CartMerged {
+                source_cart_id: CartId::new(uuid(1)),
+                lines: vec![usd_line("A", 1, 100)],
+            },
+        ]);
+        assert_eq!(merged.currency(), Some(currency("USD")));
+        F::with(())
+            .given(vec![opened(customer())])
+            .when(C::MergeFrom {
+                source_cart_id: CartId::new(uuid(1)),
+                lines: vec![usd_line("A", 1, 100), line("B", 1, 100)],
+            })
+            .then_expect_error(CartError::CurrencyMismatch {
+                expected: currency("USD"),
+                got: currency("EUR"),
+            });
+        let couponed = cart_of(vec![
+            opened(CartOwner::Guest),
+            E::CouponApplied {
+                code: "FIVE".into(),
+                discount: Discount::Fixed(usd(500)),
+            },
+        ]);
+        assert_eq!(couponed.currency(), Some(currency("USD")));
+        // an empty cart without a currency has nothing to check out
+        F::with(())
+            .given(vec![opened(CartOwner::Guest)])
+            .when(checkout(vec![]))
+            .then_expect_error(CartError::EmptyCart);
+        assert_eq!(cart_of(vec![opened(CartOwner::Guest)]).currency(), None);
+    }
+
+    #[test]
+    fn cart_created_events_with_and_without_a_currency_load() {
+        // as every CartCreated was written before a cart could be opened without a currency
+        let stored = serde_json::json!({"CartCreated": {"owner": "Guest", "currency": "EUR",
+                                        "created_at": "1970-01-01T00:00:00Z"}});
+        let event: CartEvent = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(event, created(CartOwner::Guest));
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            stored,
+            "written the same way"
+        );
+        let without = serde_json::json!({"CartCreated": {"owner": "Guest",
+                                         "created_at": "1970-01-01T00:00:00Z"}});
+        let event: CartEvent = serde_json::from_value(without.clone()).unwrap();
+        assert_eq!(event, opened(CartOwner::Guest));
+        assert_eq!(serde_json::to_value(&event).unwrap(), without);
     }
 
     #[test]
@@ -1297,6 +1470,7 @@ mod tests {
         let events = vec![
             created(customer()),
             created(CartOwner::Guest),
+            opened(CartOwner::Guest),
             added("A", 1, 1),
             E::ItemQuantityChanged {
                 sku: sku("A"),

@@ -44,7 +44,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCartBody {
-    /// ISO 4217 code; `EUR` when absent.
+    /// ISO 4217 code. When absent: the shop's default currency if it has one
+    /// (`SHOP_DEFAULT_CURRENCY`), else the currency of the first line put in the cart.
     pub currency: Option<String>,
 }
 
@@ -211,8 +212,12 @@ async fn create(
         }
         Some(_) => return Err(ApiError::forbidden("only guests and customers have carts")),
     };
-    let currency = Currency::parse(body.currency.as_deref().unwrap_or("EUR"))
-        .map_err(|e| ApiError::validation(format!("currency: {e}")))?;
+    let currency = match body.currency.as_deref() {
+        Some(code) => Some(
+            Currency::parse(code).map_err(|e| ApiError::validation(format!("currency: {e}")))?,
+        ),
+        None => state.config.default_currency,
+    };
     let cart_id = context.new_id("cart");
     let mut made_token = None;
     if owner == CartOwner::Guest {
@@ -240,7 +245,7 @@ async fn create(
         .carts
         .execute(
             &cart_id.to_string(),
-            CartCommand::Create {
+            CartCommand::Open {
                 owner,
                 currency,
                 created_at: chrono::Utc::now(),
