@@ -149,8 +149,9 @@ fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Middleware: authenticates the bearer token (an invalid one is a 401, not a guest), names the
-/// request, and puts the [`RequestContext`] into the request's extensions.
+/// Middleware: authenticates the bearer token (an invalid one, or one of a revoked session, is a
+/// 401, not a guest), names the request, and puts the [`RequestContext`] into the request's
+/// extensions.
 pub async fn establish(
     State(state): State<AppState>,
     mut request: Request,
@@ -166,7 +167,23 @@ pub async fn establish(
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             match token.and_then(|t| state.tokens.verify(t)) {
-                Some(claims) => Some(claims),
+                Some(claims) => {
+                    // a token of a session that was signed out (or whose refresh token was
+                    // reused) is dead, however long it had to live
+                    if let Some(session) = claims.sid {
+                        match state.sessions.is_revoked(&state.pool, session).await {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                return ApiError::unauthorized(
+                                    "the access token's session was signed out",
+                                )
+                                .into_response()
+                            }
+                            Err(error) => return ApiError::from(error).into_response(),
+                        }
+                    }
+                    Some(claims)
+                }
                 None => {
                     return ApiError::unauthorized("the access token is invalid or expired")
                         .into_response()

@@ -71,6 +71,9 @@ pub struct ApiConfig {
     /// The currency of a cart opened without one (`SHOP_DEFAULT_CURRENCY`); `None`: its first
     /// line's.
     pub default_currency: Option<domain::Currency>,
+    /// How long a live session is believed before it is read again (a logout on another
+    /// replica takes this long to reach this one).
+    pub session_check_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -84,6 +87,7 @@ impl Default for ApiConfig {
             forwarded_header: client_ip::ForwardedHeader::XForwardedFor,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             default_currency: None,
+            session_check_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct Inner {
     pub config: ApiConfig,
     pub auth_limiter: rate_limit::RateLimiter,
     pub checkout_limiter: rate_limit::RateLimiter,
+    /// Whether access tokens' sessions are revoked.
+    pub sessions: auth::sessions::SessionCheck,
     /// When this process last purged expired idempotency keys (seconds since the epoch).
     pub idempotency_purged_at: std::sync::atomic::AtomicU64,
 }
@@ -126,6 +132,7 @@ impl AppState {
                 burst(config.checkout_per_minute),
             ),
             idempotency_purged_at: std::sync::atomic::AtomicU64::new(0),
+            sessions: auth::sessions::SessionCheck::new(config.session_check_ttl),
             pool,
             config,
         }))

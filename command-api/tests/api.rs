@@ -284,6 +284,128 @@ async fn register_login_refresh_rotation_and_logout() {
 }
 
 #[tokio::test]
+async fn access_tokens_die_with_their_session_at_logout_and_at_refresh_token_reuse() {
+    let app = TestApp::spawn().await;
+    let (status, registered) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "lee@example.com", "password": "correct horse battery", "name": "Lee"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let login = || async {
+        let (status, session) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": "lee@example.com", "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{session}");
+        session
+    };
+    let open_cart = |session: &Value| {
+        let request = app
+            .request(Method::POST, "/api/carts", session["access_token"].as_str())
+            .json(&json!({}));
+        async move { request.send().await.unwrap().status() }
+    };
+    let phone = login().await;
+    let laptop = login().await;
+    assert_eq!(open_cart(&registered).await, StatusCode::CREATED);
+    assert_eq!(open_cart(&phone).await, StatusCode::CREATED);
+
+    // logout ends the session at once: its access token too, not 15 minutes later
+    let (status, body) = app
+        .post(
+            "/api/auth/logout",
+            None,
+            json!({"refresh_token": phone["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(open_cart(&phone).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        open_cart(&laptop).await,
+        StatusCode::CREATED,
+        "other sessions live on"
+    );
+
+    // a reused refresh token revokes its family: every access token of it stops working
+    let (status, rotated) = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": laptop["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(open_cart(&rotated).await, StatusCode::CREATED);
+    let (status, body) = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": laptop["refresh_token"]}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "token_reused");
+    for session in [&laptop, &rotated] {
+        let response = app
+            .request(Method::POST, "/api/carts", session["access_token"].as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "unauthorized", "{problem}");
+    }
+    assert_eq!(open_cart(&registered).await, StatusCode::CREATED);
+
+    // another replica, which believed the session alive a moment ago, refuses it within its
+    // session check's ttl
+    let other = AppState::new(
+        app.db.pool.clone(),
+        &Secret::new(vec![42; 32]).unwrap(),
+        ApiConfig {
+            session_check_ttl: Duration::from_millis(200),
+            ..ApiConfig::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_base = format!("http://{}", listener.local_addr().unwrap());
+    let router = command_api::router(other);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let on_other = || {
+        let request = app
+            .client
+            .post(format!("{other_base}/api/carts"))
+            .bearer_auth(registered["access_token"].as_str().unwrap())
+            .json(&json!({}));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(on_other().await, StatusCode::CREATED);
+    let (status, _) = app
+        .post(
+            "/api/auth/logout",
+            None,
+            json!({"refresh_token": registered["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(on_other().await, StatusCode::UNAUTHORIZED);
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn auth_routes_are_rate_limited_per_client_with_retry_after() {
     let app = TestApp::spawn_with(ApiConfig {
         auth_per_minute: 6,

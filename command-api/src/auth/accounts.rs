@@ -72,25 +72,49 @@ fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// A session: a refresh-token family and its current token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The family id: the `sid` of the session's access tokens.
+    pub family: Uuid,
+    pub refresh_token: String,
+}
+
 /// Starts a new refresh-token family (a login) and returns its first token.
 pub async fn start_session(
     pool: &PgPool,
     account: Uuid,
     ttl: chrono::Duration,
-) -> Result<String, sqlx::Error> {
+) -> Result<Session, sqlx::Error> {
     let token = new_refresh_token();
+    let family = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
+    .bind(family)
     .bind(account)
     .bind(token_hash(&token))
     .bind(Utc::now() + ttl)
     .execute(pool)
     .await?;
-    Ok(token)
+    Ok(Session {
+        family,
+        refresh_token: token,
+    })
+}
+
+/// Whether the session `family` was revoked (logout, or a refresh token used twice). A
+/// family without tokens (deleted with its account) counts as revoked.
+pub async fn is_revoked(pool: &PgPool, family: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(bool_or(revoked_at IS NOT NULL), true)
+           FROM refresh_tokens WHERE family_id = $1",
+    )
+    .bind(family)
+    .fetch_one(pool)
+    .await
 }
 
 /// Why a refresh was refused.
@@ -99,18 +123,19 @@ pub enum RefreshError {
     #[error("the refresh token is not valid")]
     Invalid,
     #[error("the refresh token was already used; every session of its family is revoked")]
-    Reused,
+    Reused { family: Uuid },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// Exchanges a refresh token for a new one of the same family. Using a token that was already
-/// exchanged revokes the family: whoever holds the newer token is logged out too.
+/// Exchanges a refresh token for a new one of the same family: the account, its role and the
+/// session with its new token. Using a token that was already exchanged revokes the family:
+/// whoever holds the newer token is logged out too.
 pub async fn rotate(
     pool: &PgPool,
     token: &str,
     ttl: chrono::Duration,
-) -> Result<(Uuid, Role, String), RefreshError> {
+) -> Result<(Uuid, Role, Session), RefreshError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.replaced_at, t.revoked_at, u.role
@@ -140,7 +165,7 @@ pub async fn rotate(
         .await?;
         tx.commit().await?;
         tracing::warn!(%family, "refresh token reused; family revoked");
-        return Err(RefreshError::Reused);
+        return Err(RefreshError::Reused { family });
     }
     let account: Uuid = row.get("user_id");
     let role: Role = row
@@ -164,18 +189,32 @@ pub async fn rotate(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((account, role, next))
+    Ok((
+        account,
+        role,
+        Session {
+            family,
+            refresh_token: next,
+        },
+    ))
 }
 
-/// Revokes the family of `token` (logout). Unknown tokens are ignored: logging out twice is fine.
-pub async fn end_session(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now()
-          WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-            AND revoked_at IS NULL",
-    )
-    .bind(token_hash(token))
-    .execute(pool)
-    .await?;
-    Ok(())
+/// Revokes the family of `token` (logout) and returns it. Unknown tokens are ignored: logging
+/// out twice is fine.
+pub async fn end_session(pool: &PgPool, token: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    let family: Option<Uuid> =
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .fetch_optional(pool)
+            .await?;
+    if let Some(family) = family {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now()
+              WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family)
+        .execute(pool)
+        .await?;
+    }
+    Ok(family)
 }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod cart_tokens;
 pub mod passwords;
+pub mod sessions;
 pub mod tokens;
 
 use schemars::JsonSchema;

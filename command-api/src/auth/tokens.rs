@@ -19,6 +19,11 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub iss: String,
+    /// The session (refresh-token family) the token was issued for: a token of a revoked
+    /// session (logout, refresh-token reuse) is refused. `None` for tokens issued outside a
+    /// session (tests, tools), which live out their short life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// The signing secret. Never printed.
@@ -70,7 +75,22 @@ impl TokenKeys {
         }
     }
 
+    /// A token outside any session (tests, tools): it cannot be revoked before it expires.
     pub fn issue(&self, account: Uuid, role: Role) -> Result<String, String> {
+        self.issue_claims(account, role, None)
+    }
+
+    /// A token of the session (refresh-token family) `session`: revoking the session revokes it.
+    pub fn issue_for_session(
+        &self,
+        account: Uuid,
+        role: Role,
+        session: Uuid,
+    ) -> Result<String, String> {
+        self.issue_claims(account, role, Some(session))
+    }
+
+    fn issue_claims(&self, account: Uuid, role: Role, sid: Option<Uuid>) -> Result<String, String> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: account,
@@ -78,6 +98,7 @@ impl TokenKeys {
             iat: now,
             exp: now + self.access_ttl.as_secs(),
             iss: ISSUER.to_owned(),
+            sid,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| e.to_string())
@@ -113,7 +134,15 @@ mod tests {
         let account = Uuid::new_v4();
         let token = keys(&[7; 32]).issue(account, Role::Staff).unwrap();
         let claims = keys(&[7; 32]).verify(&token).unwrap();
-        assert_eq!((claims.sub, claims.role), (account, Role::Staff));
+        assert_eq!(
+            (claims.sub, claims.role, claims.sid),
+            (account, Role::Staff, None)
+        );
+        let session = Uuid::new_v4();
+        let token = keys(&[7; 32])
+            .issue_for_session(account, Role::Staff, session)
+            .unwrap();
+        assert_eq!(keys(&[7; 32]).verify(&token).unwrap().sid, Some(session));
         assert_eq!(claims.exp - claims.iat, 900);
         assert!(keys(&[8; 32]).verify(&token).is_none());
         assert!(keys(&[7; 32]).verify("not.a.token").is_none());
@@ -130,6 +159,7 @@ mod tests {
             iat: now - 3600,
             exp: now - 1800,
             iss: ISSUER.into(),
+            sid: None,
         };
         let token = jsonwebtoken::encode(&Header::default(), &old, &keys.encoding).unwrap();
         assert!(keys.verify(&token).is_none());

@@ -82,22 +82,23 @@ fn limit_client(state: &AppState, context: &RequestContext) -> ApiResult<()> {
     limit(state, context.rate_limit_key())
 }
 
+/// Tokens of `session`: its access tokens carry it, and die with it.
 async fn session(
     state: &AppState,
     account: Uuid,
     role: Role,
-    refresh_token: String,
+    session: accounts::Session,
 ) -> ApiResult<Session> {
     Ok(Session {
         customer_id: account,
         role,
         access_token: state
             .tokens
-            .issue(account, role)
+            .issue_for_session(account, role, session.family)
             .map_err(ApiError::internal)?,
         token_type: "Bearer",
         expires_in: state.config.access_ttl.as_secs(),
-        refresh_token,
+        refresh_token: session.refresh_token,
     })
 }
 
@@ -172,10 +173,13 @@ async fn refresh(
     match accounts::rotate(&state.pool, &body.refresh_token, refresh_ttl(&state)).await {
         Ok((account, role, next)) => Ok(Json(session(&state, account, role, next).await?)),
         Err(RefreshError::Invalid) => Err(ApiError::unauthorized("the refresh token is not valid")),
-        Err(RefreshError::Reused) => Err(ApiError::new(
-            ErrorCode::TokenReused,
-            "the refresh token was already used; every session it belonged to is signed out",
-        )),
+        Err(RefreshError::Reused { family }) => {
+            state.sessions.revoked(family);
+            Err(ApiError::new(
+                ErrorCode::TokenReused,
+                "the refresh token was already used; every session it belonged to is signed out",
+            ))
+        }
         Err(RefreshError::Database(db)) => Err(db.into()),
     }
 }
@@ -184,6 +188,8 @@ async fn logout(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Json<LoggedOut>> {
-    accounts::end_session(&state.pool, &body.refresh_token).await?;
+    if let Some(family) = accounts::end_session(&state.pool, &body.refresh_token).await? {
+        state.sessions.revoked(family);
+    }
     Ok(Json(LoggedOut { logged_out: true }))
 }
