@@ -1023,6 +1023,65 @@ async fn the_shops_default_currency_opens_carts_that_name_none() {
     app.finish().await;
 }
 
+#[tokio::test]
+async fn a_checked_out_guest_cart_is_not_merged_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (_, customer) = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 1200).await;
+    let (_, _, guest) = app.send(Method::POST, "/api/carts", None, None).await;
+    let guest_id = guest["cart_id"].as_str().unwrap().to_owned();
+    let guest_token = guest["cart_token"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post_holding(
+            &format!("/api/carts/{guest_id}/items"),
+            None,
+            &guest_token,
+            json!({"sku": "MUG-1", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let address = json!({"name": "G", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let (status, body) = app
+        .post_holding(
+            &format!("/api/carts/{guest_id}/checkout"),
+            None,
+            &guest_token,
+            json!({"shipping_address": address, "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // the guest signs in afterwards and the app merges the old guest cart
+    let (_, cart) = app.post("/api/carts", Some(&customer), json!({})).await;
+    let cart_id = cart["cart_id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post_holding(
+            &format!("/api/carts/{cart_id}/merge"),
+            Some(&customer),
+            &guest_token,
+            json!({"guest_cart_id": guest_id}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let cart = app
+        .state
+        .stores
+        .carts
+        .load(&cart_id)
+        .await
+        .unwrap()
+        .aggregate;
+    assert!(cart.lines().is_empty(), "{:?}", cart.lines());
+    let merges: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CartMerged'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(merges, 0, "nothing was written");
+    app.finish().await;
+}
+
 /// A secret a guest's client generates for its cart (any 32 to 128 visible characters).
 fn new_cart_token() -> String {
     format!("ct_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())

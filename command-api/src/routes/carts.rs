@@ -374,15 +374,25 @@ async fn merge(
             guest.lines().to_vec()
         }
     };
-    if let CartStatus::MergedInto(target) = guest.status() {
-        if target != CartId::new(cart_id) {
+    match guest.status() {
+        // its lines became an order: absorbing them would sell them twice, and closing it
+        // would fail after the absorb was written
+        CartStatus::CheckedOut(_) => {
+            return Err(ApiError::conflict(
+                "the guest cart was checked out; there is nothing to merge",
+            ))
+        }
+        CartStatus::MergedInto(target) if target != CartId::new(cart_id) => {
             return Err(ApiError::conflict(
                 "the guest cart was merged into another cart",
-            ));
+            ))
         }
+        _ => {}
     }
     // absorb first, then close the guest cart: a failure in between leaves the lines in both
-    // carts rather than in neither; the customer cart refuses to absorb the same cart twice
+    // carts rather than in neither; the customer cart refuses to absorb the same cart twice.
+    // (A checkout of the guest cart racing this merge, between the check above and the close,
+    // still leaves its lines in both.)
     let receipt = state
         .stores
         .carts
