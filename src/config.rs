@@ -490,26 +490,17 @@ pub struct RoleConfig {
 pub struct AnchorKeyConfig {
     /// HMAC-SHA256 key that signs audit anchors (`shop audit anchor`) and checks them (`shop
     /// audit verify --anchors`); at least 32 bytes. Keep it outside the database's reach.
-    #[arg(long, env = "SHOP_AUDIT_ANCHOR_KEY", hide_env_values = true,
-          value_parser = parse_anchor_key)]
+    #[arg(long, env = "SHOP_AUDIT_ANCHOR_KEY", hide_env_values = true)]
     pub audit_anchor_key: Option<SecretString>,
 }
 
-fn parse_anchor_key(text: &str) -> Result<SecretString, String> {
-    if text.len() < eventlog::anchor::MIN_KEY_BYTES {
-        return Err(format!(
-            "must be at least {} bytes",
-            eventlog::anchor::MIN_KEY_BYTES
-        ));
-    }
-    Ok(SecretString(text.to_owned()))
-}
-
 impl AnchorKeyConfig {
-    /// The key, or an error naming `command` that needs it.
+    /// The key, or an error naming `command` that needs it. Its length is checked here rather
+    /// than by clap, whose message would print the rejected value.
     pub fn required(&self, command: &str) -> anyhow::Result<eventlog::anchor::AnchorKey> {
         match &self.audit_anchor_key {
-            Some(key) => Ok(eventlog::anchor::AnchorKey::new(key.0.as_bytes())?),
+            Some(key) => eventlog::anchor::AnchorKey::new(key.0.as_bytes())
+                .map_err(|e| anyhow::anyhow!("SHOP_AUDIT_ANCHOR_KEY: {e}")),
             None => {
                 anyhow::bail!("`{command}` needs SHOP_AUDIT_ANCHOR_KEY (the anchors' signing key)")
             }

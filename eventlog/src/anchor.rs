@@ -40,7 +40,7 @@ pub const MIN_KEY_BYTES: usize = 32;
 pub enum AnchorError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("anchor file {path}: {source}")]
+    #[error("anchors: {}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -186,6 +186,18 @@ async fn anchors_catch_a_truncated_stream_that_the_chain_misses() {
     let missing_key = shop_with(&["audit", "anchor", "--out", dir_arg], &url, &[]);
     assert_eq!(missing_key.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing_key.stderr).contains("SHOP_AUDIT_ANCHOR_KEY"));
+    let short_key = shop_with(
+        &["audit", "anchor", "--out", dir_arg],
+        &url,
+        &[("SHOP_AUDIT_ANCHOR_KEY", "too-short-secret")],
+    );
+    assert_eq!(short_key.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&short_key.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert!(
+        !stderr.contains("too-short-secret"),
+        "the key is never printed: {stderr}"
+    );
     let anchored = shop_with(&["audit", "anchor", "--out", dir_arg], &url, &key);
     assert!(anchored.status.success(), "{anchored:?}");
     let printed = stdout(&anchored);
