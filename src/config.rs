@@ -223,7 +223,6 @@ pub struct PaymentConfig {
     pub payment_gateway: Option<GatewayKind>,
     /// Stripe secret key (`sk_...`), for SHOP_PAYMENT_GATEWAY=stripe.
     #[arg(long, env = "SHOP_STRIPE_SECRET_KEY", hide_env_values = true)]
-
     pub stripe_secret_key: Option<SecretString>,
     /// Base URL of Stripe's API (a local Stripe-format server in tests).
     #[arg(
