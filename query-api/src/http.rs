@@ -12,13 +12,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use command_api::auth::sessions::SessionCheck;
 use command_api::auth::tokens::TokenKeys;
 use command_api::ErrorCode;
 
 use crate::consistency::{parse_position, RequestPosition, Waits};
 use crate::error::QueryError;
 use crate::schema::{OrderEvents, QueryRoot, ShopSchema, SubscriptionRoot};
-use crate::viewer::Viewer;
+use crate::viewer::{Revocations, Session, Viewer};
+
+/// How long a live session's "not revoked" answer is trusted: a logout on another replica
+/// reaches this one within it (the command API uses the same few seconds).
+const SESSION_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::{QueryConfig, ReadModels};
 
 /// The request header carrying a position for the whole request (read-your-writes).
@@ -32,12 +37,18 @@ struct Inner {
     schema: ShopSchema,
     keys: TokenKeys,
     config: QueryConfig,
+    /// Signed-out sessions: their access tokens are refused before they expire.
+    revocations: Revocations,
 }
 
 impl QueryApi {
     /// Builds the schema and starts the order-status feed (needs a Tokio runtime).
     pub fn new(models: ReadModels, keys: TokenKeys, config: QueryConfig) -> QueryApi {
         let feed = OrderEvents::start(models.pool.clone(), config.order_feed_poll);
+        let revocations = Revocations {
+            check: Arc::new(SessionCheck::new(SESSION_CACHE)),
+            pool: models.pool.clone(),
+        };
         let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
             .data(models)
             .data(feed)
@@ -54,6 +65,7 @@ impl QueryApi {
             schema: builder.finish(),
             keys,
             config,
+            revocations,
         }))
     }
 
@@ -113,7 +125,19 @@ pub fn router(api: QueryApi) -> Router {
 }
 
 async fn graphql(State(api): State<QueryApi>, headers: HeaderMap, body: Bytes) -> Response {
-    match prepare(&api, &headers, &body) {
+    let prepared = match prepare(&api, &headers, &body) {
+        Ok((request, viewer, Some(session), position)) => {
+            // a signed-out session's token is refused before it expires
+            match session.revocable(api.0.revocations.clone()).check().await {
+                Ok(()) => Ok((request, viewer, position)),
+                Err(error @ QueryError::Unauthorized(_)) => Err((StatusCode::UNAUTHORIZED, error)),
+                Err(error) => Err((StatusCode::SERVICE_UNAVAILABLE, error)),
+            }
+        }
+        Ok((request, viewer, None, position)) => Ok((request, viewer, position)),
+        Err(failed) => Err(failed),
+    };
+    match prepared {
         Ok((request, viewer, position)) => {
             let response = api.execute(request, viewer, position).await;
             json(StatusCode::OK, &response)
@@ -127,7 +151,12 @@ async fn graphql(State(api): State<QueryApi>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-type Prepared = (async_graphql::Request, Viewer, RequestPosition);
+type Prepared = (
+    async_graphql::Request,
+    Viewer,
+    Option<Session>,
+    RequestPosition,
+);
 
 /// Reads the viewer, the position and the request, or the HTTP status and error to answer.
 fn prepare(
@@ -138,7 +167,7 @@ fn prepare(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|value| value.to_str().unwrap_or("invalid"));
-    let viewer = Viewer::from_authorization(authorization, &api.0.keys)
+    let (viewer, session) = Viewer::with_session(authorization, &api.0.keys)
         .map_err(|e| (StatusCode::UNAUTHORIZED, e))?;
     let position = match headers.get(POSITION_HEADER) {
         None => RequestPosition(None),
@@ -180,7 +209,7 @@ fn prepare(
             QueryError::QueryTooLarge(request.query.len(), limit),
         ));
     }
-    Ok((request, viewer, position))
+    Ok((request, viewer, session, position))
 }
 
 fn json(status: StatusCode, response: &async_graphql::Response) -> Response {
@@ -219,11 +248,13 @@ async fn websocket(
         .map(|value| value.to_str().unwrap_or("invalid").to_owned());
     let keys = api.0.keys.clone();
     let schema = api.0.schema.clone();
+    let revocations = api.0.revocations.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
+                    let revocations = revocations.clone();
                     let from_payload = ["Authorization", "authorization"]
                         .iter()
                         .find_map(|key| payload.get(key).and_then(|v| v.as_str()))
@@ -235,6 +266,8 @@ async fn websocket(
                     data.insert(viewer);
                     // subscriptions check it again while they run
                     if let Some(session) = session {
+                        let session = session.revocable(revocations);
+                        session.check().await.map_err(|e| e.extend())?;
                         data.insert(session);
                     }
                     Ok(data)

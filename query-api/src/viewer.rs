@@ -1,10 +1,13 @@
 //! Who is asking: the same access tokens as the command API, read from the `Authorization`
 //! header (HTTP) or the `connection_init` payload (WebSocket).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use command_api::auth::sessions::SessionCheck;
 use command_api::auth::tokens::TokenKeys;
 use command_api::auth::Role;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::{QueryError, QueryResult};
@@ -48,6 +51,8 @@ impl Viewer {
         let session = Session {
             account: claims.sub,
             expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+            family: claims.sid,
+            revocations: None,
         };
         let viewer = Viewer::Account {
             id: claims.sub,
@@ -105,27 +110,54 @@ impl Viewer {
 /// How often a running subscription checks its session again (besides at the token's expiry).
 pub const SESSION_RECHECK: Duration = Duration::from_secs(30);
 
-/// The access token a WebSocket connection was opened with. A subscription outlives the check
-/// made when the connection opened, so it checks its session when it starts, when the token
-/// expires and every [`SESSION_RECHECK`], and ends with `unauthorized` once the session is over.
-///
-/// Today a session ends when its access token expires. Logout and refresh-family revocation
-/// end it only at that expiry: the tokens do not name their refresh family yet, so there is
-/// nothing to look up; [`Session::check`] is where that look-up belongs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where revoked sessions are looked up: the command API's cached check over its accounts
+/// tables (a logout on another replica counts within its few seconds of cache).
+#[derive(Clone)]
+pub struct Revocations {
+    pub check: Arc<SessionCheck>,
+    pub pool: PgPool,
+}
+
+/// The access token of a request or a WebSocket connection. A request checks it once; a
+/// subscription outlives that check, so it checks its session when it starts, when the token
+/// expires and every [`SESSION_RECHECK`], and ends with `unauthorized` once the session is over:
+/// the token expired, or its session (refresh-token family, claim `sid`) was signed out or
+/// revoked for refresh-token reuse.
+#[derive(Clone)]
 pub struct Session {
     pub account: Uuid,
     /// The token's `exp`.
     pub expires_at: SystemTime,
+    /// The refresh-token family the token belongs to (`None` for tokens issued outside a
+    /// session, which live out their short life).
+    pub family: Option<Uuid>,
+    revocations: Option<Revocations>,
 }
 
 impl Session {
+    /// This session, checked against `revocations` from now on.
+    pub fn revocable(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
     /// `unauthorized` once the session is over.
-    pub fn check(&self) -> QueryResult<()> {
+    pub async fn check(&self) -> QueryResult<()> {
         if SystemTime::now() >= self.expires_at {
             return Err(QueryError::Unauthorized(
                 "the access token expired; connect again with a fresh one".into(),
             ));
+        }
+        if let (Some(family), Some(revocations)) = (self.family, &self.revocations) {
+            if revocations
+                .check
+                .is_revoked(&revocations.pool, family)
+                .await?
+            {
+                return Err(QueryError::Unauthorized(
+                    "the session was signed out; sign in again".into(),
+                ));
+            }
         }
         Ok(())
     }

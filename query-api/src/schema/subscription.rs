@@ -122,9 +122,9 @@ impl SubscriptionRoot {
         order_id: Uuid,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<OrderStatusChange>>> {
         // a connection opened with a token that expired since is not a licence to subscribe
-        let session = ctx.data_opt::<Session>().copied();
+        let session = ctx.data_opt::<Session>().cloned();
         if let Some(session) = &session {
-            session.check().gql()?;
+            session.check().await.gql()?;
         }
         let models = ctx.data_unchecked::<ReadModels>().clone();
         let viewer = *ctx.data_unchecked::<Viewer>();
@@ -176,7 +176,7 @@ impl Subscriber {
             return Some((Ok(first), self));
         }
         loop {
-            let received = match self.session {
+            let received = match &self.session {
                 Some(session) => tokio::select! {
                     received = self.receiver.recv() => Some(received),
                     () = tokio::time::sleep(session.next_check()) => None,
@@ -185,13 +185,17 @@ impl Subscriber {
             };
             let change = match received {
                 // time to check the session again
-                None => match self.session.map(|session| session.check()) {
-                    Some(Err(error)) => {
+                None => {
+                    let checked = match &self.session {
+                        Some(session) => session.check().await,
+                        None => Ok(()),
+                    };
+                    if let Err(error) = checked {
                         self.over = true;
                         return Some((Err(error).gql(), self));
                     }
-                    _ => None,
-                },
+                    None
+                }
                 Some(Ok(event)) => self.watch.apply(&event),
                 Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
                     tracing::debug!(missed, "order status subscriber lagged; reloading");

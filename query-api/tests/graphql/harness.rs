@@ -132,6 +132,20 @@ impl Harness {
         (id, self.keys.issue(id, role).unwrap())
     }
 
+    /// A signed-in account of `role` with a real session: its access token (naming the session)
+    /// and the session's refresh token (to sign out with).
+    pub async fn account_in_session(&self, role: Role) -> (Uuid, String, String) {
+        let (id, _) = self.account(role).await;
+        let session = accounts::start_session(&self.db.pool, id, chrono::Duration::days(1))
+            .await
+            .unwrap();
+        let token = self
+            .keys
+            .issue_for_session(id, role, session.family)
+            .unwrap();
+        (id, token, session.refresh_token)
+    }
+
     /// An access token of `account` that expires `ttl` (whole seconds) from now.
     pub fn token_expiring_in(&self, account: Uuid, role: Role, ttl: Duration) -> String {
         TokenKeys::new(&Secret::new(vec![42; 32]).unwrap(), ttl)

@@ -187,3 +187,47 @@ async fn a_subscription_ends_when_its_access_token_expires() {
     assert_eq!(next(&mut socket).await["type"], "complete");
     h.drop().await;
 }
+
+#[tokio::test]
+async fn a_signed_out_sessions_token_is_refused_before_it_expires() {
+    let h = Harness::start().await;
+    let (_, token, refresh) = h.account_in_session(Role::Customer).await;
+    let me = h.gql(Some(&token), "{ me { id } }", json!({})).await;
+    assert!(me["data"]["me"]["id"].is_string(), "{me}");
+
+    command_api::auth::accounts::end_session(&h.db.pool, &refresh)
+        .await
+        .unwrap();
+    // a live session is trusted for a few seconds per replica; then the logout counts
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let (status, refused) = h
+        .gql_with(Some(&token), "{ me { id } }", json!({}), &[])
+        .await;
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "unauthorized");
+
+    // nor does it open a subscription connection
+    let mut request = h.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+        .send(Message::text(
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("an answer");
+    let acknowledged =
+        matches!(&answer, Some(Ok(Message::Text(text))) if text.contains("connection_ack"));
+    assert!(
+        !acknowledged,
+        "a signed-out token opened a connection: {answer:?}"
+    );
+    h.drop().await;
+}
