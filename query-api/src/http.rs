@@ -18,6 +18,7 @@ use command_api::ErrorCode;
 
 use crate::consistency::{parse_position, RequestPosition, Waits};
 use crate::error::QueryError;
+use crate::schema::carts::CartToken;
 use crate::schema::{OrderEvents, QueryRoot, ShopSchema, SubscriptionRoot};
 use crate::viewer::{Revocations, Session, Viewer};
 
@@ -209,6 +210,12 @@ fn prepare(
             QueryError::QueryTooLarge(request.query.len(), limit),
         ));
     }
+    // a guest cart's secret, for `cart(id)` (the command API's header)
+    let cart_token = headers
+        .get(command_api::auth::cart_tokens::HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let request = request.data(CartToken(cart_token));
     Ok((request, viewer, session, position))
 }
 

@@ -405,10 +405,8 @@ async fn read_model_checksums(pool: &PgPool) -> BTreeMap<String, String> {
     sums
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
-    let postgres = Arc::new(OwnPostgres::start());
-    let mut redis = OwnRedis::start();
+/// A database `shop` on `postgres`, migrated and seeded with the demo catalog; its URL.
+async fn seeded_shop_database(postgres: &OwnPostgres, redis: &OwnRedis) -> String {
     let admin = PgPool::connect(&postgres.url("postgres")).await.unwrap();
     sqlx::query("CREATE DATABASE shop")
         .execute(&admin)
@@ -416,28 +414,21 @@ async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
         .unwrap();
     admin.close().await;
     let url = postgres.url("shop");
-    let redis_url = redis.url();
     for step in [&["migrate"][..], &["seed"][..]] {
-        let done = shop(&url, &redis_url).args(step).output().unwrap();
+        let done = shop(&url, &redis.url()).args(step).output().unwrap();
         assert!(done.status.success(), "{step:?}: {done:?}");
     }
-    let mut first = Serving::start(&url, &redis_url);
-    let second = Serving::start(&url, &redis_url);
-    let bases = Arc::new(RwLock::new(vec![
-        (first.command_api.clone(), first.query_api.clone()),
-        (second.command_api.clone(), second.query_api.clone()),
-    ]));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    url
+}
 
-    // a customer per shopper
+/// `n` customers registered through `command_api`: their access tokens.
+async fn customers(client: &reqwest::Client, command_api: &str, n: usize) -> Vec<String> {
     let mut tokens = Vec::new();
-    for n in 0..6 {
-        let body = json!({"email": format!("shopper{n}@shop.test"), "password": "a long enough password", "name": "Shopper"});
+    for _ in 0..n {
+        let email = format!("{}@shop.test", Uuid::new_v4().simple());
+        let body = json!({"email": email, "password": "a long enough password", "name": "Shopper"});
         let response = client
-            .post(format!("{}/api/auth/register", second.command_api))
+            .post(format!("{command_api}/api/auth/register"))
             .json(&body)
             .send()
             .await
@@ -446,11 +437,18 @@ async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
         let session: Value = response.json().await.unwrap();
         tokens.push(session["access_token"].as_str().unwrap().to_owned());
     }
+    tokens
+}
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(16);
-    let shoppers: Vec<_> = tokens
+/// A shopper per token, until `until`.
+fn shoppers(
+    client: &reqwest::Client,
+    bases: &Arc<RwLock<Vec<(String, String)>>>,
+    tokens: Vec<String>,
+    seen: &Arc<Mutex<Seen>>,
+    until: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    tokens
         .into_iter()
         .enumerate()
         .map(|(n, token)| {
@@ -463,7 +461,32 @@ async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
                 n,
             ))
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_survive_a_killed_process_and_database_and_redis_restarts() {
+    let postgres = Arc::new(OwnPostgres::start());
+    let mut redis = OwnRedis::start();
+    let url = seeded_shop_database(&postgres, &redis).await;
+    let redis_url = redis.url();
+    let mut first = Serving::start(&url, &redis_url);
+    let second = Serving::start(&url, &redis_url);
+    let bases = Arc::new(RwLock::new(vec![
+        (first.command_api.clone(), first.query_api.clone()),
+        (second.command_api.clone(), second.query_api.clone()),
+    ]));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let tokens = customers(&client, &second.command_api, 6).await;
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(16);
+    let shoppers = shoppers(&client, &bases, tokens, &seen, until);
 
     // the faults
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -639,17 +662,7 @@ async fn sold(pool: &PgPool, sku: &str) -> u64 {
 async fn database_restarts_under_load_answer_503_with_retry_after_never_500() {
     let postgres = Arc::new(OwnPostgres::start());
     let redis = OwnRedis::start();
-    let admin = PgPool::connect(&postgres.url("postgres")).await.unwrap();
-    sqlx::query("CREATE DATABASE shop")
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let url = postgres.url("shop");
-    for step in [&["migrate"][..], &["seed"][..]] {
-        let done = shop(&url, &redis.url()).args(step).output().unwrap();
-        assert!(done.status.success(), "{step:?}: {done:?}");
-    }
+    let url = seeded_shop_database(&postgres, &redis).await;
     let serving = Serving::start(&url, &redis.url());
     let bases = Arc::new(RwLock::new(vec![(
         serving.command_api.clone(),
@@ -659,34 +672,10 @@ async fn database_restarts_under_load_answer_503_with_retry_after_never_500() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut tokens = Vec::new();
-    for n in 0..6 {
-        let body = json!({"email": format!("reader{n}@shop.test"), "password": "a long enough password", "name": "Reader"});
-        let response = client
-            .post(format!("{}/api/auth/register", serving.command_api))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let session: Value = response.json().await.unwrap();
-        tokens.push(session["access_token"].as_str().unwrap().to_owned());
-    }
+    let tokens = customers(&client, &serving.command_api, 6).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let until = Instant::now() + Duration::from_secs(10);
-    let shoppers: Vec<_> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(n, token)| {
-            tokio::spawn(shopper(
-                client.clone(),
-                bases.clone(),
-                token,
-                seen.clone(),
-                until,
-                n,
-            ))
-        })
-        .collect();
+    let shoppers = shoppers(&client, &bases, tokens, &seen, until);
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let postgres = postgres.clone();

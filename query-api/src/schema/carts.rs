@@ -67,12 +67,18 @@ pub struct Cart {
     pub source: String,
 }
 
+/// The request's `Cart-Token` header: the secret of a guest cart.
+#[derive(Clone, Debug, Default)]
+pub struct CartToken(pub Option<String>);
+
 #[derive(Default)]
 pub struct CartQuery;
 
 #[Object]
 impl CartQuery {
-    /// A cart: its customer's, or a guest cart for whoever holds its id. Null if there is none.
+    /// A cart: its customer's, or a guest cart for whoever sends its secret in the `Cart-Token`
+    /// header (the one the command API gave or took when the cart was opened). Null if there is
+    /// none.
     async fn cart(
         &self,
         ctx: &Context<'_>,
@@ -98,8 +104,8 @@ async fn load_cart(
     if state.status() == CartStatus::New {
         return Ok(None);
     }
-    if let Some(CartOwner::Customer(owner)) = state.owner() {
-        match viewer {
+    match state.owner() {
+        Some(CartOwner::Customer(owner)) => match viewer {
             _ if viewer.customer() == Some(owner.as_uuid()) => {}
             Viewer::Guest => {
                 return Err(QueryError::Unauthorized("sign in to see this cart".into()))
@@ -108,6 +114,21 @@ async fn load_cart(
                 return Err(QueryError::Forbidden(
                     "this cart belongs to another customer".into(),
                 ))
+            }
+        },
+        // a guest cart: only for the holder of its secret, like in the command API
+        _ => {
+            let token = ctx.data_opt::<CartToken>().and_then(|t| t.0.as_deref());
+            let holds = match token {
+                Some(token) => {
+                    command_api::auth::cart_tokens::holds(&models.pool, id, token).await?
+                }
+                None => false,
+            };
+            if !holds {
+                return Err(QueryError::Forbidden(
+                    "a guest cart is read with its Cart-Token header".into(),
+                ));
             }
         }
     }

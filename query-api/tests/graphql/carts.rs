@@ -1,11 +1,11 @@
-//! `cart(id)`: its owner only (or whoever holds a guest cart's id); Redis first, the events when
+//! `cart(id)`: its owner only (or the holder of a guest cart's Cart-Token); Redis first, the events when
 //! Redis is behind the requested position.
 
 use command_api::auth::Role;
 use domain::{CartCommand, Quantity, Sku};
 use serde_json::{json, Value};
 
-use crate::harness::{assert_snapshot, code, eur, meta, no_errors, Harness};
+use crate::harness::{assert_snapshot, code, eur, meta, no_errors, Harness, GUEST_CART_TOKEN};
 
 const CART: &str = "query($id: UUID!, $p: String) { cart(id: $id, position: $p) {
     id status customerId currency itemCount source orderId
@@ -15,7 +15,7 @@ const CART: &str = "query($id: UUID!, $p: String) { cart(id: $id, position: $p) 
 } }";
 
 #[tokio::test]
-async fn a_cart_is_for_its_customer_and_guest_carts_for_whoever_holds_the_id() {
+async fn a_cart_is_for_its_customer_and_a_guest_cart_for_the_holder_of_its_token() {
     let h = Harness::start().await;
     h.catalog().await;
     let (alice, alice_token) = h.account(Role::Customer).await;
@@ -46,9 +46,27 @@ async fn a_cart_is_for_its_customer_and_guest_carts_for_whoever_holds_the_id() {
         assert_eq!(code(&refused), expected, "{refused}");
         assert_eq!(refused["data"], Value::Null);
     }
-    let guest = h.gql(None, CART, json!({"id": guest_cart})).await;
+    let (_, guest) = h
+        .gql_with(
+            None,
+            CART,
+            json!({"id": guest_cart}),
+            &[("Cart-Token", GUEST_CART_TOKEN)],
+        )
+        .await;
     no_errors(&guest);
     assert_eq!(guest["data"]["cart"]["customerId"], Value::Null);
+    // the id alone, or another secret, does not open a guest cart
+    for headers in [
+        &[][..],
+        &[("Cart-Token", "not-the-secret-of-this-cart-0123456789")][..],
+    ] {
+        let (_, refused) = h
+            .gql_with(None, CART, json!({"id": guest_cart}), headers)
+            .await;
+        assert_eq!(code(&refused), "forbidden", "{refused}");
+        assert_eq!(refused["data"]["cart"], Value::Null);
+    }
     let missing = h.gql(None, CART, json!({"id": uuid::Uuid::new_v4()})).await;
     no_errors(&missing);
     assert_eq!(missing["data"]["cart"], Value::Null);

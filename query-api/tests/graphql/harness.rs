@@ -25,6 +25,9 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// The secret of every guest cart the harness opens (its `Cart-Token`).
+pub const GUEST_CART_TOKEN: &str = "guest-cart-secret-for-tests-0123456789abcdef";
+
 pub struct Harness {
     pub db: TestDatabase,
     pub stores: Stores,
@@ -289,6 +292,7 @@ impl Harness {
     }
 
     /// A customer's cart with two headphones and a 10% coupon; its id and the last position.
+    /// A cart of `owner`, or a guest cart (whose secret is [`GUEST_CART_TOKEN`]).
     pub async fn cart(&self, owner: Option<Uuid>) -> (Uuid, LogPosition) {
         let id = Uuid::new_v4();
         let owner = match owner {
@@ -321,6 +325,13 @@ impl Harness {
                 .await
                 .unwrap();
             position = receipt.position.unwrap();
+        }
+        if owner == CartOwner::Guest {
+            // a guest cart's secret, as the command API keeps it
+            let hash = command_api::auth::cart_tokens::hash(GUEST_CART_TOKEN);
+            command_api::auth::cart_tokens::register(&self.db.pool, id, &hash)
+                .await
+                .unwrap();
         }
         (id, position)
     }
