@@ -1384,14 +1384,32 @@ async fn orders_are_cancelled_by_their_owner_and_shipped_and_refunded_by_staff()
         .await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
 
+    // a guest order is cancelled by the holder of its cart's secret, and by nobody else
     let guest_order = place_order(&app, None).await;
+    let placed = app
+        .state
+        .stores
+        .orders
+        .load(&guest_order.to_string())
+        .await
+        .unwrap();
+    let cart_id = placed.aggregate.placed().unwrap().cart_id.as_uuid();
+    let cart_token = new_cart_token();
+    command_api::auth::cart_tokens::register(
+        &app.state.pool,
+        cart_id,
+        &command_api::auth::cart_tokens::hash(&cart_token),
+    )
+    .await
+    .unwrap();
+    let path = format!("/api/orders/{guest_order}/cancel");
+    let (status, body) = app.post(&path, None, json!({})).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = app
-        .post(
-            &format!("/api/orders/{guest_order}/cancel"),
-            None,
-            json!({}),
-        )
+        .post_holding(&path, None, &new_cart_token(), json!({}))
         .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app.post_holding(&path, None, &cart_token, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.finish().await;
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::products::NoFields;
 use super::{position_text, written, OptionalJsonBody};
-use crate::auth::Role;
+use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::problem::{ApiError, ApiResult};
@@ -99,14 +99,30 @@ async fn cancel(
         Some(Role::Customer) | None => CancelledBy::Customer,
     };
     let caller = context.account().map(CustomerId::new);
+    // a guest order is its guest cart's: the caller must hold that cart's secret (the cart id is
+    // read first; the precondition then checks the order still names that cart)
+    let held_cart = match &context.cart_token {
+        Some(token) if by == CancelledBy::Customer => {
+            let order = state.stores.orders.load(&order_id.to_string()).await?;
+            match order.aggregate.placed().map(|placed| placed.cart_id) {
+                Some(cart_id)
+                    if cart_tokens::holds(&state.pool, cart_id.as_uuid(), token).await? =>
+                {
+                    Some(cart_id)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let owner_or_staff = move |order: &Order| {
         let placed = order.placed().ok_or(Refusal::NotFound)?;
         match (by, placed.customer) {
             (CancelledBy::Staff, _) => Ok(()),
-            // a guest order: whoever holds its id, as with the guest cart it came from
-            (_, None) => Ok(()),
+            (_, None) if held_cart == Some(placed.cart_id) => Ok(()),
             (_, Some(owner)) if Some(owner) == caller => Ok(()),
-            // someone else's order is not even acknowledged to exist
+            // someone else's order (or a guest order without its cart's secret) is not even
+            // acknowledged to exist
             _ => Err(Refusal::NotFound),
         }
     };
