@@ -4,29 +4,34 @@
 //! cached head, event ids, metadata, recorded_at, the stream's last transaction id for the
 //! xid-order guard) and hands it to its process's [`GroupCommitter`]. A flusher takes everything
 //! queued (at most [`GroupConfig::max_commands`]) and writes it with one statement — so one round
-//! trip and one commit — through the `append_group` function (migration 0002), which answers
-//! per command: written at this log position, or refused (a conflict, the xid-order guard, an
-//! error), each command's rows all or nothing, the others untouched. There is no timer window:
-//! while a flush runs the next group gathers, as in PostgreSQL's own group commit; a command that
-//! finds nothing in flight is flushed at once, alone, with the single-command statement.
+//! trip and one commit — and answers each command: written at this log position, or refused.
+//! There is no timer window: while a flush runs the next group gathers, as in PostgreSQL's own
+//! group commit; a command that finds nothing in flight is flushed at once, alone, with the
+//! single-command statement.
 //!
-//! A command the group could not write for another reason than a conflict (an error of its own,
-//! or a failure of the whole statement such as a payload the server refuses while binding) is
-//! written again alone, so one command's fault never becomes another's: the others get the
-//! answer they would have got alone, at the cost of one more round trip.
+//! Each command succeeds or fails on its own. The group's INSERT leaves out, whole, a command
+//! that the xid-order guard refuses or whose first sequence is taken (a stale cache, a stream
+//! guessed new): a conflict, retried by its caller like any other. Should the INSERT fail
+//! (a command raced a write not committed yet, or hit an error), the group is written again
+//! by the `append_group` function (migration 0003), each command in its own subtransaction, so
+//! the others are delayed by one round trip, never failed or partly written. A command that
+//! fails there for another reason than a conflict, or a group whose statements both fail (a
+//! payload the server refuses while binding), is written alone, each command for its own answer.
 //!
-//! The transaction's xid is taken when the flush starts, the same moment a single command's
-//! statement would take it, so the log order (by `transaction_id`, the top-level xid even for
-//! rows written in a subtransaction) and the gap-safe reader are unchanged: a group is one
-//! transaction like any other. Within a group, commands are written in stream-key order, so two
-//! processes' groups that touch the same streams wait for each other in one order (no deadlock).
+//! The transaction's xid is taken when the flush writes, the moment a single command's statement
+//! would take it, so the log order (by `transaction_id`, the top-level xid even for rows written
+//! in a subtransaction) and the gap-safe reader are unchanged: a group is one transaction like
+//! any other. Within a group, commands are written in stream-key order, so two processes' groups
+//! that touch the same streams wait for each other in one order (no deadlock).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -207,87 +212,190 @@ impl GroupCommitter {
         }
     }
 
-    /// One `append_group` statement for `group`: an outcome per command, in order.
+    /// Writes `group` in one statement: one INSERT of every command's rows, each command's
+    /// refused as a whole by the xid-order guard or when its first sequence is taken. Only when
+    /// that INSERT fails (a command raced a write not committed yet, or an error) the group is
+    /// written again by `append_group`, each command in its own subtransaction. An outcome per
+    /// command, in order.
     async fn write(&self, group: &[Pending]) -> std::result::Result<Vec<Outcome>, sqlx::Error> {
-        let events: usize = group.iter().map(|p| p.append.columns.sequences.len()).sum();
-        let mut commands: Vec<i32> = Vec::with_capacity(events);
-        let mut sequences: Vec<i64> = Vec::with_capacity(events);
-        let mut event_types: Vec<&str> = Vec::with_capacity(events);
-        let mut event_versions: Vec<&str> = Vec::with_capacity(events);
-        let mut payloads: Vec<&Value> = Vec::with_capacity(events);
-        let mut event_ids: Vec<Uuid> = Vec::with_capacity(events);
-        let mut prev_hashes: Vec<&[u8]> = Vec::with_capacity(events);
-        let mut hashes: Vec<&[u8]> = Vec::with_capacity(events);
-        for (n, pending) in group.iter().enumerate() {
-            let columns = &pending.append.columns;
-            commands.extend(std::iter::repeat_n(n as i32 + 1, columns.sequences.len()));
-            sequences.extend(&columns.sequences);
-            event_types.extend(columns.event_types.iter().map(String::as_str));
-            event_versions.extend(columns.event_versions.iter().map(String::as_str));
-            payloads.extend(&columns.payloads);
-            event_ids.extend(&columns.event_ids);
-            prev_hashes.extend(columns.prev_hashes.iter().map(Vec::as_slice));
-            hashes.extend(columns.hashes.iter().map(Vec::as_slice));
+        let columns = GroupColumns::new(group);
+        match columns.insert().fetch_all(&self.pool).await {
+            Ok(rows) => {
+                let mut commands: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
+                for (n, pending) in group.iter().enumerate() {
+                    for event_id in &pending.append.columns.event_ids {
+                        commands.insert(*event_id, n);
+                    }
+                }
+                // refused (no row came back): a conflict, like the single-command append's
+                let mut outcomes = vec![Outcome::Conflict; group.len()];
+                for row in rows {
+                    let Some(&n) = commands.get(&row.get::<Uuid, _>("event_id")) else {
+                        continue;
+                    };
+                    let position = LogPosition {
+                        transaction_id: row.get("transaction_id"),
+                        global_position: row.get("global_position"),
+                    };
+                    outcomes[n] = match outcomes[n] {
+                        Outcome::Written(last) if last > position => Outcome::Written(last),
+                        _ => Outcome::Written(position),
+                    };
+                }
+                Ok(outcomes)
+            }
+            Err(error) => {
+                tracing::debug!(%error, commands = group.len(), "a group's INSERT failed: each command in its own subtransaction");
+                let rows = columns.per_command().fetch_all(&self.pool).await?;
+                let mut outcomes = vec![Outcome::Failed("no answer".into()); group.len()];
+                for row in rows {
+                    let command: i32 = row.get("command");
+                    let Some(outcome) = usize::try_from(command - 1)
+                        .ok()
+                        .and_then(|n| outcomes.get_mut(n))
+                    else {
+                        continue;
+                    };
+                    let refused: Option<String> = row.get("refused");
+                    *outcome = match refused {
+                        None => Outcome::Written(LogPosition {
+                            transaction_id: row.get("transaction_id"),
+                            global_position: row.get("global_position"),
+                        }),
+                        Some(sqlstate) if CONFLICTS.contains(&sqlstate.as_str()) => {
+                            Outcome::Conflict
+                        }
+                        Some(sqlstate) => Outcome::Failed(sqlstate),
+                    };
+                }
+                Ok(outcomes)
+            }
         }
-        let rows = sqlx::query(APPEND_GROUP)
-            .bind(
-                group
-                    .iter()
-                    .map(|p| p.append.aggregate_type)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|p| p.append.aggregate_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(group.iter().map(|p| &p.append.metadata).collect::<Vec<_>>())
-            .bind(
-                group
-                    .iter()
-                    .map(|p| p.append.recorded_at)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|p| p.append.last_transaction_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(commands)
-            .bind(sequences)
-            .bind(event_types)
-            .bind(event_versions)
-            .bind(payloads)
-            .bind(event_ids)
-            .bind(prev_hashes)
-            .bind(hashes)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut outcomes = vec![Outcome::Failed("no answer".into()); group.len()];
-        for row in rows {
-            let command: i32 = row.get("command");
-            let Some(outcome) = usize::try_from(command - 1)
-                .ok()
-                .and_then(|n| outcomes.get_mut(n))
-            else {
-                continue;
-            };
-            let refused: Option<String> = row.get("refused");
-            *outcome = match refused {
-                None => Outcome::Written(LogPosition {
-                    transaction_id: row.get("transaction_id"),
-                    global_position: row.get("global_position"),
-                }),
-                Some(sqlstate) if CONFLICTS.contains(&sqlstate.as_str()) => Outcome::Conflict,
-                Some(sqlstate) => Outcome::Failed(sqlstate),
-            };
-        }
-        Ok(outcomes)
     }
 }
 
+/// A group's appends as the arrays its statements take: per command, and per event (each
+/// command's events together, in sequence order, with the command's number, 1-based).
+struct GroupColumns<'a> {
+    aggregate_types: Vec<&'a str>,
+    aggregate_ids: Vec<&'a str>,
+    metadata: Vec<&'a Value>,
+    recorded_at: Vec<DateTime<Utc>>,
+    last_transaction_ids: Vec<i64>,
+    first_sequences: Vec<i64>,
+    commands: Vec<i32>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<&'a str>,
+    payloads: Vec<&'a Value>,
+    event_ids: Vec<Uuid>,
+    prev_hashes: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+}
+
+impl<'a> GroupColumns<'a> {
+    fn new(group: &'a [Pending]) -> Self {
+        let events: usize = group.iter().map(|p| p.append.columns.sequences.len()).sum();
+        let mut columns = Self {
+            aggregate_types: Vec::with_capacity(group.len()),
+            aggregate_ids: Vec::with_capacity(group.len()),
+            metadata: Vec::with_capacity(group.len()),
+            recorded_at: Vec::with_capacity(group.len()),
+            last_transaction_ids: Vec::with_capacity(group.len()),
+            first_sequences: Vec::with_capacity(group.len()),
+            commands: Vec::with_capacity(events),
+            sequences: Vec::with_capacity(events),
+            event_types: Vec::with_capacity(events),
+            event_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            prev_hashes: Vec::with_capacity(events),
+            hashes: Vec::with_capacity(events),
+        };
+        for (n, pending) in group.iter().enumerate() {
+            let append = &pending.append;
+            let events = &append.columns;
+            columns.aggregate_types.push(append.aggregate_type);
+            columns.aggregate_ids.push(&append.aggregate_id);
+            columns.metadata.push(&append.metadata);
+            columns.recorded_at.push(append.recorded_at);
+            columns
+                .last_transaction_ids
+                .push(append.last_transaction_id);
+            columns
+                .first_sequences
+                .push(events.sequences.first().copied().unwrap_or(1));
+            columns
+                .commands
+                .extend(std::iter::repeat_n(n as i32 + 1, events.sequences.len()));
+            columns.sequences.extend(&events.sequences);
+            columns
+                .event_types
+                .extend(events.event_types.iter().map(String::as_str));
+            columns
+                .event_versions
+                .extend(events.event_versions.iter().map(String::as_str));
+            columns.payloads.extend(&events.payloads);
+            columns.event_ids.extend(&events.event_ids);
+            columns
+                .prev_hashes
+                .extend(events.prev_hashes.iter().map(Vec::as_slice));
+            columns
+                .hashes
+                .extend(events.hashes.iter().map(Vec::as_slice));
+        }
+        columns
+    }
+
+    /// The 13 arguments both statements share.
+    fn bind<'q>(&'q self, sql: &'q str) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(sql)
+            .bind(&self.aggregate_types)
+            .bind(&self.aggregate_ids)
+            .bind(&self.metadata)
+            .bind(&self.recorded_at)
+            .bind(&self.last_transaction_ids)
+            .bind(&self.commands)
+            .bind(&self.sequences)
+            .bind(&self.event_types)
+            .bind(&self.event_versions)
+            .bind(&self.payloads)
+            .bind(&self.event_ids)
+            .bind(&self.prev_hashes)
+            .bind(&self.hashes)
+    }
+
+    fn insert(&self) -> Query<'_, Postgres, PgArguments> {
+        self.bind(INSERT_GROUP).bind(&self.first_sequences)
+    }
+
+    fn per_command(&self) -> Query<'_, Postgres, PgArguments> {
+        self.bind(APPEND_GROUP)
+    }
+}
+
+/// Every command of a group in one INSERT. A command whose stream's last event is from a newer
+/// transaction (the xid-order guard, as in the single-command append) or whose first sequence
+/// is taken is left out whole: none of its rows comes back.
+const INSERT_GROUP: &str = "
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, recorded_at, event_id, prev_hash, hash)
+    SELECT ($1::text[])[e.command], ($2::text[])[e.command], e.sequence, e.event_type,
+           e.event_version, e.payload, ($3::jsonb[])[e.command], ($4::timestamptz[])[e.command],
+           e.event_id, e.prev_hash, e.hash
+      FROM UNNEST($6::integer[], $7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::uuid[],
+                  $12::bytea[], $13::bytea[])
+           WITH ORDINALITY AS e(command, sequence, event_type, event_version, payload, event_id,
+                                prev_hash, hash, n)
+     WHERE pg_current_xact_id() >= ($5::bigint[])[e.command]::text::xid8
+       AND NOT EXISTS (SELECT 1 FROM events h
+                        WHERE h.aggregate_type = ($1::text[])[e.command]
+                          AND h.aggregate_id = ($2::text[])[e.command]
+                          AND h.sequence = ($14::bigint[])[e.command])
+     ORDER BY e.n
+    RETURNING event_id, transaction_id::text::bigint AS transaction_id, global_position";
+
+/// The same group, each command in its own subtransaction (migration 0003).
 const APPEND_GROUP: &str = "
     SELECT command, transaction_id, global_position, refused
       FROM append_group($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::bigint[],

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "append_group",
         sql: include_str!("../migrations/0002_append_group.sql"),
     },
+    Migration {
+        version: 3,
+        name: "append_group_per_command",
+        sql: include_str!("../migrations/0003_append_group_per_command.sql"),
+    },
 ];
 
 /// What a run of [`run`] did.

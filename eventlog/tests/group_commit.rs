@@ -69,6 +69,51 @@ async fn positions(pool: &PgPool, stream: &str) -> Vec<(i64, LogPosition)> {
     .collect()
 }
 
+/// Waits until a session of the test's database waits for a lock.
+async fn until_someone_waits_for_a_lock(db: &TestDatabase) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&db.name)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nobody waited for a lock");
+}
+
+/// Commits `tx` once a session waits for it (for a row it wrote).
+async fn commit_once_waited_for(
+    db: &TestDatabase,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+              WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = $1",
+        )
+        .bind(&xid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            tx.commit().await.unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nobody waited for the racing transaction");
+}
+
 /// A command of [`as_one_group`]: the store it runs through (a new one when `None`), its stream
 /// and itself.
 type GroupMember = (
@@ -82,10 +127,14 @@ type GroupMember = (
 /// queue up; then the lock goes away and they are flushed together. Each command runs through
 /// its own store (the given one, or a new one on the committer), because commands of one store
 /// on streams of one turn-taking shard wait for each other before they reach the queue.
+///
+/// `racing` are transactions that wrote to streams of the group, each committed (in turn) once
+/// the group waits for it.
 async fn as_one_group(
     db: &TestDatabase,
     committer: &Arc<GroupCommitter>,
     commands: Vec<GroupMember>,
+    racing: Vec<sqlx::Transaction<'static, sqlx::Postgres>>,
 ) -> Vec<Outcome> {
     let new_store = || {
         Arc::new(
@@ -111,22 +160,7 @@ async fn as_one_group(
         async move { store.execute(&block, receive(&block, 1), &metadata()).await }
     });
     // the flusher is stuck once the blocked command waits for the lock
-    let mut waits = 0;
-    while waits < 500 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-        )
-        .bind(&db.name)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        waits += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(waits < 500, "the blocked command never waited for its lock");
+    until_someone_waits_for_a_lock(db).await;
     let count = commands.len();
     let tasks: Vec<_> = commands
         .into_iter()
@@ -143,6 +177,9 @@ async fn as_one_group(
     }
     blocking.rollback().await.unwrap();
     blocked.await.unwrap().expect("the blocked command");
+    for tx in racing {
+        commit_once_waited_for(db, tx).await;
+    }
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await.unwrap());
@@ -207,39 +244,41 @@ async fn concurrent_commands_on_different_streams_share_transactions() {
     db.drop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conflict_in_a_group_fails_that_command_alone_and_it_succeeds_on_retry() {
-    let db = database(24).await;
-    let committer = one_flusher(&db.pool);
-    let here = Arc::new(
-        PgEventStore::<Inventory>::new(db.pool.clone()).with_group_committer(committer.clone()),
-    );
-    // another process
-    let there = PgEventStore::<Inventory>::new(db.pool.clone()).without_group_commit();
-    here.execute("X", receive("X", 1), &metadata())
-        .await
-        .unwrap();
-    // `here` still thinks X ends at 1: its next command on X takes sequence 2, which is taken
-    there
-        .execute("X", receive("X", 2), &metadata())
-        .await
-        .unwrap();
-
+/// Runs 16 new streams `<prefix>-1..16` and `conflicted` (stream, command, and the sequence its
+/// retry writes; through `store`) as one group, with `racing` transactions committed while the
+/// group waits for them. Checks that the 16 were written whole in one transaction, and each
+/// conflicted command not in it but after it, on retry; and that every receipt says where its
+/// events are.
+async fn a_group_with_conflicts(
+    db: &TestDatabase,
+    committer: &Arc<GroupCommitter>,
+    store: &Arc<PgEventStore<Inventory>>,
+    prefix: &str,
+    conflicted: Vec<(&str, InventoryCommand, i64)>,
+    racing: Vec<sqlx::Transaction<'static, sqlx::Postgres>>,
+) {
+    let others = |n: usize| format!("{prefix}-{n}");
     let mut commands: Vec<_> = (1..=16)
-        .map(|n| (None, format!("G-{n}"), receive(&format!("G-{n}"), 5)))
+        .map(|n| (None, others(n), receive(&others(n), 5)))
         .collect();
-    commands.insert(7, (Some(here.clone()), "X".into(), receive("X", 3)));
-    let outcomes = as_one_group(&db, &committer, commands).await;
-    let receipts: Vec<_> = outcomes
+    let count = conflicted.len();
+    for (stream, command, _) in &conflicted {
+        commands.push((Some(store.clone()), stream.to_string(), command.clone()));
+    }
+    let outcomes = as_one_group(db, committer, commands, racing).await;
+    let mut receipts: Vec<_> = outcomes
         .into_iter()
         .map(|o| o.expect("every command succeeds"))
         .collect();
+    let retried = receipts.split_off(16);
+    assert_eq!(retried.len(), count);
 
-    // the others: fully written, all in one transaction
+    // the others: fully written, all in one transaction, where their receipts say
     let mut group_transactions = HashSet::new();
-    for n in 1..=16 {
-        let events = positions(&db.pool, &format!("G-{n}")).await;
-        assert_eq!(events.len(), 1, "G-{n}");
+    for (n, receipt) in receipts.iter().enumerate() {
+        let events = positions(&db.pool, &others(n + 1)).await;
+        assert_eq!(events.len(), 1, "{}", others(n + 1));
+        assert_eq!(receipt.position, Some(events[0].1));
         group_transactions.insert(events[0].1.transaction_id);
     }
     assert_eq!(
@@ -249,33 +288,96 @@ async fn a_conflict_in_a_group_fails_that_command_alone_and_it_succeeds_on_retry
     );
     let group_transaction = *group_transactions.iter().next().unwrap();
 
-    // the conflicted one: nothing of its first try; its retry wrote sequence 3, later
-    let x = positions(&db.pool, "X").await;
-    assert_eq!(x.len(), 3, "X: {x:?}");
-    assert!(
-        x.iter().all(|(_, p)| p.transaction_id != group_transaction),
-        "the conflicted command wrote in the group's transaction"
-    );
-    assert!(x[2].1 > x[1].1);
-    let receipt = &receipts[7];
-    assert_eq!((receipt.last_sequence, receipt.position), (3, Some(x[2].1)));
-    let stored = PgEventStore::<Inventory>::new(db.pool.clone())
-        .load("X")
-        .await
-        .unwrap();
-    assert_eq!(stored.aggregate.on_hand(), 6);
-    // the retried command's receipt and the others' positions are where their events are
-    for (n, receipt) in receipts.iter().enumerate().filter(|(n, _)| *n != 7) {
-        let stream = if n < 7 {
-            format!("G-{}", n + 1)
-        } else {
-            format!("G-{n}")
-        };
+    // the conflicted ones: nothing of their first try; each retry wrote its sequence, later
+    for ((stream, _, sequence), receipt) in conflicted.iter().zip(retried) {
+        let events = positions(&db.pool, stream).await;
+        assert_eq!(events.len() as i64, *sequence, "{stream}: {events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|(_, p)| p.transaction_id != group_transaction),
+            "the conflicted command on {stream} wrote in the group's transaction"
+        );
+        let last = events.last().unwrap().1;
+        assert!(last.transaction_id > group_transaction);
         assert_eq!(
-            receipt.position,
-            Some(positions(&db.pool, &stream).await[0].1)
+            (receipt.last_sequence, receipt.position),
+            (*sequence, Some(last))
         );
     }
+}
+
+/// Another process's transaction, left open, that wrote `stream`'s event `sequence`.
+async fn racing_write(
+    pool: &PgPool,
+    stream: &str,
+    sequence: i64,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut racing = pool.begin().await.unwrap();
+    let event = NewEvent {
+        aggregate_type: "inventory".into(),
+        aggregate_id: stream.into(),
+        sequence,
+        event_type: "StockReceived".into(),
+        event_version: "1".into(),
+        payload: json!({"StockReceived": {"sku": stream, "quantity": 2}}),
+        metadata: serde_json::to_value(metadata().to_map()).unwrap(),
+    };
+    append_bulk(&mut racing, &[event]).await.unwrap();
+    racing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_in_a_group_fails_that_command_alone_and_it_succeeds_on_retry() {
+    let db = database(24).await;
+    let committer = one_flusher(&db.pool);
+    let here = Arc::new(
+        PgEventStore::<Inventory>::new(db.pool.clone()).with_group_committer(committer.clone()),
+    );
+    // another process
+    let there = PgEventStore::<Inventory>::new(db.pool.clone()).without_group_commit();
+
+    // a stale cache: `here` still thinks X ends at 1, its next command on X takes sequence 2,
+    // which is taken (the group's INSERT leaves it out)
+    here.execute("X", receive("X", 1), &metadata())
+        .await
+        .unwrap();
+    there
+        .execute("X", receive("X", 2), &metadata())
+        .await
+        .unwrap();
+    a_group_with_conflicts(
+        &db,
+        &committer,
+        &here,
+        "G",
+        vec![("X", receive("X", 3), 3)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(there.load("X").await.unwrap().aggregate.on_hand(), 6);
+
+    // races: other processes' transactions write Y's sequence 2 and Z's sequence 1 and commit
+    // while the group waits for them. The group's INSERT fails on Y's stream key; the group is
+    // written again, each command in its own subtransaction, and there Z's fails on its key.
+    here.execute("Y", receive("Y", 1), &metadata())
+        .await
+        .unwrap();
+    let racing = vec![
+        racing_write(&db.pool, "Y", 2).await,
+        racing_write(&db.pool, "Z", 1).await,
+    ];
+    a_group_with_conflicts(
+        &db,
+        &committer,
+        &here,
+        "H",
+        vec![("Y", receive("Y", 3), 3), ("Z", receive("Z", 3), 2)],
+        racing,
+    )
+    .await;
+    assert_eq!(there.load("Y").await.unwrap().aggregate.on_hand(), 6);
+    assert_eq!(there.load("Z").await.unwrap().aggregate.on_hand(), 5);
     assert_chains_verify(&db.pool).await;
     db.drop().await;
 }
@@ -314,7 +416,7 @@ async fn an_error_of_one_command_fails_it_alone() {
             })
             .collect();
         commands.push((None, bad.to_owned(), receive(bad, 1)));
-        let mut outcomes = as_one_group(&db, &committer, commands).await;
+        let mut outcomes = as_one_group(&db, &committer, commands, Vec::new()).await;
         let failed = outcomes.pop().unwrap();
         match failed {
             Err(ExecuteError::Store(eventlog::Error::Database(sqlx::Error::Database(error)))) => {
