@@ -6,8 +6,9 @@
 //! queued (at most [`GroupConfig::max_commands`]) and writes it with one statement — so one round
 //! trip and one commit — and answers each command: written at this log position, or refused.
 //! There is no timer window: while a flush runs the next group gathers, as in PostgreSQL's own
-//! group commit; a command that finds nothing in flight is flushed at once, alone, with the
-//! single-command statement.
+//! group commit; a command that finds nothing queued or in flight is written at once, alone and
+//! by its own task, with the single-command statement (so one writer waits no longer than
+//! without group commit).
 //!
 //! Each command succeeds or fails on its own. The group's INSERT leaves out, whole, a command
 //! that the xid-order guard refuses or whose first sequence is taken (a stale cache, a stream
@@ -138,6 +139,20 @@ impl GroupCommitter {
     /// Writes `append` in the next group; its log position, or [`Error::Conflict`] when another
     /// writer took one of its sequences first or the xid-order guard refused it.
     pub(crate) async fn append(self: &Arc<Self>, append: PreparedAppend) -> Result<LogPosition> {
+        let alone = {
+            let mut queue = self.lock();
+            let alone = queue.flushing == 0 && queue.waiting.is_empty();
+            if alone {
+                queue.flushing += 1;
+            }
+            alone
+        };
+        if alone {
+            // written here, on this task, with no hand-over to a flusher (a command that arrives
+            // meanwhile queues, and its group starts when this one is done)
+            let _done = Alone(self);
+            return append_alone(&self.pool, &append).await;
+        }
         let (reply, answer) = oneshot::channel();
         let start_flusher = {
             let mut queue = self.lock();
@@ -410,6 +425,34 @@ enum Outcome {
     Conflict,
     /// Any other error (its SQLSTATE): the command is written again alone, for its own answer.
     Failed(String),
+}
+
+/// A command being written alone by its own task ([`GroupCommitter::append`]): when it is done
+/// or given up, the flusher's place is free again, and a flush loop starts for whatever queued
+/// meanwhile.
+struct Alone<'a>(&'a Arc<GroupCommitter>);
+
+impl Drop for Alone<'_> {
+    fn drop(&mut self) {
+        let committer = self.0;
+        let start = {
+            let mut queue = committer.lock();
+            let start = !queue.waiting.is_empty();
+            if !start {
+                queue.flushing -= 1;
+            }
+            start
+        };
+        if start {
+            // the place passes to the flush loop
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(Flusher::new(committer.clone()).run());
+                }
+                Err(_) => drop(Flusher::new(committer.clone())),
+            }
+        }
+    }
 }
 
 /// A running flush loop: flushes groups until the queue is empty. If it stops early (a panic, a
