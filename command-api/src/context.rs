@@ -5,19 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use eventlog::{Actor, EventMetadata};
+use http_vocabulary::headers::header_text;
+use http_vocabulary::RequestId;
 use uuid::Uuid;
 
 use crate::auth::cart_tokens;
 use crate::auth::tokens::Claims;
 use crate::auth::Role;
-use crate::problem::{ApiError, ApiResult};
+use http_vocabulary::{ApiError, ApiResult};
 use crate::AppState;
 
-pub const REQUEST_ID: &str = "x-request-id";
 pub const CORRELATION_ID: &str = "x-correlation-id";
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -140,18 +140,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     }
 }
 
-fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-}
-
-/// Middleware: authenticates the bearer token (an invalid one, or one of a revoked session, is a
-/// 401, not a guest), names the request, and puts the [`RequestContext`] into the request's
-/// extensions.
+/// Middleware (inside [`http_vocabulary::with_request_span`], whose request id it takes):
+/// authenticates the bearer token (an invalid one, or one of a revoked session, is a 401, not a
+/// guest) and puts the [`RequestContext`] into the request's extensions.
 pub async fn establish(
     State(state): State<AppState>,
     mut request: Request,
@@ -209,8 +200,9 @@ pub async fn establish(
         ))
         .into_response();
     }
-    let request_id =
-        header_text(headers, REQUEST_ID, 128).unwrap_or_else(|| Uuid::now_v7().to_string());
+    let Some(RequestId(request_id)) = request.extensions().get::<RequestId>().cloned() else {
+        return ApiError::internal("the request span layer is missing").into_response();
+    };
     let context = RequestContext {
         claims,
         correlation_id: header_text(headers, CORRELATION_ID, 64)
@@ -230,16 +222,8 @@ pub async fn establish(
                     state.config.forwarded_header,
                 )
             }),
-        request_id: request_id.clone(),
+        request_id,
     };
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     request.extensions_mut().insert(context);
-    // instrumented, not entered: a guard held across an await corrupts the span stack when the
-    // task moves between threads (seen as "tried to clone a span that already closed" panics
-    // under load)
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
+    next.run(request).await
 }

@@ -15,7 +15,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::problem::{ApiError, ErrorCode};
+use http_vocabulary::{ApiError, ErrorCode};
 
 /// The request body, parsed as JSON into `T`.
 pub struct JsonBody<T>(pub T);

@@ -12,27 +12,22 @@ pub mod domain_errors;
 pub mod idempotency;
 pub mod json;
 pub mod openapi;
-pub mod problem;
 pub mod rate_limit;
 pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use http_vocabulary::{ApiError, ErrorCode};
 use sqlx::PgPool;
 
-pub use crate::problem::{ApiError, ApiResult, ErrorCode};
 pub use schemas::stores::Stores;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// The response header carrying the log position of a command's last event.
-pub const POSITION_HEADER: &str = "shop-position";
 
 /// Migrations of the command API's tables (versions 100–199).
 pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
@@ -141,7 +136,7 @@ impl AppState {
 
 /// The command API's routes, with its middleware.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::router())
         .route("/api/openapi.json", get(openapi::serve))
         .method_not_allowed_fallback(|| async {
@@ -159,22 +154,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             context::establish,
         ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .merge(health_router(state.pool.clone()))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // the request span is outermost: authentication and idempotency log inside it
+    http_vocabulary::with_request_span(routes)
+        // ready while PostgreSQL answers
+        .merge(http_vocabulary::health::router(state.pool.clone()))
         .with_state(state)
-}
-
-/// `/health/live` (the process answers) and `/health/ready` (PostgreSQL answers).
-pub fn health_router<S: Clone + Send + Sync + 'static>(pool: PgPool) -> Router<S> {
-    Router::new()
-        .route("/health/live", get(|| async { "ok" }))
-        .route("/health/ready", get(ready))
-        .with_state(pool)
-}
-
-async fn ready(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
-    match sqlx::query("SELECT 1").execute(&pool).await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
-    }
 }

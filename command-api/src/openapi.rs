@@ -5,7 +5,7 @@ use axum::Json;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use crate::problem::Problem;
+use http_vocabulary::Problem;
 use crate::routes::ROUTES;
 
 pub async fn serve() -> Json<Value> {

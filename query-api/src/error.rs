@@ -1,8 +1,8 @@
-//! The query API's errors: every one carries `extensions.code` from the command API's vocabulary
-//! ([`ErrorCode`]), so a client handles both APIs' errors with one switch.
+//! The query API's errors: every one carries `extensions.code` from the APIs' shared vocabulary
+//! ([`ErrorCode`], crate `http-vocabulary`), so a client handles both APIs' errors with one switch.
 
 use async_graphql::ErrorExtensions;
-use command_api::ErrorCode;
+use http_vocabulary::ErrorCode;
 use eventlog::LogPosition;
 
 /// What a query can fail with.

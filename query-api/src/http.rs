@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use command_api::auth::sessions::SessionCheck;
 use command_api::auth::tokens::TokenKeys;
-use command_api::ErrorCode;
+use http_vocabulary::{ErrorCode, POSITION_HEADER};
 
 use crate::consistency::{parse_position, RequestPosition, Waits};
 use crate::error::QueryError;
@@ -26,9 +26,6 @@ use crate::viewer::{Revocations, Session, Viewer};
 /// reaches this one within it (the command API uses the same few seconds).
 const SESSION_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::{QueryConfig, ReadModels};
-
-/// The request header carrying a position for the whole request (read-your-writes).
-pub const POSITION_HEADER: &str = "shop-position";
 
 /// The built schema, the token keys and the settings; cheap to clone.
 #[derive(Clone)]
@@ -117,12 +114,15 @@ fn give_code(error: &mut ServerError) {
     extensions.set("code", code.as_str());
 }
 
-/// `/graphql` and `/graphql/ws`.
+/// `/graphql` and `/graphql/ws`, each request in a request span. A request's `Shop-Position`
+/// header ([`POSITION_HEADER`]) is the position the whole request reads at least (read-your-writes).
 pub fn router(api: QueryApi) -> Router {
-    Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(websocket))
-        .with_state(api)
+    http_vocabulary::with_request_span(
+        Router::new()
+            .route("/graphql", get(graphiql).post(graphql))
+            .route("/graphql/ws", get(websocket))
+            .with_state(api),
+    )
 }
 
 async fn graphql(State(api): State<QueryApi>, headers: HeaderMap, body: Bytes) -> Response {

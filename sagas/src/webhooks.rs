@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -17,8 +16,9 @@ use domain::payment::PaymentStatus;
 use domain::{Money, OrderId, PaymentCommand};
 use eventlog::store::ExecuteError;
 use eventlog::{Actor, EventMetadata};
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use schemas::stores::Stores;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::checkout::payment_id_of;
@@ -38,39 +38,25 @@ pub struct WebhookState {
     pub livemode: bool,
 }
 
+/// `POST /webhooks/stripe`, in a request span; errors are the APIs' problem+json.
 pub fn router(state: WebhookState) -> Router {
-    Router::new()
-        .route("/webhooks/stripe", post(receive))
-        .with_state(state)
-}
-
-fn problem(status: StatusCode, code: &str, detail: String) -> Response {
-    let body = json!({
-        "type": format!("https://shop.example/problems/{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    http_vocabulary::with_request_span(
+        Router::new()
+            .route("/webhooks/stripe", post(receive))
+            .with_state(state),
+    )
 }
 
 async fn receive(
     State(state): State<WebhookState>,
     headers: HeaderMap,
     payload: Bytes,
-) -> Response {
+) -> ApiResult<Json<Value>> {
     let Some(secret) = &state.secret else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "Stripe webhooks are not configured (SHOP_STRIPE_WEBHOOK_SECRET)".into(),
-        );
+        return Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Stripe webhooks are not configured (SHOP_STRIPE_WEBHOOK_SECRET)",
+        ));
     };
     let signature = headers
         .get(SIGNATURE_HEADER)
@@ -84,49 +70,24 @@ async fn receive(
         TOLERANCE_SECS,
     ) {
         tracing::warn!(%error, "refused a Stripe webhook");
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "validation",
-            format!("webhook refused: {error}"),
-        );
+        return Err(ApiError::validation(format!("webhook refused: {error}")));
     }
-    let event = match webhook::parse_event(&payload) {
-        Ok(event) => event,
-        Err(error) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                error.to_string(),
-            )
-        }
-    };
+    let event = webhook::parse_event(&payload)
+        .map_err(|error| ApiError::new(ErrorCode::MalformedRequest, error.to_string()))?;
     match handle(&state, &event).await {
-        Ok(outcome) => (
-            StatusCode::OK,
-            Json(json!({"received": true, "outcome": outcome})),
-        )
-            .into_response(),
+        Ok(outcome) => Ok(Json(json!({"received": true, "outcome": outcome}))),
         Err(WebhookFailure::Unavailable(error)) => {
             tracing::warn!(event_id = %event.id, %error, "Stripe webhook not applied now; Stripe will retry");
-            let mut response = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "the database is unavailable; retry".into(),
-            );
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            response
-        }
-        Err(error) => {
-            tracing::error!(event_id = %event.id, %error, "Stripe webhook not applied; Stripe will retry");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "an internal error occurred".into(),
+            Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the database is unavailable; retry",
             )
+            .with_retry_after(1))
         }
+        Err(error) => Err(ApiError::internal(format_args!(
+            "Stripe webhook {} not applied (Stripe will retry): {error}",
+            event.id
+        ))),
     }
 }
 

@@ -666,6 +666,13 @@ async fn post_webhook(
     (status, response.json().await.unwrap_or_default())
 }
 
+/// A refused signature is the APIs' `validation` problem: 422, problem+json, code `validation`.
+fn assert_refused((status, body): (reqwest::StatusCode, serde_json::Value)) {
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "validation", "{body}");
+    assert_eq!(body["status"], 422, "{body}");
+}
+
 async fn requested_payment(shop: &Shop, amount: i64) -> OrderId {
     let order = OrderId::new(Uuid::new_v4());
     let request = domain::PaymentCommand::Request {
@@ -706,25 +713,13 @@ async fn stripe_webhooks_are_verified_deduplicated_and_applied_in_any_order() {
 
     // forged, stale and unsigned webhooks are refused and change nothing
     let forged = sign(authorized.as_bytes(), "whsec_wrong", now);
-    assert_eq!(
-        post_webhook(&url, &authorized, &forged).await.0,
-        reqwest::StatusCode::BAD_REQUEST
-    );
+    assert_refused(post_webhook(&url, &authorized, &forged).await);
     let stale = sign(authorized.as_bytes(), WEBHOOK_SECRET, now - 600);
-    assert_eq!(
-        post_webhook(&url, &authorized, &stale).await.0,
-        reqwest::StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        post_webhook(&url, &authorized, "").await.0,
-        reqwest::StatusCode::BAD_REQUEST
-    );
+    assert_refused(post_webhook(&url, &authorized, &stale).await);
+    assert_refused(post_webhook(&url, &authorized, "").await);
     let tampered = authorized.replace("4307", "1");
     let signed_original = sign(authorized.as_bytes(), WEBHOOK_SECRET, now);
-    assert_eq!(
-        post_webhook(&url, &tampered, &signed_original).await.0,
-        reqwest::StatusCode::BAD_REQUEST
-    );
+    assert_refused(post_webhook(&url, &tampered, &signed_original).await);
     assert_eq!(payment_events(&shop).await, before);
 
     // a valid one applies; with several v1 signatures, one valid is enough

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -109,8 +108,10 @@ async fn record_lag(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The read side's readiness: PostgreSQL answers, no read model lags more than
+/// `max_lag_seconds`, and the relay's broker (when a relay runs here) acknowledges.
 #[derive(Clone)]
-struct ReadinessState {
+struct ReadSideReadiness {
     pool: PgPool,
     max_lag_seconds: f64,
 }
@@ -118,44 +119,32 @@ struct ReadinessState {
 /// `/health/live`, and `/health/ready`: PostgreSQL answers and no read model lags more than
 /// `max_lag_seconds`.
 pub fn health_router(pool: PgPool, max_lag_seconds: f64) -> Router {
-    Router::new()
-        .route("/health/live", get(|| async { "ok" }))
-        .route("/health/ready", get(ready))
-        .with_state(ReadinessState {
-            pool,
-            max_lag_seconds,
-        })
+    http_vocabulary::health::router(ReadSideReadiness {
+        pool,
+        max_lag_seconds,
+    })
 }
 
-async fn ready(State(state): State<ReadinessState>) -> (StatusCode, String) {
-    let mut lagging = Vec::new();
-    for projection in projections::pg::all() {
-        match projections::pg::status(&state.pool, projection.as_ref()).await {
-            Ok(status) if status.lag_seconds > state.max_lag_seconds => lagging.push(format!(
-                "{} {:.0} s behind",
-                status.name, status.lag_seconds
-            )),
-            Ok(_) => {}
-            Err(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database unavailable".to_owned(),
-                )
+impl http_vocabulary::health::Readiness for ReadSideReadiness {
+    async fn check(&self) -> Result<(), String> {
+        let mut lagging = Vec::new();
+        for projection in projections::pg::all() {
+            match projections::pg::status(&self.pool, projection.as_ref()).await {
+                Ok(status) if status.lag_seconds > self.max_lag_seconds => lagging.push(format!(
+                    "{} {:.0} s behind",
+                    status.name, status.lag_seconds
+                )),
+                Ok(_) => {}
+                Err(_) => return Err("database unavailable".to_owned()),
             }
         }
-    }
-    if !relay::broker_reachable() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the relay's Kafka broker does not acknowledge (retrying)".to_owned(),
-        );
-    }
-    if lagging.is_empty() {
-        (StatusCode::OK, "ready".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("read models lagging: {}", lagging.join(", ")),
-        )
+        if !relay::broker_reachable() {
+            return Err("the relay's Kafka broker does not acknowledge (retrying)".to_owned());
+        }
+        if lagging.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("read models lagging: {}", lagging.join(", ")))
+        }
     }
 }

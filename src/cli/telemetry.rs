@@ -16,7 +16,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ("shop_http_request_duration_seconds", "HTTP request latency, by api, route template, method and status"),
     ("shop_commands_total", "commands run through the event store, by aggregate and outcome (ok, rejected, refused, conflict, replayed, unchanged, error)"),
     ("shop_events_appended_total", "events appended, by aggregate and event type"),
-    ("shop_api_errors_total", "error answers of the command API, by error code"),
+    ("shop_api_errors_total", "error answers (problem+json) of the command API and the Stripe webhook, by error code"),
     ("shop_projection_position", "global position of each read model's checkpoint"),
     ("shop_projection_lag_events", "events each read model has still to apply"),
     ("shop_projection_lag_seconds", "age of the oldest event each read model has still to apply"),

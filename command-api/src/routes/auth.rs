@@ -17,7 +17,7 @@ use crate::auth::accounts::{self, AccountError, RefreshError};
 use crate::auth::{passwords, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use crate::problem::{ApiError, ApiResult, ErrorCode};
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -25,7 +25,7 @@ use super::{position_text, written, OptionalJsonBody};
 use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use crate::problem::{ApiError, ApiResult, ErrorCode};
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

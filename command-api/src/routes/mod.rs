@@ -21,8 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::json::JsonBody;
-use crate::problem::{ApiError, ApiResult, ErrorCode};
-use crate::{AppState, POSITION_HEADER};
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
+use crate::AppState;
+use http_vocabulary::POSITION_HEADER;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -18,7 +18,7 @@ use super::{position_text, written, OptionalJsonBody};
 use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use crate::problem::{ApiError, ApiResult};
+use http_vocabulary::{ApiError, ApiResult};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

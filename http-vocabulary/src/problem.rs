@@ -1,6 +1,7 @@
 //! Errors as `application/problem+json` (RFC 9457) with a stable `code`: the one error vocabulary
-//! of shop's APIs. Internal errors stay inside: the client gets an opaque 500, the cause is logged
-//! once.
+//! of shop's APIs (the query API puts the same codes in `extensions.code`). Internal errors stay
+//! inside: the client gets an opaque 500, the cause is logged once. Every error answer counts in
+//! `shop_api_errors_total` by code.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
