@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::auth::cart_tokens;
 use crate::auth::tokens::Claims;
 use crate::auth::Role;
-use http_vocabulary::{ApiError, ApiResult};
 use crate::AppState;
+use http_vocabulary::{ApiError, ApiResult};
 
 pub const CORRELATION_ID: &str = "x-correlation-id";
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

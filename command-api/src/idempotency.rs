@@ -22,9 +22,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
 use crate::context::RequestContext;
-use http_vocabulary::{ApiError, ErrorCode};
 use crate::{AppState, BODY_LIMIT};
 use http_vocabulary::POSITION_HEADER;
+use http_vocabulary::{ApiError, ErrorCode};
 
 /// How long a request holds its key before a retry may take it over.
 const LEASE_SECONDS: i64 = 30;

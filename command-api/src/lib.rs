@@ -8,7 +8,6 @@
 pub mod auth;
 pub mod client_ip;
 pub mod context;
-pub mod domain_errors;
 pub mod idempotency;
 pub mod json;
 pub mod openapi;

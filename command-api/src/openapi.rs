@@ -5,8 +5,8 @@ use axum::Json;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use http_vocabulary::Problem;
 use crate::routes::ROUTES;
+use http_vocabulary::Problem;
 
 pub async fn serve() -> Json<Value> {
     Json(document())

@@ -74,7 +74,10 @@ mod tests {
         let lagging = Fixed(Err("read models lagging".into()));
         assert_eq!(
             get_status(lagging.clone(), "/health/ready").await,
-            (StatusCode::SERVICE_UNAVAILABLE, "read models lagging".into())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read models lagging".into()
+            )
         );
         assert_eq!(
             get_status(lagging, "/health/live").await,

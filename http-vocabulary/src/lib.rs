@@ -3,10 +3,12 @@
 //!
 //! - [`problem`]: the error codes ([`ErrorCode`]), the `application/problem+json` body
 //!   ([`Problem`]) and the error a handler returns ([`ApiError`]);
+//! - [`domain_errors`]: every domain refusal and event-store failure as an [`ApiError`];
 //! - [`headers`]: the `Shop-Position` and `X-Request-Id` headers;
 //! - [`request_span`]: the middleware that names each request and runs it in its span;
 //! - [`health`]: `/health/live` and `/health/ready` over a [`health::Readiness`] check.
 
+pub mod domain_errors;
 pub mod headers;
 pub mod health;
 pub mod problem;

@@ -2,8 +2,8 @@
 //! ([`ErrorCode`], crate `http-vocabulary`), so a client handles both APIs' errors with one switch.
 
 use async_graphql::ErrorExtensions;
-use http_vocabulary::ErrorCode;
 use eventlog::LogPosition;
+use http_vocabulary::ErrorCode;
 
 /// What a query can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,8 @@ use crate::auth::accounts::{self, AccountError, RefreshError};
 use crate::auth::{passwords, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use crate::AppState;
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -14,8 +14,8 @@ use super::{position_text, written};
 use crate::auth::Role;
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use http_vocabulary::{ApiError, ApiResult};
 use crate::AppState;
+use http_vocabulary::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -21,9 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::json::JsonBody;
-use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use crate::AppState;
 use http_vocabulary::POSITION_HEADER;
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()

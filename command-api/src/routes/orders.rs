@@ -18,8 +18,8 @@ use super::{position_text, written, OptionalJsonBody};
 use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
-use http_vocabulary::{ApiError, ApiResult};
 use crate::AppState;
+use http_vocabulary::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {
     Router::new()

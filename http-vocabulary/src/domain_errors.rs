@@ -4,7 +4,7 @@
 use domain::{CartError, InventoryError, OrderError, PaymentError, ProductError};
 use eventlog::store::{ExecuteError, Refusal};
 
-use http_vocabulary::{ApiError, ErrorCode};
+use crate::{ApiError, ErrorCode};
 
 /// The API error code of a domain error.
 pub trait Coded: std::error::Error {
