@@ -199,15 +199,15 @@ fn parse_jwt_secret(text: &str) -> Result<SecretString, String> {
 }
 
 impl SecretConfig {
-    pub fn jwt_secret(&self) -> command_api::auth::tokens::Secret {
+    pub fn jwt_secret(&self) -> accounts::tokens::Secret {
         match &self.jwt_secret {
-            Some(secret) => command_api::auth::tokens::Secret::new(secret.0.as_bytes().to_vec())
-                .unwrap_or_else(|_| command_api::auth::tokens::Secret::random()),
+            Some(secret) => accounts::tokens::Secret::new(secret.0.as_bytes().to_vec())
+                .unwrap_or_else(|_| accounts::tokens::Secret::random()),
             None => {
                 tracing::warn!(
                     "SHOP_JWT_SECRET is not set: using a random key; tokens will not survive a restart"
                 );
-                command_api::auth::tokens::Secret::random()
+                accounts::tokens::Secret::random()
             }
         }
     }

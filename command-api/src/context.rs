@@ -12,10 +12,10 @@ use http_vocabulary::headers::header_text;
 use http_vocabulary::RequestId;
 use uuid::Uuid;
 
-use crate::auth::cart_tokens;
-use crate::auth::tokens::Claims;
-use crate::auth::Role;
 use crate::AppState;
+use accounts::cart_tokens;
+use accounts::tokens::Claims;
+use accounts::Role;
 use http_vocabulary::{ApiError, ApiResult};
 
 pub const CORRELATION_ID: &str = "x-correlation-id";

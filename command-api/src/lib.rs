@@ -5,7 +5,6 @@
 //! Build a router with [`router`] from an [`AppState`]; `shop serve` and `shop command-api`
 //! serve it.
 
-pub mod auth;
 pub mod client_ip;
 pub mod context;
 pub mod idempotency;
@@ -93,12 +92,12 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub pool: PgPool,
     pub stores: Stores,
-    pub tokens: auth::tokens::TokenKeys,
+    pub tokens: accounts::tokens::TokenKeys,
     pub config: ApiConfig,
     pub auth_limiter: rate_limit::RateLimiter,
     pub checkout_limiter: rate_limit::RateLimiter,
     /// Whether access tokens' sessions are revoked.
-    pub sessions: auth::sessions::SessionCheck,
+    pub sessions: accounts::sessions::SessionCheck,
     /// When this process last purged expired idempotency keys (seconds since the epoch).
     pub idempotency_purged_at: std::sync::atomic::AtomicU64,
 }
@@ -112,11 +111,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, secret: &auth::tokens::Secret, config: ApiConfig) -> Self {
+    pub fn new(pool: PgPool, secret: &accounts::tokens::Secret, config: ApiConfig) -> Self {
         let burst = |per_minute: u32| (per_minute / 5).max(3);
         Self(Arc::new(Inner {
             stores: Stores::new(&pool),
-            tokens: auth::tokens::TokenKeys::new(secret, config.access_ttl),
+            tokens: accounts::tokens::TokenKeys::new(secret, config.access_ttl),
             auth_limiter: rate_limit::RateLimiter::new(
                 config.auth_per_minute,
                 burst(config.auth_per_minute),
@@ -126,7 +125,7 @@ impl AppState {
                 burst(config.checkout_per_minute),
             ),
             idempotency_purged_at: std::sync::atomic::AtomicU64::new(0),
-            sessions: auth::sessions::SessionCheck::new(config.session_check_ttl),
+            sessions: accounts::sessions::SessionCheck::new(config.session_check_ttl),
             pool,
             config,
         }))

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use command_api::auth::{accounts, passwords, tokens::Secret, Role};
+use accounts::{passwords, tokens::Secret, Role};
 use command_api::{ApiConfig, AppState};
 use domain::order::OrderLine;
 use domain::{
@@ -1395,10 +1395,10 @@ async fn orders_are_cancelled_by_their_owner_and_shipped_and_refunded_by_staff()
         .unwrap();
     let cart_id = placed.aggregate.placed().unwrap().cart_id.as_uuid();
     let cart_token = new_cart_token();
-    command_api::auth::cart_tokens::register(
+    accounts::cart_tokens::register(
         &app.state.pool,
         cart_id,
-        &command_api::auth::cart_tokens::hash(&cart_token),
+        &accounts::cart_tokens::hash(&cart_token),
     )
     .await
     .unwrap();
@@ -1423,7 +1423,7 @@ async fn an_idempotency_key_returns_the_first_result_and_refuses_a_different_bod
     let cart_token = new_cart_token();
     let scope = format!(
         "guest:{}",
-        hex::encode(command_api::auth::cart_tokens::hash(&cart_token))
+        hex::encode(accounts::cart_tokens::hash(&cart_token))
     );
 
     let create = |key: &str| {

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use accounts::sessions::SessionCheck;
+use accounts::tokens::TokenKeys;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Data, EmptyMutation, ErrorExtensions, Schema, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -12,8 +14,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use command_api::auth::sessions::SessionCheck;
-use command_api::auth::tokens::TokenKeys;
 use http_vocabulary::{ErrorCode, POSITION_HEADER};
 
 use crate::consistency::{parse_position, RequestPosition, Waits};
@@ -212,7 +212,7 @@ fn prepare(
     }
     // a guest cart's secret, for `cart(id)` (the command API's header)
     let cart_token = headers
-        .get(command_api::auth::cart_tokens::HEADER)
+        .get(accounts::cart_tokens::HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     let request = request.data(CartToken(cart_token));

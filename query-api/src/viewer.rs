@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use command_api::auth::sessions::SessionCheck;
-use command_api::auth::tokens::TokenKeys;
-use command_api::auth::Role;
+use accounts::sessions::SessionCheck;
+use accounts::tokens::TokenKeys;
+use accounts::Role;
 use sqlx::PgPool;
 use uuid::Uuid;
 

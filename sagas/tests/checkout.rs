@@ -875,12 +875,12 @@ async fn an_order_confirmation_is_mailed_once_however_often_its_event_is_read() 
     )
     .await;
     let stores = Stores::new(&db.pool);
-    let customer = command_api::auth::accounts::create(
+    let customer = accounts::create(
         &db.pool,
         "ada@example.com",
         "Ada",
         "x",
-        command_api::auth::Role::Customer,
+        accounts::Role::Customer,
     )
     .await
     .unwrap();

@@ -118,8 +118,8 @@ pub async fn browse(
         search: index,
         consistency_wait: Duration::from_secs(2),
     };
-    let keys = command_api::auth::tokens::TokenKeys::new(
-        &command_api::auth::tokens::Secret::random(),
+    let keys = accounts::tokens::TokenKeys::new(
+        &accounts::tokens::Secret::random(),
         Duration::from_secs(900),
     );
     let api = query_api::QueryApi::new(models, keys, query_api::QueryConfig::default());

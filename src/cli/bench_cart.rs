@@ -28,8 +28,7 @@ pub async fn cart(
         checkout_per_minute: 1_000_000,
         ..command_api::ApiConfig::default()
     };
-    let state =
-        command_api::AppState::new(pool, &command_api::auth::tokens::Secret::random(), config);
+    let state = command_api::AppState::new(pool, &accounts::tokens::Secret::random(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move {

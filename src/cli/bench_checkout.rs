@@ -71,11 +71,8 @@ async fn start_services(pool: &sqlx::PgPool, stores: &Arc<Stores>) -> anyhow::Re
         checkout_per_minute: 1_000_000,
         ..command_api::ApiConfig::default()
     };
-    let state = command_api::AppState::new(
-        pool.clone(),
-        &command_api::auth::tokens::Secret::random(),
-        config,
-    );
+    let state =
+        command_api::AppState::new(pool.clone(), &accounts::tokens::Secret::random(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tasks.push(tokio::spawn(async move {

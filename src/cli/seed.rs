@@ -251,19 +251,16 @@ async fn seed_coupons(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 
 /// A staff and an auditor account with random passwords, printed once. Existing ones are left.
 async fn seed_accounts(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    use command_api::auth::Role;
+    use accounts::Role;
     for (email, name, role) in [
         ("staff@shop.local", "Demo staff", Role::Staff),
         ("auditor@shop.local", "Demo auditor", Role::Auditor),
     ] {
-        if command_api::auth::accounts::find_by_email(pool, email)
-            .await?
-            .is_some()
-        {
+        if accounts::find_by_email(pool, email).await?.is_some() {
             println!("account {email} already there");
             continue;
         }
-        let password = command_api::auth::tokens::new_refresh_token()[..20].to_owned();
+        let password = accounts::tokens::new_refresh_token()[..20].to_owned();
         super::user::add(pool, email, name, role, password.clone()).await?;
         println!(
             "account {email} ({}) created; password: {password}",

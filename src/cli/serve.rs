@@ -242,7 +242,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
             search: index,
             consistency_wait: config.consistency_wait,
         };
-        let keys = command_api::auth::tokens::TokenKeys::new(
+        let keys = accounts::tokens::TokenKeys::new(
             &jwt_secret,
             command_api::ApiConfig::default().access_ttl,
         );

@@ -4,10 +4,9 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
+use accounts::{passwords, AccountError, Role};
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use command_api::auth::accounts::{self, AccountError};
-use command_api::auth::{passwords, Role};
 use domain::Email;
 
 use crate::config::StoreConfig;

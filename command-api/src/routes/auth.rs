@@ -13,11 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::accounts::{self, AccountError, RefreshError};
-use crate::auth::{passwords, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
+use accounts::{passwords, AccountError, RefreshError, Role};
 use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {

@@ -1,6 +1,6 @@
 //! `/api/carts`: guest and customer carts. A customer's cart is usable by that customer only; a
 //! guest cart by whoever holds its secret, sent as the `Cart-Token` header
-//! ([`crate::auth::cart_tokens`]): the guest's client chooses it (needed for a create with an
+//! ([`accounts::cart_tokens`]): the guest's client chooses it (needed for a create with an
 //! Idempotency-Key: the token, not the key, says which guest is retrying) or the server makes
 //! one and answers it once, with the new cart.
 
@@ -22,10 +22,10 @@ use uuid::Uuid;
 use super::inventory::parse_quantity;
 use super::products::parse_sku;
 use super::{position_text, written, OptionalJsonBody};
-use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
+use accounts::{cart_tokens, Role};
 use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::products::parse_sku;
 use super::{position_text, written};
-use crate::auth::Role;
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
+use accounts::Role;
 use http_vocabulary::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {

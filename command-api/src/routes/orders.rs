@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use super::products::NoFields;
 use super::{position_text, written, OptionalJsonBody};
-use crate::auth::{cart_tokens, Role};
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
+use accounts::{cart_tokens, Role};
 use http_vocabulary::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {

@@ -10,10 +10,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{position_text, written, MoneyBody, OptionalJsonBody};
-use crate::auth::Role;
 use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
+use accounts::Role;
 use http_vocabulary::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {

@@ -1,9 +1,9 @@
 //! What auditors read, straight from the event store (always current, no read model): a stream's
 //! history with metadata, its state as of a version or a time, and its hash chain.
 
+use accounts::Role;
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use command_api::auth::Role;
 use eventlog::audit::Problem;
 use eventlog::{EventMetadata, LogPosition, RecordedEvent};
 use sqlx::postgres::PgRow;

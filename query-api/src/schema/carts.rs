@@ -120,9 +120,7 @@ async fn load_cart(
         _ => {
             let token = ctx.data_opt::<CartToken>().and_then(|t| t.0.as_deref());
             let holds = match token {
-                Some(token) => {
-                    command_api::auth::cart_tokens::holds(&models.pool, id, token).await?
-                }
+                Some(token) => accounts::cart_tokens::holds(&models.pool, id, token).await?,
                 None => false,
             };
             if !holds {

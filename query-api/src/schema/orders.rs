@@ -1,9 +1,9 @@
 //! Orders from the orders read model (`rm_orders`): `order(id)`, `me { orders }` and the staff's
 //! `orders(filter)`, with lines, totals, status, timeline and payments.
 
+use accounts::Role;
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use command_api::auth::Role;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;

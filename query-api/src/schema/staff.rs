@@ -1,9 +1,9 @@
 //! What staff read: stock with its reservations, every order, sales by day. Other roles get
 //! `forbidden`, guests `unauthorized`.
 
+use accounts::Role;
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use command_api::auth::Role;
 use sqlx::Row;
 use uuid::Uuid;
 

@@ -1,6 +1,6 @@
 //! The auditor's `history`, `stateAt` and `verify`, straight from the event store.
 
-use command_api::auth::Role;
+use accounts::Role;
 use serde_json::{json, Value};
 
 use crate::harness::{assert_snapshot, code, no_errors, Harness};

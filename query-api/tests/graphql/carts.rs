@@ -1,7 +1,7 @@
 //! `cart(id)`: its owner only (or the holder of a guest cart's Cart-Token); Redis first, the events when
 //! Redis is behind the requested position.
 
-use command_api::auth::Role;
+use accounts::Role;
 use domain::{CartCommand, Quantity, Sku};
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use command_api::auth::Role;
+use accounts::Role;
 use query_api::consistency::{RequestPosition, Waits};
 use query_api::viewer::Viewer;
 use query_api::QueryConfig;

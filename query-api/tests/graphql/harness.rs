@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use accounts::tokens::{Secret, TokenKeys};
+use accounts::{passwords, Role};
 use chrono::Utc;
-use command_api::auth::tokens::{Secret, TokenKeys};
-use command_api::auth::{accounts, passwords, Role};
 use domain::cart::{CartOwner, Discount};
 use domain::order::OrderLine;
 use domain::{
@@ -328,8 +328,8 @@ impl Harness {
         }
         if owner == CartOwner::Guest {
             // a guest cart's secret, as the command API keeps it
-            let hash = command_api::auth::cart_tokens::hash(GUEST_CART_TOKEN);
-            command_api::auth::cart_tokens::register(&self.db.pool, id, &hash)
+            let hash = accounts::cart_tokens::hash(GUEST_CART_TOKEN);
+            accounts::cart_tokens::register(&self.db.pool, id, &hash)
                 .await
                 .unwrap();
         }

@@ -1,7 +1,7 @@
 //! Protection: depth, complexity and size limits, introspection and GraphiQL switches, and the
 //! request-level errors (bad token, bad body) — each with its code.
 
-use command_api::auth::Role;
+use accounts::Role;
 use query_api::QueryConfig;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! `order(id)`, `me { orders }` and the staff's `orders`, `inventory`, `salesByDay`: fields,
 //! pagination and who may read what.
 
-use command_api::auth::Role;
+use accounts::Role;
 use serde_json::{json, Value};
 
 use crate::harness::{assert_snapshot, code, no_errors, Harness};

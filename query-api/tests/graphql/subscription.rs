@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use command_api::auth::Role;
+use accounts::Role;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -195,9 +195,7 @@ async fn a_signed_out_sessions_token_is_refused_before_it_expires() {
     let me = h.gql(Some(&token), "{ me { id } }", json!({})).await;
     assert!(me["data"]["me"]["id"].is_string(), "{me}");
 
-    command_api::auth::accounts::end_session(&h.db.pool, &refresh)
-        .await
-        .unwrap();
+    accounts::end_session(&h.db.pool, &refresh).await.unwrap();
     // a live session is trusted for a few seconds per replica; then the logout counts
     tokio::time::sleep(Duration::from_millis(5_200)).await;
     let (status, refused) = h

@@ -3,7 +3,7 @@
 //! from then on its access tokens are refused — not only when they expire.
 //!
 //! Checked on every signed-in request, so cached: a revocation is permanent (remembered for
-//! good, up to a bound), a live session is re-read after [`crate::ApiConfig::session_check_ttl`]
+//! good, up to a bound), a live session is re-read after `command_api::ApiConfig::session_check_ttl`
 //! (a few seconds), which is how long a logout on another replica takes to reach this one; one
 //! on this replica counts at once.
 
@@ -36,7 +36,7 @@ impl SessionCheck {
         if let Some(revoked) = self.cached(family) {
             return Ok(revoked);
         }
-        let revoked = super::accounts::is_revoked(pool, family).await?;
+        let revoked = crate::is_revoked(pool, family).await?;
         self.remember(family, revoked);
         Ok(revoked)
     }

@@ -1,11 +1,18 @@
-//! Authentication: argon2 password hashes, short-lived JWT access tokens (HS256), rotating
-//! refresh tokens, guest cart tokens, and the roles that decide who may do what.
+//! Accounts and credentials: argon2 password hashes, short-lived JWT access tokens (HS256),
+//! rotating refresh tokens (sessions), guest cart tokens, and the roles that decide who may do
+//! what. Plain SQL tables, not events: credentials are security state, not business history.
+//! The command API and the query API both check tokens and sessions with this crate.
 
-pub mod accounts;
 pub mod cart_tokens;
 pub mod passwords;
 pub mod sessions;
+mod store;
 pub mod tokens;
+
+pub use store::{
+    create, end_session, find_by_email, is_revoked, rotate, start_session, Account, AccountError,
+    RefreshError, Session,
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::tokens::new_refresh_token;
-use super::Role;
+use crate::tokens::new_refresh_token;
+use crate::Role;
 
 /// A stored account.
 #[derive(Clone, Debug)]
