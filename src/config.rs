@@ -482,6 +482,50 @@ pub struct RoleConfig {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub anchors: AnchorSchedule,
+    #[command(flatten)]
+    pub data_keys: DataKeyConfig,
+}
+
+/// The master key that wraps the data keys of personal data (`schemas::personal`). Never
+/// printed.
+#[derive(Args, Debug, Clone)]
+pub struct DataKeyConfig {
+    /// 64 hex digits (32 bytes): the master key that wraps every customer's data key. With it,
+    /// personal fields of events (shipping addresses) are stored encrypted and can be erased
+    /// (`shop customer erase`); without it they are stored in plaintext. Keep it out of the
+    /// database and out of backups of the database; losing it loses every sealed field.
+    #[arg(long, env = "SHOP_DATA_KEY_MASTER", hide_env_values = true)]
+    pub data_key_master: Option<SecretString>,
+}
+
+impl DataKeyConfig {
+    /// The keyring of `pool`'s database, or `None` without a master key. A malformed master key
+    /// or one that is not the database's is an error (its value is never printed).
+    pub async fn keyring(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> anyhow::Result<Option<std::sync::Arc<schemas::personal::Keyring>>> {
+        let Some(master) = &self.data_key_master else {
+            return Ok(None);
+        };
+        let master = schemas::personal::MasterKey::from_hex(&master.0)
+            .map_err(|e| anyhow::anyhow!("SHOP_DATA_KEY_MASTER: {e}"))?;
+        let keyring = schemas::personal::Keyring::open(pool.clone(), master)
+            .await
+            .map_err(|e| anyhow::anyhow!("SHOP_DATA_KEY_MASTER: {e}"))?;
+        Ok(Some(std::sync::Arc::new(keyring)))
+    }
+
+    /// [`DataKeyConfig::keyring`], required by `command`.
+    pub async fn required(
+        &self,
+        pool: &sqlx::PgPool,
+        command: &str,
+    ) -> anyhow::Result<std::sync::Arc<schemas::personal::Keyring>> {
+        self.keyring(pool).await?.ok_or_else(|| {
+            anyhow::anyhow!("`{command}` needs SHOP_DATA_KEY_MASTER (the data keys' master key)")
+        })
+    }
 }
 
 /// The key audit anchors are signed with. Never printed.

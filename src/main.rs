@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::projections::ProjectionsCommand,
     },
+    /// A customer's personal data: export and erasure (GDPR).
+    Customer {
+        #[command(subcommand)]
+        command: cli::customer::CustomerCommand,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -149,6 +154,7 @@ async fn main() -> std::process::ExitCode {
             batch,
         } => cli::projections::rebuild(&stores, name.as_deref(), all, batch.max(1)).await,
         Command::Projections { command } => cli::projections::run(command).await,
+        Command::Customer { command } => cli::customer::run(command).await,
         Command::User { command } => cli::user::run(command).await,
         Command::Bench { scenario } => cli::bench::run(scenario).await,
         Command::Probe { url } => cli::probe(&url).await,

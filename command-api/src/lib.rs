@@ -10,6 +10,7 @@ pub mod context;
 pub mod idempotency;
 pub mod json;
 pub mod openapi;
+pub mod privacy;
 pub mod rate_limit;
 pub mod routes;
 
@@ -112,9 +113,23 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, secret: &accounts::tokens::Secret, config: ApiConfig) -> Self {
+        Self::with_keyring(pool, secret, config, None)
+    }
+
+    /// [`AppState::new`], sealing personal fields with `keyring` (see `schemas::personal`);
+    /// `None`: they are stored in plaintext and cannot be erased.
+    pub fn with_keyring(
+        pool: PgPool,
+        secret: &accounts::tokens::Secret,
+        config: ApiConfig,
+        keyring: Option<Arc<schemas::personal::Keyring>>,
+    ) -> Self {
         let burst = |per_minute: u32| (per_minute / 5).max(3);
         Self(Arc::new(Inner {
-            stores: Stores::new(&pool),
+            stores: match keyring {
+                Some(keyring) => Stores::sealed(&pool, keyring),
+                None => Stores::new(&pool),
+            },
             tokens: accounts::tokens::TokenKeys::new(secret, config.access_ttl),
             auth_limiter: rate_limit::RateLimiter::new(
                 config.auth_per_minute,

@@ -15,6 +15,9 @@ pub enum Error {
     InvalidAppend(String),
     #[error(transparent)]
     Canonical(#[from] crate::hash::CanonicalError),
+    /// The store's payload codec (e.g. sealing personal fields) refused an event.
+    #[error("payload codec: {0}")]
+    Codec(crate::codec::CodecError),
     #[error("migration {version} ({name}) was changed after it was applied")]
     MigrationChanged { version: i64, name: String },
 }

@@ -7,11 +7,13 @@
 //! - [`log`]: the gap-safe reader; [`checkpoint`]: durable subscription positions.
 //! - [`audit`]: the per-stream hash chain and its verifier; [`anchor`]: signed digests of every
 //!   stream head, kept outside the database, that catch a truncated or rewritten tail.
+//! - [`codec`]: a step between an event's domain form and its stored form (sealing).
 //! - [`migrate`]: the schema, applied idempotently by `shop migrate`.
 
 pub mod anchor;
 pub mod audit;
 pub mod checkpoint;
+pub mod codec;
 pub mod error;
 pub mod group;
 pub mod hash;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::codec::PayloadCodec;
 use crate::error::{is_conflict, UnreadableEvent};
 use crate::group::GroupCommitter;
 use crate::hash::{chain_hash, jsonb_text, truncate_to_micros, HashedFields, GENESIS};
@@ -59,6 +60,8 @@ pub struct PgEventStore<A: Aggregate> {
     /// Whether a command on a stream that is not in the cache is first decided as on a new
     /// stream, without a read (the append of sequence 1 verifies it), or after reading it.
     unknown_streams_are_new: bool,
+    /// Between the events' domain form and their stored form (see [`crate::codec`]).
+    codec: Option<Arc<dyn PayloadCodec>>,
 }
 
 /// Streams kept in [`PgEventStore`]'s cache before it is emptied.
@@ -209,6 +212,7 @@ where
         Self {
             group: Some(GroupCommitter::for_pool(&pool)),
             unknown_streams_are_new: true,
+            codec: None,
             pool,
             services: A::Services::default(),
             upcasters: &[],
@@ -222,6 +226,14 @@ where
 impl<A: Aggregate> PgEventStore<A> {
     pub fn with_upcasters(mut self, upcasters: &'static [Upcaster]) -> Self {
         self.upcasters = upcasters;
+        self
+    }
+
+    /// Passes every payload through `codec` on its way into and out of the table (see
+    /// [`crate::codec`]). Snapshots hold the aggregate's own state: do not give snapshots to an
+    /// aggregate type whose events the codec seals.
+    pub fn with_codec(mut self, codec: Arc<dyn PayloadCodec>) -> Self {
+        self.codec = Some(codec);
         self
     }
 
@@ -354,28 +366,36 @@ impl<A: Aggregate> PgEventStore<A> {
         .bind(after_sequence)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let sequence: i64 = row.get("sequence");
-                let event = self.deserialize(
-                    aggregate_id,
-                    sequence,
-                    row.get("event_type"),
-                    row.get("event_version"),
-                    row.get("payload"),
-                )?;
-                Ok(Stored {
-                    sequence,
-                    event,
-                    metadata: serde_json::from_value(row.get("metadata")).unwrap_or_default(),
-                    hash: row.get("hash"),
-                    position: LogPosition {
-                        transaction_id: row.get("transaction_id"),
-                        global_position: row.get("global_position"),
-                    },
-                })
-            })
-            .collect()
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let sequence: i64 = row.get("sequence");
+            let event_type: String = row.get("event_type");
+            let mut payload: Value = row.get("payload");
+            if let Some(codec) = &self.codec {
+                codec
+                    .decode(A::TYPE, aggregate_id, &event_type, &mut payload)
+                    .await
+                    .map_err(Error::Codec)?;
+            }
+            let event = self.deserialize(
+                aggregate_id,
+                sequence,
+                event_type,
+                row.get("event_version"),
+                payload,
+            )?;
+            stored.push(Stored {
+                sequence,
+                event,
+                metadata: serde_json::from_value(row.get("metadata")).unwrap_or_default(),
+                hash: row.get("hash"),
+                position: LogPosition {
+                    transaction_id: row.get("transaction_id"),
+                    global_position: row.get("global_position"),
+                },
+            });
+        }
+        Ok(stored)
     }
 
     fn deserialize(
@@ -649,7 +669,23 @@ impl<A: Aggregate> PgEventStore<A> {
         events: &[A::Event],
         metadata: &HashMap<String, String>,
     ) -> Result<Appended> {
-        let prepared = self.prepare(context, events, metadata)?;
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let mut payload = serde_json::to_value(event)?;
+            if let Some(codec) = &self.codec {
+                codec
+                    .encode(
+                        A::TYPE,
+                        &context.aggregate_id,
+                        &event.event_type(),
+                        &mut payload,
+                    )
+                    .await
+                    .map_err(Error::Codec)?;
+            }
+            payloads.push(payload);
+        }
+        let prepared = self.prepare(context, events, payloads, metadata)?;
         let last_sequence = context.current_sequence + events.len() as i64;
         let last_hash = prepared
             .columns
@@ -671,11 +707,13 @@ impl<A: Aggregate> PgEventStore<A> {
     }
 
     /// The rows of an append: each event's sequence, id and hash chained from the stream's head
-    /// as `context` knows it, and the snapshot when one is due.
+    /// as `context` knows it, and the snapshot when one is due. `payloads` are the events' stored
+    /// forms, in order.
     fn prepare(
         &self,
         context: &PgAggregateContext<A>,
         events: &[A::Event],
+        payloads: Vec<Value>,
         metadata: &HashMap<String, String>,
     ) -> Result<PreparedAppend> {
         let metadata = serde_json::to_value(metadata)?;
@@ -683,8 +721,7 @@ impl<A: Aggregate> PgEventStore<A> {
         let recorded_at = truncate_to_micros(Utc::now());
         let mut columns = Columns::with_capacity(events.len());
         let mut prev_hash = context.last_hash.clone();
-        for (offset, event) in events.iter().enumerate() {
-            let payload = serde_json::to_value(event)?;
+        for (offset, (event, payload)) in events.iter().zip(payloads).enumerate() {
             let sequence = context.current_sequence + 1 + offset as i64;
             let (event_type, event_version) = (event.event_type(), event.event_version());
             let event_id = Uuid::now_v7();

@@ -222,13 +222,31 @@ impl CheckoutSaga {
     }
 
     async fn handle_event(&self, event: &RecordedEvent) -> Result<(), StepError> {
-        let decoded = match schemas::decode_ref(
-            &event.aggregate_type,
-            &event.event_type,
-            &event.event_version,
-            &event.payload,
-        ) {
+        // a cart's check-out carries the shipping address the order needs: opened with its key
+        // (read models see it redacted)
+        let decoded =
+            if schemas::personal::carries_personal_data(&event.aggregate_type, &event.event_type) {
+                self.stores
+                    .decode_personal(event)
+                    .await
+                    .map_err(|e| match e {
+                        schemas::personal::KeyringError::Decode(e) => {
+                            StepError::Refused(e.to_string())
+                        }
+                        other => StepError::Database(other.to_string()),
+                    })
+            } else {
+                schemas::decode_ref(
+                    &event.aggregate_type,
+                    &event.event_type,
+                    &event.event_version,
+                    &event.payload,
+                )
+                .map_err(|e| StepError::Refused(e.to_string()))
+            };
+        let decoded = match decoded {
             Ok(decoded) => decoded,
+            Err(StepError::Database(e)) => return Err(StepError::Database(e)),
             Err(_) => return Ok(()), // not ours to understand (or a newer type): skip
         };
         match decoded {

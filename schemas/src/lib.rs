@@ -8,6 +8,7 @@
 //! `UPDATE_SCHEMAS=1 cargo test -p schemas`. The old fixture stays and must keep loading.
 
 pub mod fold;
+pub mod personal;
 pub mod stores;
 
 use cqrs_es::DomainEvent;
@@ -114,8 +115,23 @@ pub enum DecodeError {
     },
 }
 
-/// Upcasts a stored payload to the current version and deserializes it.
+/// Upcasts a stored payload to the current version and deserializes it. Personal fields
+/// (sealed or not) come out as [`personal::REDACTED`]: what read models see. Readers that need
+/// them open them with [`personal::Keyring::decode`].
 pub fn decode(
+    aggregate_type: &str,
+    event_type: &str,
+    event_version: &str,
+    mut payload: Value,
+) -> Result<AnyEvent, DecodeError> {
+    personal::redact(aggregate_type, event_type, &mut payload, personal::REDACTED);
+    decode_plain(aggregate_type, event_type, event_version, payload)
+}
+
+/// [`decode`] without the redaction: plaintext personal fields (opened by a keyring, or stored
+/// before sealing) come out as they are; a sealed one does not deserialize. For the contract
+/// tests and [`personal::Keyring::decode`]; readers of stored events use [`decode`].
+pub fn decode_plain(
     aggregate_type: &str,
     event_type: &str,
     event_version: &str,
@@ -135,8 +151,9 @@ pub fn decode(
     from_current(aggregate_type, event_type, &version, &payload)
 }
 
-/// [`decode`] of a borrowed payload: copied only when an upcaster has to change it, so readers
-/// of the log (projections, sagas) deserialize straight from what they read.
+/// [`decode`] of a borrowed payload: copied only when an upcaster has to change it or it has
+/// personal fields to redact, so readers of the log (projections, sagas) deserialize straight
+/// from what they read.
 pub fn decode_ref(
     aggregate_type: &str,
     event_type: &str,
@@ -146,7 +163,7 @@ pub fn decode_ref(
     let outdated = upcasters(aggregate_type)
         .iter()
         .any(|u| u.event_type == event_type && u.from_version == event_version);
-    if outdated {
+    if outdated || personal::carries_personal_data(aggregate_type, event_type) {
         return decode(aggregate_type, event_type, event_version, payload.clone());
     }
     from_current(aggregate_type, event_type, event_version, payload)

@@ -7,6 +7,7 @@ pub mod bench_cart;
 pub mod bench_checkout;
 pub mod bench_rebuild;
 pub mod bench_relay;
+pub mod customer;
 pub mod load;
 pub mod migrate;
 pub mod projections;
@@ -66,6 +67,7 @@ pub fn all_migrations() -> Vec<&'static eventlog::migrate::Migration> {
         .chain(command_api::MIGRATIONS)
         .chain(sagas::MIGRATIONS)
         .chain(relay::MIGRATIONS)
+        .chain(schemas::personal::MIGRATIONS)
         .collect()
 }
 

@@ -37,6 +37,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         query,
         kafka,
         anchors,
+        data_keys,
     } = config;
     // refused before anything starts: the roles taking payments need an explicit gateway
     let gateway_kind = match roles {
@@ -55,7 +56,18 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
             Ok(())
         });
     }
-    let event_stores = Arc::new(schemas::stores::Stores::new(&pool));
+    // personal fields sealed with per-customer keys when a master key is configured
+    let keyring = data_keys.keyring(&pool).await?;
+    let event_stores = Arc::new(match &keyring {
+        Some(keyring) => schemas::stores::Stores::sealed(&pool, keyring.clone()),
+        None => {
+            tracing::warn!(
+                "SHOP_DATA_KEY_MASTER is not set: personal data is stored in plaintext and \
+                 cannot be erased"
+            );
+            schemas::stores::Stores::new(&pool)
+        }
+    });
     // one key for both APIs: the query API verifies the command API's tokens
     let jwt_secret = secrets.jwt_secret();
 
@@ -131,7 +143,12 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
     }
 
     if matches!(roles, Roles::All | Roles::CommandApi) {
-        let state = command_api::AppState::new(pool.clone(), &jwt_secret, limits.api_config());
+        let state = command_api::AppState::with_keyring(
+            pool.clone(),
+            &jwt_secret,
+            limits.api_config(),
+            keyring.clone(),
+        );
         let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
             pool: pool.clone(),
             stores: event_stores.clone(),

@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 mod faults;
+mod privacy;
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 const JWT_SECRET: &str = "end-to-end-tests-only-secret-0123456789";
@@ -35,6 +36,8 @@ struct Stack {
     runner: Option<Child>,
     base: String,
     client: reqwest::Client,
+    /// SHOP_DATA_KEY_MASTER of every process, when personal data is sealed.
+    master_key: Option<String>,
 }
 
 fn shop(url: &str) -> Command {
@@ -51,8 +54,23 @@ fn shop(url: &str) -> Command {
     command
 }
 
+/// [`shop`], with SHOP_DATA_KEY_MASTER when given.
+fn shop_with(url: &str, master_key: Option<&str>) -> Command {
+    let mut command = shop(url);
+    if let Some(master_key) = master_key {
+        command.env("SHOP_DATA_KEY_MASTER", master_key);
+    }
+    command
+}
+
 impl Stack {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A stack whose processes seal personal data with `master_key`.
+    async fn start_with(master_key: Option<String>) -> Self {
+        let shop = |url: &str| shop_with(url, master_key.as_deref());
         let name = format!("shop_e2e_{}", Uuid::new_v4().simple());
         let server = server_url();
         let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
@@ -96,13 +114,20 @@ impl Stack {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            master_key,
         };
         stack.start_runner();
         stack
     }
 
+    /// The `shop` binary as this stack's processes run it.
+    fn shop(&self) -> Command {
+        shop_with(&self.url, self.master_key.as_deref())
+    }
+
     fn start_runner(&mut self) {
-        let runner = shop(&self.url)
+        let runner = self
+            .shop()
             .arg("saga-runner")
             .stdout(Stdio::null())
             .spawn()
@@ -155,6 +180,19 @@ impl Stack {
 
     /// A cart with `quantity` of `sku`, checked out with `card`; the order id.
     async fn checkout(&self, token: Option<&str>, sku: &str, quantity: u32, card: &str) -> Uuid {
+        let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+        self.checkout_to(token, sku, quantity, card, address).await
+    }
+
+    /// [`Stack::checkout`], shipped to `address`.
+    async fn checkout_to(
+        &self,
+        token: Option<&str>,
+        sku: &str,
+        quantity: u32,
+        card: &str,
+        address: Value,
+    ) -> Uuid {
         let (status, cart) = self.post("/api/carts", token, json!({})).await;
         assert_eq!(status, StatusCode::CREATED, "{cart}");
         // a guest cart answers its secret once: the guest sends it with every later request
@@ -169,7 +207,6 @@ impl Stack {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"});
         let (status, body) = self
             .post_holding(
                 &format!("/api/carts/{cart}/checkout"),

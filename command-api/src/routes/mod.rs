@@ -7,6 +7,7 @@ pub mod auth;
 pub mod carts;
 pub mod inventory;
 pub mod orders;
+pub mod privacy;
 pub mod products;
 
 use axum::body::Bytes;
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(inventory::router())
         .merge(carts::router())
         .merge(orders::router())
+        .merge(privacy::router())
 }
 
 /// An amount of money in minor units (cents) and an ISO 4217 currency code.
@@ -331,6 +333,38 @@ pub const ROUTES: &[RouteDoc] = &[
         "staff",
         orders::RefundBody,
         orders::OrderWritten,
+        200
+    ),
+    route!(
+        "get",
+        "/api/me/data",
+        "Export everything the shop holds about the signed-in customer",
+        "customer",
+        crate::privacy::DataExport,
+        200
+    ),
+    route!(
+        "post",
+        "/api/me/erasure",
+        "Erase the signed-in customer's personal data and account",
+        "customer",
+        crate::privacy::ErasureReport,
+        200
+    ),
+    route!(
+        "get",
+        "/api/customers/{id}/data",
+        "Export everything the shop holds about a customer",
+        "staff",
+        crate::privacy::DataExport,
+        200
+    ),
+    route!(
+        "post",
+        "/api/customers/{id}/erasure",
+        "Erase a customer's personal data and account",
+        "staff",
+        crate::privacy::ErasureReport,
         200
     ),
 ];
