@@ -9,8 +9,8 @@ use uuid::Uuid;
 use accounts::Role;
 use crate::context::RequestContext;
 use crate::privacy::{self, DataExport, ErasureReport, PrivacyError};
-use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 use crate::AppState;
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
