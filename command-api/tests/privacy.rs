@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use accounts::{tokens::Secret, Role};
+use chrono::Utc;
 use command_api::{ApiConfig, AppState};
 use domain::order::OrderLine;
 use domain::{

@@ -6,10 +6,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use uuid::Uuid;
 
-use accounts::Role;
 use crate::context::RequestContext;
 use crate::privacy::{self, DataExport, ErasureReport, PrivacyError};
 use crate::AppState;
+use accounts::Role;
 use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
