@@ -37,7 +37,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::log::LogPosition;
-use crate::store::{append_alone, PreparedAppend};
+use crate::store::{append_alone, classify, PreparedAppend};
+use crate::unit::PreparedUnit;
 use crate::{Error, Result};
 
 /// How a [`GroupCommitter`] groups.
@@ -71,6 +72,20 @@ pub struct GroupCommitter {
     /// Which pool this committer was made for (see [`GroupCommitter::for_pool`]).
     options: Arc<PgConnectOptions>,
     queue: Mutex<Queue>,
+    /// Units of work ([`crate::unit`]) waiting for a shared transaction.
+    units: Mutex<UnitQueue>,
+}
+
+#[derive(Default)]
+struct UnitQueue {
+    waiting: VecDeque<PendingUnit>,
+    /// Unit flush loops running (or units being written alone by their own task).
+    flushing: usize,
+}
+
+struct PendingUnit {
+    unit: PreparedUnit,
+    reply: oneshot::Sender<Result<Vec<LogPosition>>>,
 }
 
 #[derive(Default)]
@@ -101,6 +116,7 @@ impl GroupCommitter {
             pool,
             config,
             queue: Mutex::new(Queue::default()),
+            units: Mutex::new(UnitQueue::default()),
         })
     }
 
@@ -503,6 +519,384 @@ impl Drop for Flusher {
             }
         };
         // dropping their reply senders answers them: "the flusher stopped"
+        drop(abandoned);
+    }
+}
+
+// ---- units of work: several streams, all or nothing, many units per transaction ----
+//
+// A unit ([`crate::unit`]) queues like a command, in a queue of its own (so the single-command
+// path is unchanged), and a flush writes every queued unit in one transaction: one INSERT of all
+// their events, which leaves out whole any unit one of whose streams moved, then each side-write
+// statement once for the units written, then the commit. A unit that finds nothing queued or in
+// flight is written at once by its own task. Two units of one group that write the same stream
+// would make the INSERT fail on the stream key: the later one is written after the group, alone.
+// Should the group's transaction fail, each of its units is written alone, for its own answer.
+
+impl GroupCommitter {
+    fn lock_units(&self) -> std::sync::MutexGuard<'_, UnitQueue> {
+        self.units.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `unit` in the next group of units: the positions of its appends, in order, or
+    /// [`Error::Conflict`] when one of its streams moved (nothing of it was written).
+    pub(crate) async fn commit_unit(
+        self: &Arc<Self>,
+        unit: PreparedUnit,
+    ) -> Result<Vec<LogPosition>> {
+        let alone = {
+            let mut queue = self.lock_units();
+            let alone = queue.flushing == 0 && queue.waiting.is_empty();
+            if alone {
+                queue.flushing += 1;
+            }
+            alone
+        };
+        if alone {
+            let _done = UnitAlone(self);
+            return write_unit_alone(&self.pool, &unit).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let start_flusher = {
+            let mut queue = self.lock_units();
+            queue.waiting.push_back(PendingUnit { unit, reply });
+            let start = queue.flushing < self.config.flushers;
+            if start {
+                queue.flushing += 1;
+            }
+            start
+        };
+        if start_flusher {
+            tokio::spawn(UnitFlusher::new(self.clone()).run());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::InvalidAppend(
+                "the group commit flusher stopped before answering".into(),
+            ))
+        })
+    }
+
+    async fn flush_units(&self, group: Vec<PendingUnit>) {
+        // units that write a stream an earlier unit of the group writes: after the group, alone
+        let mut streams: std::collections::HashSet<(&'static str, String)> =
+            std::collections::HashSet::new();
+        let mut together = Vec::with_capacity(group.len());
+        let mut later = Vec::new();
+        for pending in group {
+            let keys: Vec<(&'static str, String)> = pending
+                .unit
+                .appends
+                .iter()
+                .map(|a| (a.aggregate_type, a.aggregate_id.clone()))
+                .collect();
+            if keys.iter().any(|key| streams.contains(key)) {
+                later.push(pending);
+            } else {
+                streams.extend(keys);
+                together.push(pending);
+            }
+        }
+        if together.len() == 1 {
+            let pending = together.pop().expect("one");
+            let result = write_unit_alone(&self.pool, &pending.unit).await;
+            let _ = pending.reply.send(result);
+        } else {
+            let units: Vec<&PreparedUnit> = together.iter().map(|p| &p.unit).collect();
+            match write_units(&self.pool, &units).await {
+                Ok(outcomes) => {
+                    for (pending, outcome) in together.into_iter().zip(outcomes) {
+                        let _ = pending.reply.send(outcome.ok_or(Error::Conflict));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, units = together.len(), "a group of units failed: writing each alone");
+                    later.extend(together);
+                }
+            }
+        }
+        for pending in later {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let result = write_unit_alone(&pool, &pending.unit).await;
+                let _ = pending.reply.send(result);
+            });
+        }
+    }
+}
+
+/// One unit in a transaction of its own.
+async fn write_unit_alone(pool: &PgPool, unit: &PreparedUnit) -> Result<Vec<LogPosition>> {
+    match write_units(pool, &[unit]).await {
+        Ok(mut outcomes) => outcomes.pop().flatten().ok_or(Error::Conflict),
+        Err(error) => Err(classify(error)),
+    }
+}
+
+/// Writes `units` in one transaction: per unit, the positions of its appends (in its order), or
+/// `None` when it was left out because one of its streams moved.
+pub(crate) async fn write_units(
+    pool: &PgPool,
+    units: &[&PreparedUnit],
+) -> std::result::Result<Vec<Option<Vec<LogPosition>>>, sqlx::Error> {
+    let columns = UnitColumns::new(units);
+    let mut tx = pool.begin().await?;
+    let rows = if columns.commands.is_empty() {
+        Vec::new()
+    } else {
+        columns.insert().fetch_all(&mut *tx).await?
+    };
+    let mut positions: Vec<Vec<Option<LogPosition>>> =
+        units.iter().map(|u| vec![None; u.appends.len()]).collect();
+    for row in rows {
+        let Some(&(unit, append)) = columns.owners.get(&row.get::<Uuid, _>("event_id")) else {
+            continue;
+        };
+        let position = LogPosition {
+            transaction_id: row.get("transaction_id"),
+            global_position: row.get("global_position"),
+        };
+        let slot = &mut positions[unit][append];
+        if slot.is_none_or(|known| known < position) {
+            *slot = Some(position);
+        }
+    }
+    let outcomes: Vec<Option<Vec<LogPosition>>> = positions
+        .into_iter()
+        .map(|appends| appends.into_iter().collect::<Option<Vec<_>>>())
+        .collect();
+    // the side writes of the units written, each statement once
+    let mut statements: Vec<(&'static str, Vec<&Value>)> = Vec::new();
+    for (unit, outcome) in units.iter().zip(&outcomes) {
+        if outcome.is_none() {
+            continue;
+        }
+        for write in &unit.side_writes {
+            match statements.iter_mut().find(|(sql, _)| *sql == write.sql) {
+                Some((_, rows)) => rows.push(&write.row),
+                None => statements.push((write.sql, vec![&write.row])),
+            }
+        }
+    }
+    for (sql, rows) in statements {
+        sqlx::query(sql)
+            .bind(sqlx::types::Json(rows))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The appends of a group of units as the arrays of [`INSERT_UNITS`]: per command (sorted by
+/// stream key, so transactions lock streams in one order) and per event.
+struct UnitColumns<'a> {
+    owners: HashMap<Uuid, (usize, usize)>,
+    command_units: Vec<i32>,
+    aggregate_types: Vec<&'a str>,
+    aggregate_ids: Vec<&'a str>,
+    first_sequences: Vec<i64>,
+    last_transaction_ids: Vec<i64>,
+    metadata: Vec<&'a Value>,
+    recorded_at: Vec<DateTime<Utc>>,
+    commands: Vec<i32>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<&'a str>,
+    payloads: Vec<&'a Value>,
+    event_ids: Vec<Uuid>,
+    prev_hashes: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+}
+
+impl<'a> UnitColumns<'a> {
+    fn new(units: &[&'a PreparedUnit]) -> Self {
+        let mut order: Vec<(usize, usize, &'a PreparedAppend)> = units
+            .iter()
+            .enumerate()
+            .flat_map(|(u, unit)| unit.appends.iter().enumerate().map(move |(a, p)| (u, a, p)))
+            .collect();
+        order.sort_by(|x, y| {
+            let first = |p: &PreparedAppend| p.columns.sequences.first().copied().unwrap_or(0);
+            (x.2.aggregate_type, &x.2.aggregate_id, first(x.2)).cmp(&(
+                y.2.aggregate_type,
+                &y.2.aggregate_id,
+                first(y.2),
+            ))
+        });
+        let mut columns = Self {
+            owners: HashMap::new(),
+            command_units: Vec::new(),
+            aggregate_types: Vec::new(),
+            aggregate_ids: Vec::new(),
+            first_sequences: Vec::new(),
+            last_transaction_ids: Vec::new(),
+            metadata: Vec::new(),
+            recorded_at: Vec::new(),
+            commands: Vec::new(),
+            sequences: Vec::new(),
+            event_types: Vec::new(),
+            event_versions: Vec::new(),
+            payloads: Vec::new(),
+            event_ids: Vec::new(),
+            prev_hashes: Vec::new(),
+            hashes: Vec::new(),
+        };
+        for (n, (unit, append, prepared)) in order.into_iter().enumerate() {
+            let events = &prepared.columns;
+            columns.command_units.push(unit as i32 + 1);
+            columns.aggregate_types.push(prepared.aggregate_type);
+            columns.aggregate_ids.push(&prepared.aggregate_id);
+            columns
+                .first_sequences
+                .push(events.sequences.first().copied().unwrap_or(1));
+            columns
+                .last_transaction_ids
+                .push(prepared.last_transaction_id);
+            columns.metadata.push(&prepared.metadata);
+            columns.recorded_at.push(prepared.recorded_at);
+            columns
+                .commands
+                .extend(std::iter::repeat_n(n as i32 + 1, events.sequences.len()));
+            columns.sequences.extend(&events.sequences);
+            columns
+                .event_types
+                .extend(events.event_types.iter().map(String::as_str));
+            columns
+                .event_versions
+                .extend(events.event_versions.iter().map(String::as_str));
+            columns.payloads.extend(&events.payloads);
+            columns.event_ids.extend(&events.event_ids);
+            for event_id in &events.event_ids {
+                columns.owners.insert(*event_id, (unit, append));
+            }
+            columns
+                .prev_hashes
+                .extend(events.prev_hashes.iter().map(Vec::as_slice));
+            columns
+                .hashes
+                .extend(events.hashes.iter().map(Vec::as_slice));
+        }
+        columns
+    }
+
+    fn insert(&self) -> Query<'_, Postgres, PgArguments> {
+        sqlx::query(INSERT_UNITS)
+            .bind(&self.command_units)
+            .bind(&self.aggregate_types)
+            .bind(&self.aggregate_ids)
+            .bind(&self.first_sequences)
+            .bind(&self.last_transaction_ids)
+            .bind(&self.metadata)
+            .bind(&self.recorded_at)
+            .bind(&self.commands)
+            .bind(&self.sequences)
+            .bind(&self.event_types)
+            .bind(&self.event_versions)
+            .bind(&self.payloads)
+            .bind(&self.event_ids)
+            .bind(&self.prev_hashes)
+            .bind(&self.hashes)
+    }
+}
+
+/// Every unit's events in one INSERT. A unit any of whose commands finds its stream's first
+/// sequence taken, or its stream's last event from a newer transaction (the xid-order guard), is
+/// left out whole: none of its rows is written or comes back.
+const INSERT_UNITS: &str = "
+    WITH c AS (
+        SELECT * FROM UNNEST($1::integer[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+               AS c(unit, aggregate_type, aggregate_id, first_sequence, last_transaction_id)),
+    refused AS (
+        SELECT DISTINCT c.unit FROM c
+         WHERE pg_current_xact_id() < c.last_transaction_id::text::xid8
+            OR EXISTS (SELECT 1 FROM events h
+                        WHERE h.aggregate_type = c.aggregate_type
+                          AND h.aggregate_id = c.aggregate_id
+                          AND h.sequence = c.first_sequence))
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, recorded_at, event_id, prev_hash, hash)
+    SELECT ($2::text[])[e.command], ($3::text[])[e.command], e.sequence, e.event_type,
+           e.event_version, e.payload, ($6::jsonb[])[e.command], ($7::timestamptz[])[e.command],
+           e.event_id, e.prev_hash, e.hash
+      FROM UNNEST($8::integer[], $9::bigint[], $10::text[], $11::text[], $12::jsonb[],
+                  $13::uuid[], $14::bytea[], $15::bytea[])
+           WITH ORDINALITY AS e(command, sequence, event_type, event_version, payload, event_id,
+                                prev_hash, hash, n)
+     WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.unit = ($1::integer[])[e.command])
+     ORDER BY e.n
+    RETURNING event_id, transaction_id::text::bigint AS transaction_id, global_position";
+
+/// A unit being written alone by its own task: when done, a unit flush loop starts for whatever
+/// queued meanwhile.
+struct UnitAlone<'a>(&'a Arc<GroupCommitter>);
+
+impl Drop for UnitAlone<'_> {
+    fn drop(&mut self) {
+        let committer = self.0;
+        let start = {
+            let mut queue = committer.lock_units();
+            let start = !queue.waiting.is_empty();
+            if !start {
+                queue.flushing -= 1;
+            }
+            start
+        };
+        if start {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(UnitFlusher::new(committer.clone()).run());
+                }
+                Err(_) => drop(UnitFlusher::new(committer.clone())),
+            }
+        }
+    }
+}
+
+/// A unit flush loop (as [`Flusher`], for units).
+struct UnitFlusher {
+    committer: Arc<GroupCommitter>,
+    finished: bool,
+}
+
+impl UnitFlusher {
+    fn new(committer: Arc<GroupCommitter>) -> Self {
+        Self {
+            committer,
+            finished: false,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let group: Vec<PendingUnit> = {
+                let mut queue = self.committer.lock_units();
+                if queue.waiting.is_empty() {
+                    queue.flushing -= 1;
+                    self.finished = true;
+                    return;
+                }
+                let take = queue.waiting.len().min(self.committer.config.max_commands);
+                queue.waiting.drain(..take).collect()
+            };
+            self.committer.flush_units(group).await;
+        }
+    }
+}
+
+impl Drop for UnitFlusher {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let abandoned: Vec<PendingUnit> = {
+            let mut queue = self.committer.lock_units();
+            queue.flushing -= 1;
+            if queue.flushing == 0 {
+                queue.waiting.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
         drop(abandoned);
     }
 }

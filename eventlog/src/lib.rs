@@ -4,6 +4,8 @@
 //!   metadata, snapshots and upcasting, plus [`store::PgEventStore::execute`], which runs a command
 //!   with bounded retries on concurrency conflicts and reports the log position it wrote.
 //! - [`group`]: group commit: concurrent commands on different streams share one transaction.
+//! - [`unit`]: units of work: commands on several streams (and rows of other tables) in one
+//!   transaction, all or nothing; concurrent units share transactions through [`group`].
 //! - [`log`]: the gap-safe reader; [`checkpoint`]: durable subscription positions.
 //! - [`audit`]: the per-stream hash chain and its verifier; [`anchor`]: signed digests of every
 //!   stream head, kept outside the database, that catch a truncated or rewritten tail.
@@ -23,9 +25,11 @@ pub mod migrate;
 pub mod source;
 pub mod store;
 pub mod testing;
+pub mod unit;
 pub mod upcast;
 
 pub use error::{Error, Result};
 pub use log::{LogPosition, RecordedEvent};
 pub use metadata::{Actor, EventMetadata};
 pub use store::{CommandReceipt, ExecuteError, PgEventStore};
+pub use unit::{SideWrite, StagedCommand, UnitOfWork, UnitReceipt};

@@ -44,24 +44,94 @@ pub struct SnapshotPolicy {
 /// An event store for one aggregate type.
 pub struct PgEventStore<A: Aggregate> {
     pool: PgPool,
-    services: A::Services,
+    pub(crate) services: A::Services,
     upcasters: &'static [Upcaster],
     snapshots: Option<SnapshotPolicy>,
     /// Where streams this process wrote stand now, so the next command on a hot stream reads
     /// only what changed since (usually nothing) instead of the whole stream. Never trusted
     /// blindly: the events after the cached sequence are always read.
-    cache: std::sync::Mutex<HashMap<String, PgAggregateContext<A>>>,
+    pub(crate) cache: Arc<StreamCache<A>>,
     /// Commands on one stream take turns within this process instead of colliding (and
-    /// retrying); streams are spread over these by a hash of their id.
-    turns: Vec<tokio::sync::Mutex<()>>,
+    /// retrying); streams are spread over these by a hash of their id. (Owned, so a unit of
+    /// work, [`crate::unit`], can hold turns of several stores until it is written.)
+    pub(crate) turns: Vec<Arc<tokio::sync::Mutex<()>>>,
     /// Where appends go: the process's group committer for this pool (shared with every other
     /// store on it), or `None` for one statement per command.
     group: Option<Arc<GroupCommitter>>,
     /// Whether a command on a stream that is not in the cache is first decided as on a new
     /// stream, without a read (the append of sequence 1 verifies it), or after reading it.
-    unknown_streams_are_new: bool,
+    pub(crate) unknown_streams_are_new: bool,
     /// Between the events' domain form and their stored form (see [`crate::codec`]).
     codec: Option<Arc<dyn PayloadCodec>>,
+}
+
+/// Where the streams this process wrote or read stand (see [`PgEventStore`]'s `cache`), and the
+/// streams a unit of work found changed under it (read before they are trusted again).
+pub(crate) struct StreamCache<A: Aggregate> {
+    streams: std::sync::Mutex<HashMap<String, PgAggregateContext<A>>>,
+    /// Streams whose write was refused in a unit of work ([`crate::unit`]): the next unit reads
+    /// them instead of guessing them new (a guess that is refused again would be retried
+    /// forever).
+    suspect: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl<A: Aggregate> Default for StreamCache<A> {
+    fn default() -> Self {
+        Self {
+            streams: std::sync::Mutex::new(HashMap::new()),
+            suspect: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+}
+
+impl<A: Aggregate> StreamCache<A> {
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, PgAggregateContext<A>>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn suspects(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.suspect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, aggregate_id: &str) -> Option<PgAggregateContext<A>>
+    where
+        A: Clone,
+    {
+        self.streams()
+            .get(aggregate_id)
+            .map(PgAggregateContext::duplicate)
+    }
+
+    pub(crate) fn remember(&self, context: PgAggregateContext<A>) {
+        self.suspects().remove(&context.aggregate_id);
+        let mut cache = self.streams();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(context.aggregate_id.clone(), context);
+    }
+
+    pub(crate) fn forget(&self, aggregate_id: &str) {
+        self.streams().remove(aggregate_id);
+    }
+
+    /// Forgets the stream and marks it to be read before it is decided on in a unit again.
+    pub(crate) fn distrust(&self, aggregate_id: &str) {
+        self.forget(aggregate_id);
+        let mut suspects = self.suspects();
+        if suspects.len() >= CACHE_CAPACITY {
+            suspects.clear();
+        }
+        suspects.insert(aggregate_id.to_owned());
+    }
+
+    pub(crate) fn is_suspect(&self, aggregate_id: &str) -> bool {
+        self.suspects().contains(aggregate_id)
+    }
 }
 
 /// Streams kept in [`PgEventStore`]'s cache before it is emptied.
@@ -85,22 +155,22 @@ pub struct PgAggregateContext<A: Aggregate> {
     pub last_transaction_id: i64,
     /// The latest loaded events with the command that wrote them, newest last (at most
     /// [`DEDUP_WINDOW`]): a command id found here already ran.
-    recent: VecDeque<Recent<A::Event>>,
+    pub(crate) recent: VecDeque<Recent<A::Event>>,
 }
 
 /// How many of a stream's latest events are checked for an already-executed command id.
 pub const DEDUP_WINDOW: usize = 64;
 
-struct Recent<E> {
+pub(crate) struct Recent<E> {
     command_id: Option<String>,
-    sequence: i64,
-    position: LogPosition,
+    pub(crate) sequence: i64,
+    pub(crate) position: LogPosition,
     event: E,
 }
 
 impl<A: Aggregate> PgAggregateContext<A> {
     /// A stream without events.
-    fn new_stream(aggregate_id: &str) -> Self {
+    pub(crate) fn new_stream(aggregate_id: &str) -> Self {
         Self {
             aggregate_id: aggregate_id.to_owned(),
             aggregate: A::default(),
@@ -112,7 +182,7 @@ impl<A: Aggregate> PgAggregateContext<A> {
         }
     }
 
-    fn remember(
+    pub(crate) fn remember(
         &mut self,
         command_id: Option<String>,
         sequence: i64,
@@ -131,7 +201,7 @@ impl<A: Aggregate> PgAggregateContext<A> {
     }
 
     /// What an earlier run of `command_id` on this stream wrote, if it is in the dedup window.
-    fn earlier_run(&self, command_id: &str) -> Option<CommandReceipt<A::Event>> {
+    pub(crate) fn earlier_run(&self, command_id: &str) -> Option<CommandReceipt<A::Event>> {
         let runs: Vec<&Recent<A::Event>> = self
             .recent
             .iter()
@@ -193,7 +263,7 @@ pub enum ExecuteError<E: std::error::Error> {
 }
 
 /// A database error, with the conflicts a retry resolves told apart.
-fn classify(error: sqlx::Error) -> Error {
+pub(crate) fn classify(error: sqlx::Error) -> Error {
     if is_conflict(&error) {
         Error::Conflict
     } else {
@@ -217,8 +287,10 @@ where
             services: A::Services::default(),
             upcasters: &[],
             snapshots: None,
-            cache: std::sync::Mutex::new(HashMap::new()),
-            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            cache: Arc::new(StreamCache::default()),
+            turns: (0..TURNS)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
         }
     }
 }
@@ -588,7 +660,7 @@ impl<A: Aggregate> PgEventStore<A> {
         })
     }
 
-    fn shard(&self, aggregate_id: &str) -> usize {
+    pub(crate) fn shard(&self, aggregate_id: &str) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         aggregate_id.hash(&mut hasher);
         (hasher.finish() % self.turns.len() as u64) as usize
@@ -608,28 +680,19 @@ impl<A: Aggregate> PgEventStore<A> {
     }
 
     /// The stream as this store last wrote or read it, if it is in the cache (not read again).
-    fn cached(&self, aggregate_id: &str) -> Option<PgAggregateContext<A>>
+    pub(crate) fn cached(&self, aggregate_id: &str) -> Option<PgAggregateContext<A>>
     where
         A: Clone,
     {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(aggregate_id)
-            .map(PgAggregateContext::duplicate)
+        self.cache.get(aggregate_id)
     }
 
     /// The stream from the cache, brought up to date; or loaded from scratch.
-    async fn load_cached(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>>
+    pub(crate) async fn load_cached(&self, aggregate_id: &str) -> Result<PgAggregateContext<A>>
     where
         A: Clone,
     {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(aggregate_id)
-            .map(PgAggregateContext::duplicate);
+        let cached = self.cache.get(aggregate_id);
         match cached {
             Some(mut context) => {
                 self.catch_up(&mut context, 0).await?;
@@ -640,21 +703,11 @@ impl<A: Aggregate> PgEventStore<A> {
     }
 
     fn remember(&self, context: PgAggregateContext<A>) {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(context.aggregate_id.clone(), context);
+        self.cache.remember(context);
     }
 
     fn forget(&self, aggregate_id: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(aggregate_id);
+        self.cache.forget(aggregate_id);
     }
 
     /// Appends `events` after `context.current_sequence`, with a snapshot of `context.aggregate`
@@ -669,22 +722,7 @@ impl<A: Aggregate> PgEventStore<A> {
         events: &[A::Event],
         metadata: &HashMap<String, String>,
     ) -> Result<Appended> {
-        let mut payloads = Vec::with_capacity(events.len());
-        for event in events {
-            let mut payload = serde_json::to_value(event)?;
-            if let Some(codec) = &self.codec {
-                codec
-                    .encode(
-                        A::TYPE,
-                        &context.aggregate_id,
-                        &event.event_type(),
-                        &mut payload,
-                    )
-                    .await
-                    .map_err(Error::Codec)?;
-            }
-            payloads.push(payload);
-        }
+        let payloads = self.stored_payloads(&context.aggregate_id, events).await?;
         let prepared = self.prepare(context, events, payloads, metadata)?;
         let last_sequence = context.current_sequence + events.len() as i64;
         let last_hash = prepared
@@ -706,10 +744,30 @@ impl<A: Aggregate> PgEventStore<A> {
         })
     }
 
+    /// The events' stored forms (through the codec, if any), in order.
+    pub(crate) async fn stored_payloads(
+        &self,
+        aggregate_id: &str,
+        events: &[A::Event],
+    ) -> Result<Vec<Value>> {
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let mut payload = serde_json::to_value(event)?;
+            if let Some(codec) = &self.codec {
+                codec
+                    .encode(A::TYPE, aggregate_id, &event.event_type(), &mut payload)
+                    .await
+                    .map_err(Error::Codec)?;
+            }
+            payloads.push(payload);
+        }
+        Ok(payloads)
+    }
+
     /// The rows of an append: each event's sequence, id and hash chained from the stream's head
     /// as `context` knows it, and the snapshot when one is due. `payloads` are the events' stored
     /// forms, in order.
-    fn prepare(
+    pub(crate) fn prepare(
         &self,
         context: &PgAggregateContext<A>,
         events: &[A::Event],
@@ -790,10 +848,10 @@ pub(crate) struct PreparedAppend {
 
 /// A snapshot written with an append.
 pub(crate) struct SnapshotRow {
-    last_sequence: i64,
-    last_hash: Vec<u8>,
-    version: i64,
-    state: Value,
+    pub(crate) last_sequence: i64,
+    pub(crate) last_hash: Vec<u8>,
+    pub(crate) version: i64,
+    pub(crate) state: Value,
 }
 
 /// Writes one command's append in one statement of its own (one round trip, one implicit
@@ -852,7 +910,7 @@ struct Appended {
 }
 
 impl<A: Aggregate + Clone> PgAggregateContext<A> {
-    fn duplicate(&self) -> Self {
+    pub(crate) fn duplicate(&self) -> Self {
         Self {
             aggregate_id: self.aggregate_id.clone(),
             aggregate: self.aggregate.clone(),
@@ -1127,7 +1185,7 @@ pub async fn append_bulk(tx: &mut Transaction<'_, Postgres>, events: &[NewEvent]
     Ok(done.rows_affected())
 }
 
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     // 2, 4, 8, 16 ms ... plus up to as much again of jitter, so colliding writers spread out
     let base = 1u64 << attempt.min(8);
     let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(base)) as u64;

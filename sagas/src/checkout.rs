@@ -20,7 +20,7 @@ use domain::{
     OrderEvent, OrderId, OrderNumber, PaymentCommand, PaymentId, RefundId,
 };
 use eventlog::store::ExecuteError;
-use eventlog::{Actor, EventMetadata, RecordedEvent};
+use eventlog::{Actor, EventMetadata, RecordedEvent, UnitOfWork};
 use schemas::stores::Stores;
 use schemas::AnyEvent;
 use serde_json::json;
@@ -44,6 +44,13 @@ const SETTLING_EVENTS: &[&str] = &[
     "CheckoutRefunded",
     "CheckoutAuthorizationCancelled",
 ];
+
+/// Times a unit of work whose streams keep moving under it is decided again before the step
+/// is left to the timer's retry.
+const UNIT_ATTEMPTS: u32 = 6;
+
+/// Commands staged in one unit of work before it is written (the rest go in the next).
+const MAX_UNIT_COMMANDS: usize = 24;
 
 /// Timer kinds.
 pub const DRIVE: &str = "checkout";
@@ -97,8 +104,30 @@ impl<E: std::error::Error> From<ExecuteError<E>> for StepError {
 
 impl From<eventlog::Error> for StepError {
     fn from(error: eventlog::Error) -> Self {
-        StepError::Database(error.to_string())
+        match error {
+            eventlog::Error::Conflict => StepError::Conflict,
+            other => StepError::Database(other.to_string()),
+        }
     }
+}
+
+/// Whether a step calls the payment provider: what was decided before it is written first, so
+/// the provider is only asked on durable state.
+fn calls_gateway(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::AuthorizePayment
+            | Step::CapturePayment { .. }
+            | Step::CancelAuthorization { .. }
+            | Step::Refund { .. }
+    )
+}
+
+/// A short jittered pause before a unit of work is decided again.
+async fn unit_backoff(attempt: u32) {
+    let base = 1u64 << attempt.min(6);
+    let jitter = (Uuid::new_v4().as_u128() % u128::from(base)) as u64;
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
 impl From<sqlx::Error> for StepError {
@@ -294,15 +323,29 @@ impl CheckoutSaga {
                             .unwrap_or_default(),
                 };
                 let metadata = self.metadata(order_id, "start", Some(event));
-                self.stores
-                    .checkouts
-                    .execute(
-                        &order_id.to_string(),
-                        CheckoutCommand::Start(Box::new(terms)),
-                        &metadata,
-                    )
-                    .await?;
-                self.wake(order_id, Utc::now()).await
+                // the checkout and its first wake-up in one transaction
+                let id = order_id.to_string();
+                let mut attempt = 0;
+                loop {
+                    let mut unit = self.unit();
+                    self.stores
+                        .checkouts
+                        .stage(
+                            &mut unit,
+                            &id,
+                            CheckoutCommand::Start(Box::new(terms.clone())),
+                            &metadata,
+                        )
+                        .await?;
+                    timers::schedule_in(&mut unit, DRIVE, &id, Utc::now(), &json!({}));
+                    match unit.commit().await.map_err(StepError::from) {
+                        Err(StepError::Conflict) if attempt < UNIT_ATTEMPTS => {
+                            attempt += 1;
+                            unit_backoff(attempt).await;
+                        }
+                        other => return other.map(|_| ()),
+                    }
+                }
             }
             AnyEvent::Order(OrderEvent::OrderCancelled { .. }) => {
                 self.observe(event, Outcome::OrderCancelled, "observe-cancellation")
@@ -385,16 +428,42 @@ impl CheckoutSaga {
             return Ok(()); // not a checkout this saga runs (e.g. an order placed by a test)
         }
         let metadata = self.metadata(order_id, &format!("{step}:{}", event.event_id), Some(event));
-        match self
-            .stores
-            .checkouts
-            .execute(&id, CheckoutCommand::Record(outcome), &metadata)
-            .await
-        {
-            Ok(receipt) if !receipt.events.is_empty() => self.wake(order_id, Utc::now()).await,
-            Ok(_) | Err(ExecuteError::Domain(_)) => Ok(()),
-            Err(other) => Err(other.into()),
+        // the recording and the wake-up it calls for in one transaction
+        let mut attempt = 0;
+        loop {
+            let mut unit = self.unit();
+            match self
+                .stores
+                .checkouts
+                .stage(
+                    &mut unit,
+                    &id,
+                    CheckoutCommand::Record(outcome.clone()),
+                    &metadata,
+                )
+                .await
+            {
+                // recorded now, or before (a redelivery): the checkout is driven
+                Ok(staged) if !staged.events.is_empty() => {
+                    timers::schedule_in(&mut unit, DRIVE, &id, Utc::now(), &json!({}));
+                }
+                Ok(_) | Err(ExecuteError::Domain(_)) => return Ok(()),
+                Err(other) => return Err(other.into()),
+            }
+            match unit.commit().await.map_err(StepError::from) {
+                Err(StepError::Conflict) if attempt < UNIT_ATTEMPTS => {
+                    attempt += 1;
+                    unit_backoff(attempt).await;
+                }
+                other => return other.map(|_| ()),
+            }
         }
+    }
+
+    /// A unit of work through the process's group committer: concurrent checkouts' steps share
+    /// transactions.
+    fn unit(&self) -> UnitOfWork {
+        UnitOfWork::new(&self.pool)
     }
 
     async fn wake(&self, order_id: OrderId, at: DateTime<Utc>) -> Result<(), StepError> {
@@ -418,14 +487,9 @@ impl CheckoutSaga {
                         .parse()
                         .map_err(|_| StepError::Refused(format!("bad timer key {}", timer.key)))?,
                 );
-                match self.drive(order_id).await {
-                    Ok(Driven::Settled) => {
-                        timers::complete(&self.pool, timer).await?;
-                    }
-                    Ok(Driven::WakeAt(at)) => {
-                        timers::reschedule(&self.pool, timer, at).await?;
-                    }
-                    Err(error) => self.failed(timer, &error).await?,
+                // the timer is completed or rescheduled in the transaction of the drive's last step
+                if let Err(error) = self.drive_timer(order_id, Some(timer)).await {
+                    self.failed(timer, &error).await?;
                 }
                 Ok(())
             }
@@ -445,12 +509,30 @@ impl CheckoutSaga {
                     order_id,
                     reason: domain::inventory::EXPIRED_REASON.to_owned(),
                 };
-                // a reservation that was committed in time is not there any more: a no-op
-                match self.stores.inventory.execute(sku, command, &metadata).await {
-                    Ok(_) => {
-                        timers::complete(&self.pool, timer).await?;
+                // a reservation that was committed in time is not there any more: a no-op. The
+                // release and the timer's completion in one transaction.
+                let mut attempt = 0;
+                let released = loop {
+                    let mut unit = self.unit();
+                    if let Err(error) = self
+                        .stores
+                        .inventory
+                        .stage(&mut unit, sku, command.clone(), &metadata)
+                        .await
+                    {
+                        break Err(StepError::from(error));
                     }
-                    Err(error) => self.failed(timer, &StepError::from(error)).await?,
+                    timers::complete_in(&mut unit, timer);
+                    match unit.commit().await.map_err(StepError::from) {
+                        Err(StepError::Conflict) if attempt < UNIT_ATTEMPTS => {
+                            attempt += 1;
+                            unit_backoff(attempt).await;
+                        }
+                        other => break other.map(|_| ()),
+                    }
+                };
+                if let Err(error) = released {
+                    self.failed(timer, &error).await?;
                 }
                 Ok(())
             }
@@ -521,41 +603,96 @@ impl CheckoutSaga {
 
     /// Does the checkout's steps until it waits or settles.
     pub async fn drive(&self, order_id: OrderId) -> Result<Driven, StepError> {
-        let id = order_id.to_string();
+        self.drive_timer(order_id, None).await
+    }
+
+    /// [`drive`](Self::drive) for a fired `timer`, which is completed (settled) or rescheduled
+    /// (waiting) in the transaction of the last step. Each step's command, its recording on the
+    /// checkout and its timer changes are written in one unit of work, and consecutive steps
+    /// share a unit until a step calls the payment provider (what came before is written first)
+    /// or [`MAX_UNIT_COMMANDS`] are staged. A unit whose streams moved under it (another runner,
+    /// an observation, a concurrent reservation) is decided again on what they are now.
+    async fn drive_timer(
+        &self,
+        order_id: OrderId,
+        timer: Option<&Timer>,
+    ) -> Result<Driven, StepError> {
         let conversation = self.conversation(order_id).await?;
-        let loaded = self.stores.checkouts.load_latest(&id).await?;
-        let (mut process, mut sequence) = (loaded.aggregate, loaded.current_sequence);
+        let mut attempt = 0;
+        loop {
+            match self.drive_units(order_id, timer, &conversation).await {
+                Err(StepError::Conflict) if attempt < UNIT_ATTEMPTS => {
+                    attempt += 1;
+                    metrics::counter!("shop_saga_unit_conflicts_total").increment(1);
+                    unit_backoff(attempt).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn drive_units(
+        &self,
+        order_id: OrderId,
+        timer: Option<&Timer>,
+        conversation: &Conversation,
+    ) -> Result<Driven, StepError> {
+        let id = order_id.to_string();
+        let mut unit = self.unit();
+        let mut process = self.stores.checkouts.load_latest(&id).await?.aggregate;
         for _ in 0..200 {
             let now = Utc::now();
             let step = process.next_step(now);
+            let wake_at = match step {
+                Step::Idle => {
+                    if let Some(timer) = timer {
+                        timers::complete_in(&mut unit, timer);
+                    }
+                    unit.commit().await?;
+                    return Ok(Driven::Settled);
+                }
+                Step::WaitUntil(at) => Some(at),
+                _ => None,
+            };
+            if let Some(at) = wake_at {
+                if let Some(timer) = timer {
+                    timers::reschedule_in(&mut unit, timer, at);
+                }
+                unit.commit().await?;
+                return Ok(Driven::WakeAt(at));
+            }
+            if calls_gateway(&step) && !unit.is_empty() {
+                std::mem::replace(&mut unit, self.unit()).commit().await?;
+            }
             let outcome = match step {
-                Step::Idle => return Ok(Driven::Settled),
-                Step::WaitUntil(at) => return Ok(Driven::WakeAt(at)),
                 Step::Finish => Outcome::Finished,
-                step => match self.perform(&process, &step, &conversation).await? {
+                step => match self
+                    .perform(&mut unit, &process, &step, conversation)
+                    .await?
+                {
                     Some(outcome) => outcome,
-                    None => return Ok(Driven::WakeAt(now + chrono::Duration::seconds(1))),
+                    None => {
+                        let at = now + chrono::Duration::seconds(1);
+                        if let Some(timer) = timer {
+                            timers::reschedule_in(&mut unit, timer, at);
+                        }
+                        unit.commit().await?;
+                        return Ok(Driven::WakeAt(at));
+                    }
                 },
             };
-            // each recording is its own command: give it its own id
+            // each recording is its own command: give it its own id (written with the step's
+            // command, so a replayed step records again only if its command was not written)
             let metadata = conversation.step(&format!("record:{}", Uuid::now_v7()));
             let recorded = self
                 .stores
                 .checkouts
-                .execute(&id, CheckoutCommand::Record(outcome), &metadata)
+                .stage(&mut unit, &id, CheckoutCommand::Record(outcome), &metadata)
                 .await
                 .map_err(StepError::from)?;
-            let appended = recorded.events.len() as i64;
-            if !recorded.replayed && appended > 0 && recorded.last_sequence == sequence + appended {
-                // what we just appended is the whole change since we read: no need to read it
-                sequence = recorded.last_sequence;
-                for event in recorded.events {
-                    cqrs_es::Aggregate::apply(&mut process, event);
-                }
-            } else {
-                // someone else moved the checkout (an observation, another runner): read it
-                let loaded = self.stores.checkouts.load_latest(&id).await?;
-                (process, sequence) = (loaded.aggregate, loaded.current_sequence);
+            process = recorded.aggregate;
+            if unit.staged_commands() >= MAX_UNIT_COMMANDS {
+                std::mem::replace(&mut unit, self.unit()).commit().await?;
             }
         }
         Err(StepError::Refused(format!(
@@ -566,6 +703,7 @@ impl CheckoutSaga {
     /// Does one step; `None` when it cannot be done yet (try again shortly).
     async fn perform(
         &self,
+        unit: &mut UnitOfWork,
         process: &CheckoutProcess,
         step: &Step,
         conversation: &Conversation,
@@ -614,7 +752,12 @@ impl CheckoutSaga {
                     placed_at: now,
                 };
                 let metadata = conversation.step("place");
-                match self.stores.orders.execute(&order, command, &metadata).await {
+                match self
+                    .stores
+                    .orders
+                    .stage(unit, &order, command, &metadata)
+                    .await
+                {
                     Ok(_) | Err(ExecuteError::Domain(OrderError::AlreadyPlaced)) => {}
                     Err(other) => return Err(other.into()),
                 }
@@ -630,7 +773,7 @@ impl CheckoutSaga {
                 let receipt = self
                     .stores
                     .inventory
-                    .execute(sku.as_str(), command, &metadata)
+                    .stage(unit, sku.as_str(), command, &metadata)
                     .await?;
                 let refused = receipt.events.iter().find_map(|e| match e {
                     InventoryEvent::ReservationRefused { available, .. } => Some(*available),
@@ -643,14 +786,13 @@ impl CheckoutSaga {
                     },
                     None => {
                         let key = format!("{sku}/{order_id}");
-                        timers::schedule(
-                            &self.pool,
+                        timers::schedule_in(
+                            unit,
                             RESERVATION_EXPIRY,
                             &key,
                             terms.reservation_expiry,
                             &json!({}),
-                        )
-                        .await?;
+                        );
                         Outcome::StockReserved { sku: sku.clone() }
                     }
                 }
@@ -658,6 +800,7 @@ impl CheckoutSaga {
             Step::MarkOrderStockReserved => {
                 let metadata = conversation.step("mark-stock-reserved");
                 self.order_command(
+                    unit,
                     &order,
                     OrderCommand::MarkStockReserved { at: now },
                     &metadata,
@@ -676,7 +819,7 @@ impl CheckoutSaga {
                 match self
                     .stores
                     .payments
-                    .execute(&payment, command, &metadata)
+                    .stage(unit, &payment, command, &metadata)
                     .await
                 {
                     Ok(_) | Err(ExecuteError::Domain(domain::PaymentError::AlreadyRequested)) => {}
@@ -710,7 +853,7 @@ impl CheckoutSaga {
                         };
                         self.stores
                             .payments
-                            .execute(&payment, command, &metadata)
+                            .stage(unit, &payment, command, &metadata)
                             .await?;
                         Outcome::PaymentAuthorized { provider_ref }
                     }
@@ -731,7 +874,12 @@ impl CheckoutSaga {
                     payment_id,
                     at: now,
                 };
-                match self.stores.orders.execute(&order, command, &metadata).await {
+                match self
+                    .stores
+                    .orders
+                    .stage(unit, &order, command, &metadata)
+                    .await
+                {
                     Ok(_) => Outcome::OrderConfirmed,
                     // cancelled in the meantime: the saga moves on to undo
                     Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => {
@@ -745,7 +893,8 @@ impl CheckoutSaga {
                 let receipt = self
                     .stores
                     .inventory
-                    .execute(
+                    .stage(
+                        unit,
                         sku.as_str(),
                         InventoryCommand::CommitReservation { order_id },
                         &metadata,
@@ -755,14 +904,7 @@ impl CheckoutSaga {
                     .events
                     .iter()
                     .any(|e| matches!(e, InventoryEvent::ReservationCommitted { .. }))
-                    || self
-                        .stores
-                        .inventory
-                        .load(sku.as_str())
-                        .await?
-                        .aggregate
-                        .committed(&order_id)
-                        .is_some();
+                    || receipt.aggregate.committed(&order_id).is_some();
                 if committed {
                     Outcome::ReservationCommitted { sku: sku.clone() }
                 } else {
@@ -784,7 +926,8 @@ impl CheckoutSaga {
                 let metadata = conversation.step("capture");
                 self.stores
                     .payments
-                    .execute(
+                    .stage(
+                        unit,
                         &payment,
                         PaymentCommand::Capture {
                             amount: terms.total,
@@ -805,7 +948,7 @@ impl CheckoutSaga {
                     Ok(CancelOutcome::AlreadyCaptured) => {
                         // the money was taken (a capture whose answer was lost, or one that
                         // raced a cancellation): book it; the checkout then refunds it
-                        self.book_capture(&payment, provider_ref, terms.total, conversation)
+                        self.book_capture(unit, &payment, provider_ref, terms.total, conversation)
                             .await?;
                         return Ok(Some(Outcome::PaymentCaptured));
                     }
@@ -825,7 +968,8 @@ impl CheckoutSaga {
                 let _ = self
                     .stores
                     .payments
-                    .execute(
+                    .stage(
+                        unit,
                         &payment,
                         PaymentCommand::Cancel { at: Utc::now() },
                         &metadata,
@@ -841,7 +985,8 @@ impl CheckoutSaga {
                     .map_or_else(|| "order cancelled".to_owned(), failure_text);
                 self.stores
                     .inventory
-                    .execute(
+                    .stage(
+                        unit,
                         sku.as_str(),
                         InventoryCommand::ReleaseReservation { order_id, reason },
                         &metadata,
@@ -854,7 +999,8 @@ impl CheckoutSaga {
                 match self
                     .stores
                     .payments
-                    .execute(
+                    .stage(
+                        unit,
                         &payment,
                         PaymentCommand::Fail {
                             reason: reason.clone(),
@@ -875,7 +1021,12 @@ impl CheckoutSaga {
                     reason: reason.clone(),
                     at: Utc::now(),
                 };
-                match self.stores.orders.execute(&order, command, &metadata).await {
+                match self
+                    .stores
+                    .orders
+                    .stage(unit, &order, command, &metadata)
+                    .await
+                {
                     // an order cancelled meanwhile is already final
                     Ok(_) | Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => {}
                     Err(other) => return Err(other.into()),
@@ -890,7 +1041,7 @@ impl CheckoutSaga {
                     at: Utc::now(),
                 };
                 // an order cancelled meanwhile is already final
-                self.order_command(&order, command, &metadata).await?;
+                self.order_command(unit, &order, command, &metadata).await?;
                 Outcome::OrderFailed
             }
             Step::ReturnStock { sku, quantity } => {
@@ -902,7 +1053,7 @@ impl CheckoutSaga {
                 match self
                     .stores
                     .inventory
-                    .execute(sku.as_str(), command, &metadata)
+                    .stage(unit, sku.as_str(), command, &metadata)
                     .await
                 {
                     Ok(_)
@@ -930,7 +1081,8 @@ impl CheckoutSaga {
                 let metadata = conversation.step(&format!("refund:{refund_id}"));
                 self.stores
                     .payments
-                    .execute(
+                    .stage(
+                        unit,
                         &payment,
                         PaymentCommand::Refund {
                             refund_id: *refund_id,
@@ -941,8 +1093,14 @@ impl CheckoutSaga {
                     )
                     .await?;
                 if *refund_id == domain::checkout::cancellation_refund_id(order_id) {
-                    self.record_cancellation_refund(conversation, order_id, *refund_id, *amount)
-                        .await?;
+                    self.record_cancellation_refund(
+                        unit,
+                        conversation,
+                        order_id,
+                        *refund_id,
+                        *amount,
+                    )
+                    .await?;
                 }
                 Outcome::Refunded {
                     refund_id: *refund_id,
@@ -958,6 +1116,7 @@ impl CheckoutSaga {
     /// authorization), so the refund that follows finds captured money.
     async fn book_capture(
         &self,
+        unit: &mut UnitOfWork,
         payment: &str,
         provider_ref: &str,
         amount: Money,
@@ -970,13 +1129,13 @@ impl CheckoutSaga {
         };
         self.stores
             .payments
-            .execute(payment, authorize, &conversation.step("authorize"))
+            .stage(unit, payment, authorize, &conversation.step("authorize"))
             .await?;
         let capture = PaymentCommand::Capture { amount, at };
         match self
             .stores
             .payments
-            .execute(payment, capture, &conversation.step("capture"))
+            .stage(unit, payment, capture, &conversation.step("capture"))
             .await
         {
             Ok(_) => Ok(()),
@@ -989,11 +1148,17 @@ impl CheckoutSaga {
 
     async fn order_command(
         &self,
+        unit: &mut UnitOfWork,
         order: &str,
         command: OrderCommand,
         metadata: &EventMetadata,
     ) -> Result<(), StepError> {
-        match self.stores.orders.execute(order, command, metadata).await {
+        match self
+            .stores
+            .orders
+            .stage(unit, order, command, metadata)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(ExecuteError::Domain(OrderError::InvalidTransition { .. })) => Ok(()),
             Err(other) => Err(other.into()),
@@ -1003,6 +1168,7 @@ impl CheckoutSaga {
     /// The order's history shows the money that went back on cancellation.
     async fn record_cancellation_refund(
         &self,
+        unit: &mut UnitOfWork,
         conversation: &Conversation,
         order_id: OrderId,
         refund_id: RefundId,
@@ -1018,7 +1184,7 @@ impl CheckoutSaga {
         match self
             .stores
             .orders
-            .execute(&order_id.to_string(), command, &metadata)
+            .stage(unit, &order_id.to_string(), command, &metadata)
             .await
         {
             Ok(_) | Err(ExecuteError::Domain(_)) => Ok(()),

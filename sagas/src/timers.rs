@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use eventlog::UnitOfWork;
+use serde_json::{json, Value};
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
@@ -50,6 +51,67 @@ pub async fn schedule<'e>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+// ---- the same bookkeeping written with a unit of work (in its transaction, only if it is
+// written), each statement once for every unit of a group (see `eventlog::unit::SideWrite`) ----
+
+/// [`schedule`], for many timers at once (one schedule per timer: the earliest time).
+const SCHEDULE_ROWS: &str = "
+    INSERT INTO timers (kind, key, due_at, payload)
+    SELECT DISTINCT ON (t.kind, t.key) t.kind, t.key, t.due_at, coalesce(t.payload, '{}')
+      FROM jsonb_to_recordset($1) AS t(kind text, key text, due_at timestamptz, payload jsonb)
+     ORDER BY t.kind, t.key, t.due_at
+    ON CONFLICT (kind, key) DO UPDATE
+       SET due_at = LEAST(timers.due_at, EXCLUDED.due_at), wakes = timers.wakes + 1";
+
+/// [`complete`], for many timers at once.
+const COMPLETE_ROWS: &str = "
+    WITH done AS (SELECT * FROM jsonb_to_recordset($1) AS d(kind text, key text, claim uuid, wakes bigint)),
+    deleted AS (
+        DELETE FROM timers t USING done d
+         WHERE t.kind = d.kind AND t.key = d.key AND t.claim = d.claim AND t.wakes = d.wakes)
+    UPDATE timers t SET claimed_until = NULL, claim = NULL, attempts = 0
+      FROM done d
+     WHERE t.kind = d.kind AND t.key = d.key AND t.claim = d.claim AND t.wakes <> d.wakes";
+
+/// [`reschedule`], for many timers at once.
+const RESCHEDULE_ROWS: &str = "
+    UPDATE timers t
+       SET due_at = CASE WHEN t.wakes = r.wakes THEN r.due_at ELSE LEAST(t.due_at, r.due_at) END,
+           claimed_until = NULL, claim = NULL, attempts = 0
+      FROM jsonb_to_recordset($1) AS r(kind text, key text, claim uuid, due_at timestamptz, wakes bigint)
+     WHERE t.kind = r.kind AND t.key = r.key AND t.claim = r.claim";
+
+/// [`schedule`] in `unit`'s transaction.
+pub fn schedule_in(
+    unit: &mut UnitOfWork,
+    kind: &str,
+    key: &str,
+    due_at: DateTime<Utc>,
+    payload: &Value,
+) {
+    unit.also(
+        SCHEDULE_ROWS,
+        json!({"kind": kind, "key": key, "due_at": due_at, "payload": payload}),
+    );
+}
+
+/// [`complete`] in `unit`'s transaction (a claim lost meanwhile changes nothing).
+pub fn complete_in(unit: &mut UnitOfWork, timer: &Timer) {
+    unit.also(
+        COMPLETE_ROWS,
+        json!({"kind": timer.kind, "key": timer.key, "claim": timer.claim, "wakes": timer.wakes}),
+    );
+}
+
+/// [`reschedule`] in `unit`'s transaction.
+pub fn reschedule_in(unit: &mut UnitOfWork, timer: &Timer, due_at: DateTime<Utc>) {
+    unit.also(
+        RESCHEDULE_ROWS,
+        json!({"kind": timer.kind, "key": timer.key, "claim": timer.claim, "due_at": due_at,
+               "wakes": timer.wakes}),
+    );
 }
 
 /// Claims up to `limit` due timers for `lease`.

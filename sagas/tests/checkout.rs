@@ -1264,3 +1264,108 @@ async fn webhooks_of_the_other_mode_or_another_intent_change_nothing() {
     );
     shop.stop().await;
 }
+
+/// How many events of `event_type` the stream `aggregate_type`/`id` has.
+async fn events_of(shop: &Shop, aggregate_type: &str, id: &str, event_type: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = $3",
+    )
+    .bind(aggregate_type)
+    .bind(id)
+    .bind(event_type)
+    .fetch_one(&shop.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_command_and_its_recording_are_written_together_or_not_at_all() {
+    let shop = Shop::start(CheckoutConfig::default()).await;
+    let _ = shop.stop.send(true); // this test plays the runner itself
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shop.product("MUG-1", 1200, 10).await;
+    let order = shop.checkout(&[("MUG-1", 1, 1200)], "pm_card_visa").await;
+    let saga = shop.saga(CheckoutConfig::default());
+    let mut checked_out = None;
+    for _ in 0..250 {
+        let log =
+            eventlog::log::read_after(&shop.db.pool, eventlog::log::LogPosition::START, 1_000)
+                .await
+                .unwrap();
+        checked_out = log.into_iter().find(|e| e.event_type == "CartCheckedOut");
+        if checked_out.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    saga.on_event(&checked_out.expect("the cart was checked out"))
+        .await
+        .unwrap();
+
+    // the process dies (here: the database refuses) as the confirmation's recording is written
+    sqlx::query(
+        "CREATE FUNCTION crash_on_confirmation_recording() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected crash'; END $$",
+    )
+    .execute(&shop.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER crash BEFORE INSERT ON events FOR EACH ROW
+           WHEN (NEW.event_type = 'CheckoutOrderConfirmed')
+           EXECUTE FUNCTION crash_on_confirmation_recording()",
+    )
+    .execute(&shop.db.pool)
+    .await
+    .unwrap();
+    assert!(saga.drive(order).await.is_err());
+    let (id, payment) = (order.to_string(), payment_id_of(order).to_string());
+    assert_eq!(
+        (
+            events_of(&shop, "order", &id, "OrderConfirmed").await,
+            events_of(&shop, "checkout", &id, "CheckoutOrderConfirmed").await
+        ),
+        (0, 0),
+        "the confirmation and its recording: both absent"
+    );
+    assert_eq!(
+        events_of(&shop, "payment", &payment, "PaymentAuthorized").await,
+        events_of(&shop, "checkout", &id, "CheckoutPaymentAuthorized").await,
+        "the authorization and its recording: both present or both absent"
+    );
+
+    // restarted without the fault: each step's command and its recording exactly once
+    sqlx::query("DROP TRIGGER crash ON events")
+        .execute(&shop.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        saga.drive(order).await.unwrap(),
+        sagas::checkout::Driven::Settled
+    );
+    for (aggregate_type, stream, event_type) in [
+        ("order", &id, "OrderPlaced"),
+        ("checkout", &id, "CheckoutOrderPlaced"),
+        ("inventory", &"MUG-1".to_owned(), "StockReserved"),
+        ("checkout", &id, "CheckoutStockReserved"),
+        ("payment", &payment, "PaymentAuthorized"),
+        ("checkout", &id, "CheckoutPaymentAuthorized"),
+        ("order", &id, "OrderConfirmed"),
+        ("checkout", &id, "CheckoutOrderConfirmed"),
+        ("payment", &payment, "PaymentCaptured"),
+        ("checkout", &id, "CheckoutPaymentCaptured"),
+        ("checkout", &id, "CheckoutCompleted"),
+    ] {
+        assert_eq!(
+            events_of(&shop, aggregate_type, stream, event_type).await,
+            1,
+            "{aggregate_type}/{stream} {event_type}"
+        );
+    }
+    let report = eventlog::audit::verify_all(&shop.db.pool, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.broken_links, 0);
+    shop.stop().await;
+}
