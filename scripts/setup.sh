@@ -170,6 +170,66 @@ ensure_kafka() {
     exit 1
 }
 
+# The container tools of scripts/image.sh and of the container test (tests/container): podman
+# and buildah build and run the image; debootstrap builds its Debian base when no registry image
+# can be pulled. Not part of `setup`: running or testing shop on the host needs none of them.
+CONTAINER_PACKAGES=(podman buildah debootstrap debian-archive-keyring uidmap runc)
+ensure_container_tools() {
+    apt_install "${CONTAINER_PACKAGES[@]}"
+    podman_environment
+}
+
+# What podman needs on this machine, as a containers.conf of ours (CONTAINERS_CONF, exported; an
+# explicit CONTAINERS_CONF is left alone) when the defaults do not work:
+# - cgroup v1 with a cgroup v2 hierarchy that has controllers (hybrid): crun refuses to start any
+#   container ("cgroups in hybrid mode not supported"), runc does not mind;
+# - root without CAP_SYS_RESOURCE (a sandbox): podman's default limits (1,048,576 open files and
+#   processes) cannot be set, so containers get this shell's hard limits (processes capped at
+#   pid_max, as podman caps its own).
+# Storage (overlay), cgroup manager (cgroupfs) and events (file) work as Debian configures them;
+# containers use the host's network (`--network host`) to reach PostgreSQL and Redis on 127.0.0.1.
+podman_environment() {
+    [ -n "${CONTAINERS_CONF:-}" ] && return 0
+    local runtime="" ulimits=""
+    if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+        runtime="runc"
+    fi
+    local capabilities
+    capabilities=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+    if [ $(( 0x$capabilities >> 24 & 1 )) -eq 0 ]; then # CAP_SYS_RESOURCE
+        local files processes pid_max
+        files=$(ulimit -Hn)
+        processes=$(ulimit -Hu)
+        pid_max=$(cat /proc/sys/kernel/pid_max)
+        [ "$processes" = unlimited ] || [ "$processes" -gt "$pid_max" ] && processes=$pid_max
+        ulimits="\"nofile=$files:$files\", \"nproc=$processes:$processes\""
+    fi
+    [ -z "$runtime$ulimits" ] && return 0
+    local conf="${SHOP_CACHE_DIR:-$HOME/.cache/shop}/containers.conf"
+    mkdir -p "$(dirname "$conf")"
+    {
+        echo "# written by scripts/setup.sh (podman_environment) for this machine"
+        echo "[containers]"
+        [ -n "$ulimits" ] && echo "default_ulimits = [$ulimits]"
+        echo "[engine]"
+        [ -n "$runtime" ] && echo "runtime = \"$runtime\""
+    } >"$conf.tmp"
+    mv "$conf.tmp" "$conf"
+    export CONTAINERS_CONF="$conf"
+}
+
+# The Debian mirror apt uses on this machine (deb822 `URIs:` or a one-line `deb` entry for the main
+# archive, not the security one); deb.debian.org when none is configured.
+debian_mirror() {
+    local mirror
+    mirror=$( { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+                    /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+        sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
+            -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' |
+        grep -E '/debian/?$' | head -n 1 || true)
+    echo "${mirror:-http://deb.debian.org/debian}"
+}
+
 setup() {
     command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
     command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools

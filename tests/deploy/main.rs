@@ -3,8 +3,9 @@
 //! routes answer on a running `shop serve`; every metric a dashboard or an alert uses is one the
 //! running process exports after real traffic; every environment variable the files set is one
 //! the binary reads; the Dockerfile builds every workspace crate in its dependency layer and
-//! runs as a non-root user with a health check. No container engine runs here: the files are
-//! checked, not deployed (see README).
+//! runs as a non-root user with a health check, and deploy/docker/Containerfile (the image
+//! scripts/image.sh builds without a registry) is its runtime stage. The image itself is built and
+//! run by tests/container; Kubernetes and compose files are checked, not deployed (see README).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -296,6 +297,46 @@ fn the_dockerfile_caches_every_crate_and_runs_unprivileged_with_a_health_check()
             "{addr} port {port} not exposed"
         );
     }
+}
+
+/// The runtime stage of a Dockerfile: its lines from `FROM ... AS runtime` on, without comments.
+fn runtime_stage(file: &str) -> Vec<&str> {
+    let lines: Vec<&str> = file.lines().filter(|l| !l.starts_with('#')).collect();
+    let from = lines
+        .iter()
+        .position(|l| l.starts_with("FROM ") && l.ends_with(" AS runtime"))
+        .expect("a stage `AS runtime`");
+    lines[from..].to_vec()
+}
+
+#[test]
+fn the_containerfile_is_the_dockerfiles_runtime_stage_over_the_local_base() {
+    let dockerfile = read("deploy/docker/Dockerfile");
+    let containerfile = read("deploy/docker/Containerfile");
+    let registry = runtime_stage(&dockerfile);
+    let local = runtime_stage(&containerfile);
+    assert_eq!(
+        registry.len(),
+        local.len(),
+        "the runtime stages differ:\n{registry:#?}\n{local:#?}"
+    );
+    for (registry_line, local_line) in registry.iter().zip(&local) {
+        match *registry_line {
+            line if line.starts_with("FROM ") => {
+                assert_eq!(*local_line, "FROM ${BASE_IMAGE} AS runtime")
+            }
+            "COPY --from=build /shop /usr/local/bin/shop" => {
+                assert_eq!(*local_line, "COPY shop /usr/local/bin/shop")
+            }
+            line => assert_eq!(*local_line, line, "the runtime stages differ"),
+        }
+    }
+    // one stage only: nothing is compiled in the local image, and its base is the one
+    // scripts/image.sh makes with debootstrap
+    assert_eq!(containerfile.matches("\nFROM ").count(), 1);
+    let base = "BASE_IMAGE=localhost/shop-base:bookworm";
+    assert!(containerfile.contains(&format!("ARG {base}\n")));
+    assert!(read("scripts/image.sh").contains(&format!("\n{base}\n")));
 }
 
 /// The workspace members, read from the root manifest without a TOML parser.
