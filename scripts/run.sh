@@ -21,4 +21,12 @@ cargo build --release --locked --bin shop
 shop="$CARGO_TARGET_DIR/release/shop"
 "$shop" migrate
 "$shop" seed
+# the storefront (/) and console (/console) on the query API's port; without node/npm, no front-end
+if [ -z "${SHOP_WEB_DIR:-}" ]; then
+    if scripts/web.sh build; then
+        export SHOP_WEB_DIR="$PWD/target/web"
+    else
+        say "the front-end did not build: serving the APIs without it"
+    fi
+fi
 exec "$shop" serve

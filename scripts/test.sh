@@ -36,4 +36,6 @@ wait "$base_image_pid" || {
 }
 echo "[test] cargo test"
 cargo test --workspace --locked
+echo "[test] storefront and console in Debian's chromium (scripts/web.sh test; screenshots in target/screenshots/)"
+scripts/web.sh test
 echo "[test] done in $(( $(date +%s) - started )) s"

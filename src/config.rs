@@ -325,6 +325,10 @@ pub struct QueryApiArgs {
     /// rebuilt from the log at every start.
     #[arg(long, env = "SHOP_SEARCH_DIR")]
     pub search_dir: Option<std::path::PathBuf>,
+    /// Directory of the built storefront and console (`scripts/web.sh build` writes
+    /// `target/web`): served at `/` and `/console` next to `/graphql`; without it, no front-end.
+    #[arg(long, env = "SHOP_WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
     /// Answer introspection queries (on in development; turn off in production).
     #[arg(long, env = "SHOP_GRAPHQL_INTROSPECTION", default_value_t = true,
           action = clap::ArgAction::Set)]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod schema;
 pub mod viewer;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 
 pub use http::{router, QueryApi};
 pub use schema::{sdl, ShopSchema};
+pub use web::web_router;
 
 /// The stores the query API reads.
 #[derive(Clone)]

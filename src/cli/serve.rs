@@ -142,6 +142,7 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         servers.spawn(task);
     }
 
+    let mut command_router: Option<Router> = None;
     if matches!(roles, Roles::All | Roles::CommandApi) {
         let state = command_api::AppState::with_keyring(
             pool.clone(),
@@ -163,10 +164,13 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         });
         let listener = bind(listen.command_api_addr, "command API").await?;
         println!("command API listening on http://{}", listener.local_addr()?);
-        let mut router = super::telemetry::with_http_metrics(
+        let router = super::telemetry::with_http_metrics(
             command_api::router(state).merge(webhooks),
             "command",
         );
+        // the front-end on the query API's listener reaches the commands at the same origin
+        command_router = Some(router.clone());
+        let mut router = router;
         if let Some(handle) = &metrics {
             router = router.merge(super::read_health::metrics_router(handle.clone()));
         }
@@ -275,6 +279,17 @@ pub async fn run(config: &RoleConfig, roles: Roles) -> anyhow::Result<ExitCode> 
         );
         if let Some(handle) = &metrics {
             router = router.merge(super::read_health::metrics_router(handle.clone()));
+        }
+        if let Some(dir) = &query.web_dir {
+            println!(
+                "storefront at http://{0}/ and console at http://{0}/console (from {1})",
+                listener.local_addr()?,
+                dir.display()
+            );
+            if let Some(commands) = command_router.take() {
+                router = router.merge(same_origin_commands(commands));
+            }
+            router = router.merge(query_api::web_router(dir));
         }
         servers.spawn(serve(listener, router, stop.clone()));
     }
@@ -419,6 +434,36 @@ fn gateway(
             ))
         }
     })
+}
+
+/// `/api/*` on the query API's listener, answered in process by the command API's router (as
+/// the Ingress routes `/api` in a deployment): the browser app calls both APIs at its own
+/// origin, with no CORS and no second port. Requests keep their connection info, so rate limits
+/// still key on the client.
+fn same_origin_commands(commands: Router) -> Router {
+    let forward = move |request: axum::extract::Request| {
+        let commands = commands.clone();
+        async move {
+            // the command API routes the request afresh: it gets the request without the outer
+            // route's match and path parameters, keeping only the client's address
+            let (parts, body) = request.into_parts();
+            let mut forwarded = axum::extract::Request::new(body);
+            *forwarded.method_mut() = parts.method;
+            *forwarded.uri_mut() = parts.uri;
+            *forwarded.version_mut() = parts.version;
+            *forwarded.headers_mut() = parts.headers;
+            if let Some(peer) = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            {
+                forwarded.extensions_mut().insert(*peer);
+            }
+            tower::ServiceExt::oneshot(commands, forwarded).await
+        }
+    };
+    Router::new()
+        .route("/api", axum::routing::any(forward.clone()))
+        .route("/api/{*rest}", axum::routing::any(forward))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod orders;
 pub mod privacy;
 pub mod products;
+pub mod read_models;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(carts::router())
         .merge(orders::router())
         .merge(privacy::router())
+        .merge(read_models::router())
 }
 
 /// An amount of money in minor units (cents) and an ISO 4217 currency code.
@@ -366,5 +368,13 @@ pub const ROUTES: &[RouteDoc] = &[
         "staff",
         crate::privacy::ErasureReport,
         200
+    ),
+    route!(
+        "post",
+        "/api/read-models/{name}/rebuild",
+        "Rebuild a read model from the whole log in the background (blue/green)",
+        "staff",
+        read_models::RebuildStarted,
+        202
     ),
 ];

@@ -457,6 +457,50 @@ pub async fn status(pool: &PgPool, projection: &dyn PgProjection) -> Result<Proj
     })
 }
 
+/// How far a running rebuild has read the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RebuildShare {
+    /// Events of the log up to the rebuild's position.
+    pub events_done: i64,
+    /// Events in the log now.
+    pub events_total: i64,
+}
+
+/// The progress of a rebuild of `projection` running now (its next version exists), else `None`.
+pub async fn rebuild_progress(
+    pool: &PgPool,
+    projection: &dyn PgProjection,
+) -> Result<Option<RebuildShare>> {
+    let building: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(next_schema(projection))
+            .fetch_one(pool)
+            .await?;
+    if !building {
+        return Ok(None);
+    }
+    let position = checkpoint::load(pool, &next_checkpoint_name(projection)).await?;
+    let (events_done, events_total): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE (transaction_id, global_position) <= ($1::bigint::text::xid8, $2)),
+                count(*)
+           FROM events",
+    )
+    .bind(position.transaction_id)
+    .bind(position.global_position)
+    .fetch_one(pool)
+    .await?;
+    Ok(Some(RebuildShare {
+        events_done,
+        events_total,
+    }))
+}
+
+/// The session advisory lock one rebuild of `projection` holds while it runs (another request to
+/// rebuild it meanwhile is refused); not the live writer's lock.
+pub fn rebuild_lock_key(projection: &dyn PgProjection) -> i64 {
+    (fnv1a(&format!("rebuild:{}", projection.name())) >> 1) as i64
+}
+
 /// Follows the log with every projection until `stop`; each batch is exactly once.
 pub async fn follow(
     pool: &PgPool,

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod carts;
 pub mod catalog;
 pub mod common;
+pub mod operations;
 pub mod orders;
 pub mod staff;
 pub mod subscription;
@@ -20,6 +21,7 @@ pub struct QueryRoot(
     orders::OrderQuery,
     staff::StaffQuery,
     audit::AuditQuery,
+    operations::OperationsQuery,
 );
 
 /// Writes go through the command API: the schema has no mutations.

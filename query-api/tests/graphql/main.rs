@@ -9,5 +9,6 @@ mod carts;
 mod catalog;
 mod consistency;
 mod limits;
+mod operations;
 mod orders;
 mod subscription;
