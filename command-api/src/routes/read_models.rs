@@ -12,10 +12,10 @@ use axum::Router;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use accounts::Role;
 use crate::context::RequestContext;
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
+use accounts::Role;
 
 /// Events read per batch of a rebuild started here.
 const REBUILD_BATCH: i64 = 5_000;

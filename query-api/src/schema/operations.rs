@@ -2,8 +2,8 @@
 //! of a rebuild running now (started with the command API's `POST /api/read-models/{name}/rebuild`
 //! or `shop rebuild`). Staff only.
 
-use async_graphql::{Context, Object, SimpleObject};
 use accounts::Role;
+use async_graphql::{Context, Object, SimpleObject};
 
 use crate::error::{IntoGraphql, QueryError};
 use crate::viewer::Viewer;
