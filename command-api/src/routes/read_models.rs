@@ -13,9 +13,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::context::RequestContext;
-use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
 use accounts::Role;
+use http_vocabulary::{ApiError, ApiResult};
 
 /// Events read per batch of a rebuild started here.
 const REBUILD_BATCH: i64 = 5_000;
