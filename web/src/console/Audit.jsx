@@ -91,7 +91,7 @@ export function Audit() {
       </div>
       {events && (
         <>
-          <h2>History ({events.length} events)</h2>
+          <h2>History ({events.length === 1 ? '1 event' : `${events.length} events`})</h2>
           <table>
             <caption class="visually-hidden">Events of {type} {id}, oldest first</caption>
             <thead>

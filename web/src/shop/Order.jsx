@@ -101,8 +101,10 @@ export function Order({ id }) {
       onNext: (data) => {
         setConnected(true);
         setLive(data.orderStatus);
-        // the read model catches up with the change: read the order again
+        // the read model catches up with the change: read the order again, and once more
+        // shortly after (the log can be a moment ahead of the read model)
         load(null);
+        setTimeout(() => load(null), 1000);
       },
       onError: () => setConnected(false),
     });
