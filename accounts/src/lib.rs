@@ -3,15 +3,19 @@
 //! what. Plain SQL tables, not events: credentials are security state, not business history.
 //! The command API and the query API both check tokens and sessions with this crate.
 
+pub mod address_book;
 pub mod cart_tokens;
+pub mod password_reset;
 pub mod passwords;
+pub mod profile;
 pub mod sessions;
 mod store;
 pub mod tokens;
 
 pub use store::{
-    create, end_session, find_by_email, is_revoked, rotate, start_session, Account, AccountError,
-    RefreshError, Session,
+    create, end_session, find_by_email, is_revoked, list_sessions, revoke_all_sessions,
+    revoke_session, rotate, start_session, start_session_on, Account, AccountError, RefreshError,
+    Session, SessionInfo,
 };
 
 use schemars::JsonSchema;

@@ -86,8 +86,25 @@ pub async fn start_session(
     account: Uuid,
     ttl: chrono::Duration,
 ) -> Result<Session, sqlx::Error> {
+    start_session_on(pool, account, ttl, None).await
+}
+
+/// [`start_session`] from a device (its User-Agent), shown in the account's list of sessions.
+pub async fn start_session_on(
+    pool: &PgPool,
+    account: Uuid,
+    ttl: chrono::Duration,
+    device: Option<&str>,
+) -> Result<Session, sqlx::Error> {
     let token = new_refresh_token();
     let family = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO session_devices (family_id, user_id, user_agent) VALUES ($1, $2, $3)")
+        .bind(family)
+        .bind(account)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
@@ -97,8 +114,9 @@ pub async fn start_session(
     .bind(account)
     .bind(token_hash(&token))
     .bind(Utc::now() + ttl)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Session {
         family,
         refresh_token: token,
@@ -217,4 +235,74 @@ pub async fn end_session(pool: &PgPool, token: &str) -> Result<Option<Uuid>, sql
         .await?;
     }
     Ok(family)
+}
+
+/// A live session of an account, as listed to its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The refresh-token family (the `sid` of its access tokens).
+    pub id: Uuid,
+    /// The User-Agent it signed in from (none for sessions older than the record of it).
+    pub device: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When its refresh token was last exchanged (or the sign-in, if never).
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The account's sessions that are neither revoked nor expired, most recently used first.
+pub async fn list_sessions(pool: &PgPool, account: Uuid) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT t.family_id, d.user_agent, min(t.issued_at) AS created_at,
+                max(t.issued_at) AS last_used_at, max(t.expires_at) AS expires_at
+           FROM refresh_tokens t LEFT JOIN session_devices d ON d.family_id = t.family_id
+          WHERE t.user_id = $1
+          GROUP BY t.family_id, d.user_agent
+         HAVING bool_and(t.revoked_at IS NULL) AND max(t.expires_at) > now()
+          ORDER BY max(t.issued_at) DESC, t.family_id",
+    )
+    .bind(account)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| SessionInfo {
+            id: row.get("family_id"),
+            device: row.get("user_agent"),
+            created_at: row.get("created_at"),
+            last_used_at: row.get("last_used_at"),
+            expires_at: row.get("expires_at"),
+        })
+        .collect())
+}
+
+/// Revokes one session of the account. `false` if it has no such live session.
+pub async fn revoke_session(
+    pool: &PgPool,
+    account: Uuid,
+    family: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let revoked = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+          WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .bind(account)
+    .execute(pool)
+    .await?;
+    Ok(revoked.rows_affected() > 0)
+}
+
+/// Revokes every session of the account ("sign out everywhere"); returns them.
+pub async fn revoke_all_sessions(pool: &PgPool, account: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut families: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE refresh_tokens SET revoked_at = now()
+          WHERE user_id = $1 AND revoked_at IS NULL RETURNING family_id",
+    )
+    .bind(account)
+    .fetch_all(pool)
+    .await?;
+    families.sort_unstable();
+    families.dedup();
+    Ok(families)
 }

@@ -45,6 +45,13 @@ pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
         name: "guest_cart_tokens",
         sql: include_str!("../migrations/0102_guest_cart_tokens.sql"),
     },
+    // the `accounts` crate's customer data: address book, phone, session devices, password
+    // reset tokens (110–119 kept for it)
+    eventlog::migrate::Migration {
+        version: 110,
+        name: "customer_data",
+        sql: include_str!("../migrations/0110_customer_data.sql"),
+    },
 ];
 
 /// Settings of the command API.

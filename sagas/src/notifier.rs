@@ -16,6 +16,10 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// Outbox kinds whose body holds a secret and is blanked once sent: the password reset code
+/// (enqueued by `accounts::password_reset`, not by this subscription).
+pub const SECRET_KINDS: &[&str] = &["password-reset"];
+
 /// The subscription name (its checkpoint row).
 pub const SUBSCRIPTION: &str = "notifier";
 
@@ -135,10 +139,16 @@ impl Notifier {
                 .await;
             match result {
                 Ok(()) => {
-                    sqlx::query("UPDATE notification_outbox SET sent_at = now(), last_error = NULL WHERE event_id = $1")
-                        .bind(event_id)
-                        .execute(&self.pool)
-                        .await?;
+                    // a message holding a secret (a password reset code) keeps no copy once delivered
+                    sqlx::query(
+                        "UPDATE notification_outbox SET sent_at = now(), last_error = NULL,
+                                body = CASE WHEN kind = ANY($2) THEN '' ELSE body END
+                          WHERE event_id = $1",
+                    )
+                    .bind(event_id)
+                    .bind(SECRET_KINDS)
+                    .execute(&self.pool)
+                    .await?;
                     sent += 1;
                 }
                 Err(error) => {

@@ -4,7 +4,7 @@
 //! refresh would bypass the detection of a refresh token's reuse.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -69,7 +69,7 @@ pub struct LoggedOut {
     pub logged_out: bool,
 }
 
-fn limit(state: &AppState, key: String) -> ApiResult<()> {
+pub(super) fn limit(state: &AppState, key: String) -> ApiResult<()> {
     state.auth_limiter.check(&key).map_err(|seconds| {
         ApiError::new(ErrorCode::RateLimited, "too many attempts; wait and retry")
             .with_retry_after(seconds)
@@ -77,7 +77,7 @@ fn limit(state: &AppState, key: String) -> ApiResult<()> {
 }
 
 /// The caller's own bucket: its account when signed in, else its address.
-fn limit_client(state: &AppState, context: &RequestContext) -> ApiResult<()> {
+pub(super) fn limit_client(state: &AppState, context: &RequestContext) -> ApiResult<()> {
     limit(state, context.rate_limit_key())
 }
 
@@ -108,6 +108,7 @@ fn refresh_ttl(state: &AppState) -> chrono::Duration {
 async fn register(
     State(state): State<AppState>,
     context: RequestContext,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> ApiResult<Response> {
     limit_client(&state, &context)?;
@@ -131,7 +132,10 @@ async fn register(
             }
             Err(AccountError::Database(db)) => return Err(db.into()),
         };
-    let refresh = accounts::start_session(&state.pool, account, refresh_ttl(&state)).await?;
+    let device = super::account::device_of(&headers);
+    let refresh =
+        accounts::start_session_on(&state.pool, account, refresh_ttl(&state), device.as_deref())
+            .await?;
     let session = session(&state, account, Role::Customer, refresh).await?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }
@@ -139,6 +143,7 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     context: RequestContext,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Json<Session>> {
     limit_client(&state, &context)?;
@@ -157,7 +162,14 @@ async fn login(
     let Some(account) = account.filter(|_| matches) else {
         return Err(refused());
     };
-    let refresh = accounts::start_session(&state.pool, account.id, refresh_ttl(&state)).await?;
+    let device = super::account::device_of(&headers);
+    let refresh = accounts::start_session_on(
+        &state.pool,
+        account.id,
+        refresh_ttl(&state),
+        device.as_deref(),
+    )
+    .await?;
     Ok(Json(
         session(&state, account.id, account.role, refresh).await?,
     ))

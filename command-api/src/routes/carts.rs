@@ -89,7 +89,12 @@ pub struct AddressBody {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
-    pub shipping_address: AddressBody,
+    /// Where to ship. Or `shipping_address_id`; a signed-in customer who gives neither ships to
+    /// their default shipping address.
+    pub shipping_address: Option<AddressBody>,
+    /// An address of the caller's address book (`/api/me/addresses`), instead of
+    /// `shipping_address`.
+    pub shipping_address_id: Option<Uuid>,
     /// A payment method reference, e.g. `pm_card_visa`.
     pub payment_method: String,
 }
@@ -449,16 +454,13 @@ async fn checkout(
             ApiError::new(ErrorCode::RateLimited, "too many checkouts; wait and retry")
                 .with_retry_after(seconds)
         })?;
-    let address = body.shipping_address;
-    let shipping_address = Address::new(
-        &address.name,
-        &address.line1,
-        address.line2,
-        &address.city,
-        &address.postal_code,
-        &address.country,
+    let shipping_address = shipping_address_of(
+        &state,
+        &context,
+        body.shipping_address,
+        body.shipping_address_id,
     )
-    .map_err(|e| ApiError::validation(format!("shipping_address: {e}")))?;
+    .await?;
     let cart = state
         .stores
         .carts
@@ -503,4 +505,54 @@ async fn checkout(
             position: position_text(receipt.position),
         },
     ))
+}
+
+/// The address a checkout ships to: the one given, or one of the caller's address book (the
+/// given id, else the default shipping address).
+async fn shipping_address_of(
+    state: &AppState,
+    context: &RequestContext,
+    given: Option<AddressBody>,
+    saved_id: Option<Uuid>,
+) -> ApiResult<Address> {
+    use accounts::address_book;
+    let book_error = |e: address_book::AddressBookError| match e {
+        address_book::AddressBookError::Database(db) => ApiError::from(db),
+        other => ApiError::internal(other),
+    };
+    match (given, saved_id) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "shipping_address, shipping_address_id: give one of them, not both",
+        )),
+        (Some(address), None) => super::account::parse_address(address, "shipping_address"),
+        (None, Some(id)) => {
+            let Some(account) = context.account() else {
+                return Err(ApiError::validation(
+                    "shipping_address_id: a guest has no address book; send shipping_address",
+                ));
+            };
+            address_book::find(&state.pool, account, id)
+                .await
+                .map_err(book_error)?
+                .map(|saved| saved.address)
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "shipping_address_id: no such address in your address book",
+                    )
+                })
+        }
+        (None, None) => {
+            let saved = match context.account() {
+                Some(account) => address_book::default_shipping(&state.pool, account)
+                    .await
+                    .map_err(book_error)?,
+                None => None,
+            };
+            saved.map(|saved| saved.address).ok_or_else(|| {
+                ApiError::validation(
+                    "shipping_address: required (there is no default shipping address to use)",
+                )
+            })
+        }
+    }
 }

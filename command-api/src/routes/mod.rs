@@ -3,6 +3,7 @@
 //! [`ROUTES`] lists every route with its request and response types: the OpenAPI document is
 //! generated from it, and the fuzz test throws malformed input at every entry.
 
+pub mod account;
 pub mod auth;
 pub mod carts;
 pub mod inventory;
@@ -30,6 +31,7 @@ use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
+        .merge(account::router())
         .merge(products::router())
         .merge(inventory::router())
         .merge(carts::router())
@@ -376,5 +378,83 @@ pub const ROUTES: &[RouteDoc] = &[
         "staff",
         read_models::RebuildStarted,
         202
+    ),
+    route!(
+        "put",
+        "/api/me/profile",
+        "Change my name and phone number",
+        "signed in",
+        account::ProfileBody,
+        account::ProfileWritten,
+        200
+    ),
+    route!(
+        "post",
+        "/api/me/addresses",
+        "Save an address in my address book",
+        "signed in",
+        account::SavedAddressBody,
+        account::AddressWritten,
+        201
+    ),
+    route!(
+        "put",
+        "/api/me/addresses/{id}",
+        "Change a saved address",
+        "signed in",
+        account::SavedAddressBody,
+        account::AddressWritten,
+        200
+    ),
+    route!(
+        "delete",
+        "/api/me/addresses/{id}",
+        "Remove a saved address",
+        "signed in",
+        account::AddressWritten,
+        200
+    ),
+    route!(
+        "post",
+        "/api/me/addresses/{id}/default",
+        "Make a saved address (or stop it being) my default shipping or billing address",
+        "signed in",
+        account::DefaultsBody,
+        account::AddressWritten,
+        200
+    ),
+    route!(
+        "post",
+        "/api/auth/logout-all",
+        "Sign out every session of my account (all devices)",
+        "signed in",
+        account::SessionsEnded,
+        200
+    ),
+    route!(
+        "delete",
+        "/api/auth/sessions/{id}",
+        "Sign out one of my sessions",
+        "signed in",
+        account::SessionsEnded,
+        200
+    ),
+    route!(
+        "post",
+        "/api/auth/password-reset",
+        "Ask for a password reset code by e-mail (the same answer for every address)",
+        "public",
+        account::PasswordResetBody,
+        account::PasswordResetRequested,
+        202
+    ),
+    route!(
+        "post",
+        "/api/auth/password-reset/confirm",
+        "Set a new password with an e-mailed reset code (signs out every session)",
+        "public",
+        account::PasswordResetConfirmBody,
+        account::PasswordChanged,
+        200
     ),
 ];

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one root per area, merged.
 
+pub mod account;
 pub mod audit;
 pub mod carts;
 pub mod catalog;

@@ -400,6 +400,62 @@ impl Me {
         .gql()
     }
 
+    /// My name.
+    async fn name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        super::account::profile(models, self.id)
+            .await
+            .map(|p| p.map(|p| p.name))
+            .gql()
+    }
+
+    /// My phone number, if I gave one.
+    async fn phone(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        super::account::profile(models, self.id)
+            .await
+            .map(|p| p.and_then(|p| p.phone))
+            .gql()
+    }
+
+    /// My address book, oldest first.
+    async fn addresses(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::account::SavedAddress>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        super::account::addresses(models, self.id).await.gql()
+    }
+
+    /// My default shipping address, if I chose one.
+    async fn default_shipping_address(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::account::SavedAddress>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        let all = super::account::addresses(models, self.id).await.gql()?;
+        Ok(all.into_iter().find(|a| a.default_shipping))
+    }
+
+    /// My default billing address, if I chose one.
+    async fn default_billing_address(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::account::SavedAddress>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        let all = super::account::addresses(models, self.id).await.gql()?;
+        Ok(all.into_iter().find(|a| a.default_billing))
+    }
+
+    /// My live sessions (signed-in devices), most recently used first.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::account::AccountSession>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        super::account::sessions(models, self.id).await.gql()
+    }
+
     /// My orders, newest first.
     #[graphql(
         complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity + crate::consistency::wait_cost(&position)"

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod account;
 mod audit;
 mod carts;
 mod catalog;
