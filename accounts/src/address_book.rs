@@ -87,9 +87,7 @@ fn from_row(row: &PgRow) -> Result<SavedAddress, AddressBookError> {
     .map_err(|e| AddressBookError::Corrupt(e.to_string()))?;
     Ok(SavedAddress {
         id: row.get("id"),
-        label: row
-            .get::<Option<String>, _>("label")
-            .map(|label| AddressLabel(label)),
+        label: row.get::<Option<String>, _>("label").map(AddressLabel),
         address,
         default_shipping: row.get("default_shipping"),
         default_billing: row.get("default_billing"),
