@@ -886,7 +886,8 @@ async fn carts_belong_to_their_holder_and_check_out_into_an_order() {
     let order_id = body["order_id"].as_str().unwrap();
     assert_eq!(
         order_id,
-        command_api::routes::carts::order_id_of(cart_id.parse().unwrap()).to_string()
+        domain::derived_ids::order_id_of_cart(domain::CartId::new(cart_id.parse().unwrap()))
+            .to_string()
     );
     // checking out again is the same checkout: same order, nothing new written
     let (status, again) = app

@@ -7,6 +7,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::pricing::{price_lines, CartTotals, Discount};
 use crate::values::{
     Address, CartId, Currency, CustomerId, Money, OrderId, Quantity, Sku, ValueError,
 };
@@ -39,62 +40,11 @@ impl CartLine {
     }
 }
 
-/// A coupon's effect on the subtotal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum Discount {
-    /// Percentage off the subtotal, 1..=100, rounded down to the minor unit.
-    Percent(u8),
-    /// Fixed amount off, capped at the subtotal.
-    Fixed(Money),
-}
-
 /// The coupon applied to a cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Coupon {
     pub code: String,
     pub discount: Discount,
-}
-
-/// Subtotal, discount and total of a set of lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct CartTotals {
-    pub subtotal: Money,
-    pub discount: Money,
-    pub total: Money,
-}
-
-/// Prices `lines` in `currency` and applies `discount`; the total never goes
-/// below zero.
-pub fn price_lines(
-    currency: Currency,
-    lines: &[CartLine],
-    discount: Option<&Discount>,
-) -> Result<CartTotals, ValueError> {
-    let line_totals = lines
-        .iter()
-        .map(CartLine::line_total)
-        .collect::<Result<Vec<_>, _>>()?;
-    let subtotal = Money::sum(currency, &line_totals)?;
-    let discount = match discount {
-        None => Money::zero(currency),
-        Some(Discount::Percent(p)) => {
-            let off = i128::from(subtotal.amount_minor.max(0)) * i128::from(*p) / 100;
-            Money::new(
-                i64::try_from(off).map_err(|_| ValueError::Overflow)?,
-                currency,
-            )
-        }
-        Some(Discount::Fixed(amount)) => {
-            amount.min(&Money::new(subtotal.amount_minor.max(0), currency))?
-        }
-    };
-    let total = subtotal.checked_sub(&discount)?;
-    let total = Money::new(total.amount_minor.max(0), currency);
-    Ok(CartTotals {
-        subtotal,
-        discount,
-        total,
-    })
 }
 
 /// Commands accepted by [`Cart`].

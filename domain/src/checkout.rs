@@ -15,10 +15,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cart::CartLine;
+use crate::derived_ids::cancellation_refund_id;
 use crate::order::FailureReason;
 use crate::values::{
     Address, CartId, Currency, CustomerId, Money, OrderId, OrderNumber, Quantity, RefundId, Sku,
-    ValueError,
 };
 
 /// Everything a checkout needs to know from the cart, snapshotted when it starts.
@@ -40,42 +40,6 @@ pub struct CheckoutTerms {
     pub payment_deadline: DateTime<Utc>,
     /// When each stock reservation lapses unless committed.
     pub reservation_expiry: DateTime<Utc>,
-}
-
-/// VAT in percent for a shipping country (tax is added to the goods after discount).
-pub fn vat_percent(country: &str) -> i64 {
-    match country {
-        "DE" => 19,
-        "FR" | "AT" | "GB" => 20,
-        "NL" | "ES" | "BE" => 21,
-        "IT" => 22,
-        "US" | "CA" => 0,
-        _ => 20,
-    }
-}
-
-/// Flat shipping, free from this many minor units of goods after discount.
-pub const SHIPPING_MINOR: i64 = 499;
-pub const FREE_SHIPPING_FROM_MINOR: i64 = 5_000;
-
-/// Tax and shipping of a checkout: VAT on the goods after discount (rounded half up), flat
-/// shipping below the free-shipping threshold.
-pub fn tax_and_shipping(
-    goods_after_discount: Money,
-    country: &str,
-) -> Result<(Money, Money), ValueError> {
-    let currency = goods_after_discount.currency;
-    let goods = goods_after_discount.amount_minor.max(0);
-    let tax = goods
-        .checked_mul(vat_percent(country))
-        .map(|n| (n + 50) / 100)
-        .ok_or(ValueError::Overflow)?;
-    let shipping = if goods >= FREE_SHIPPING_FROM_MINOR {
-        0
-    } else {
-        SHIPPING_MINOR
-    };
-    Ok((Money::new(tax, currency), Money::new(shipping, currency)))
 }
 
 /// Where one line's stock stands.
@@ -832,14 +796,6 @@ impl CheckoutProcess {
         };
         Ok(events)
     }
-}
-
-/// The refund id of the full refund that a cancellation of a paid order triggers.
-pub fn cancellation_refund_id(order_id: OrderId) -> RefundId {
-    RefundId::new(uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("shop:cancellation-refund:{order_id}").as_bytes(),
-    ))
 }
 
 /// A failure reason as a customer reads it.
@@ -1611,29 +1567,6 @@ mod tests {
             })),
             Err(CheckoutError::OutOfOrder { .. })
         ));
-    }
-
-    #[test]
-    fn tax_is_vat_on_goods_after_discount_and_shipping_is_free_from_fifty() {
-        assert_eq!(
-            tax_and_shipping(eur(3200), "DE").unwrap(),
-            (eur(608), eur(499))
-        );
-        assert_eq!(
-            tax_and_shipping(eur(5000), "FR").unwrap(),
-            (eur(1000), eur(0))
-        );
-        assert_eq!(
-            tax_and_shipping(eur(1), "DE").unwrap(),
-            (eur(0), eur(499)),
-            "0.19 rounds down"
-        );
-        assert_eq!(
-            tax_and_shipping(eur(3), "DE").unwrap(),
-            (eur(1), eur(499)),
-            "0.57 rounds up"
-        );
-        assert_eq!(tax_and_shipping(eur(1000), "US").unwrap().0, eur(0));
     }
 
     #[test]

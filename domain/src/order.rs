@@ -47,6 +47,39 @@ pub enum OrderStatus {
     Refunded,
 }
 
+impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [OrderStatus; 8] = [
+        OrderStatus::AwaitingStock,
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Confirmed,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+        OrderStatus::Failed,
+        OrderStatus::Refunded,
+    ];
+
+    /// The status's one text form (read models store it, APIs filter by it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::AwaitingStock => "awaiting_stock",
+            OrderStatus::AwaitingPayment => "awaiting_payment",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    /// The status whose text form is `text`.
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// Who cancelled an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum CancelledBy {
@@ -598,6 +631,20 @@ mod tests {
     use OrderStatus as S;
 
     type F = TestFramework<Order>;
+
+    #[test]
+    fn every_status_has_one_text_form_that_parses_back() {
+        let texts: std::collections::BTreeSet<_> = S::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(texts.len(), S::ALL.len());
+        for status in S::ALL {
+            assert_eq!(S::parse(status.as_str()), Some(status));
+        }
+        // ALL holds every variant (read from the type's JSON Schema, not listed again)
+        let schema = serde_json::to_value(schemars::schema_for!(OrderStatus)).unwrap();
+        let variants = schema["enum"].as_array().expect("a unit enum").len();
+        assert_eq!(S::ALL.len(), variants);
+        assert_eq!(S::parse("declined"), None);
+    }
 
     fn address() -> Address {
         Address::new("Jane", "Main St 1", None, "Berlin", "10115", "DE").unwrap()

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::cart::CartEvent;
-use domain::checkout::{failure_text, tax_and_shipping, CheckoutTerms, Outcome, Step};
+use domain::checkout::{failure_text, CheckoutTerms, Outcome, Step};
+use domain::derived_ids::{cancellation_refund_id, payment_id_of_order};
 use domain::inventory::InventoryEvent;
 use domain::order::OrderLine;
 use domain::payment::PaymentEvent;
+use domain::pricing::tax_and_shipping;
 use domain::{
     CheckoutCommand, CheckoutProcess, InventoryCommand, Money, OrderCommand, OrderError,
-    OrderEvent, OrderId, OrderNumber, PaymentCommand, PaymentId, RefundId,
+    OrderEvent, OrderId, OrderNumber, PaymentCommand, RefundId,
 };
 use eventlog::store::ExecuteError;
 use eventlog::{Actor, EventMetadata, RecordedEvent, UnitOfWork};
@@ -134,14 +136,6 @@ impl From<sqlx::Error> for StepError {
     fn from(error: sqlx::Error) -> Self {
         StepError::Database(error.to_string())
     }
-}
-
-/// The payment stream of an order.
-pub fn payment_id_of(order_id: OrderId) -> PaymentId {
-    PaymentId::new(Uuid::new_v5(
-        &Uuid::NAMESPACE_OID,
-        format!("shop:payment-of-order:{order_id}").as_bytes(),
-    ))
 }
 
 /// The metadata of one checkout's commands; [`Conversation::step`] names each command.
@@ -355,7 +349,7 @@ impl CheckoutSaga {
                 refund_id, amount, ..
             }) => {
                 let order_id = OrderId::new(event.aggregate_id.parse().unwrap_or_default());
-                if refund_id == domain::checkout::cancellation_refund_id(order_id) {
+                if refund_id == cancellation_refund_id(order_id) {
                     return Ok(()); // the saga's own refund of a cancellation
                 }
                 self.observe(
@@ -714,7 +708,7 @@ impl CheckoutSaga {
         let terms = &checkout.terms;
         let order_id = terms.order_id;
         let order = order_id.to_string();
-        let payment_id = payment_id_of(order_id);
+        let payment_id = payment_id_of_order(order_id);
         let payment = payment_id.to_string();
         let now = Utc::now();
         let outcome = match step {
@@ -1092,7 +1086,7 @@ impl CheckoutSaga {
                         &metadata,
                     )
                     .await?;
-                if *refund_id == domain::checkout::cancellation_refund_id(order_id) {
+                if *refund_id == cancellation_refund_id(order_id) {
                     self.record_cancellation_refund(
                         unit,
                         conversation,

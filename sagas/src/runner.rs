@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::checkout::{payment_id_of, CheckoutSaga};
+use crate::checkout::CheckoutSaga;
 use crate::timers;
+use domain::derived_ids::payment_id_of_order;
 use domain::OrderId;
 
 /// The subscription name of the checkout saga (its checkpoint row).
@@ -324,7 +325,7 @@ impl SagaRunner {
 }
 
 /// The checkout an event concerns, as a grouping key: its payment's id (the saga derives a
-/// checkout's payment id from its order id, see [`payment_id_of`]). Events of anything else are
+/// checkout's payment id from its order id, see [`payment_id_of_order`]). Events of anything else are
 /// keyed by their own stream.
 fn checkout_key(event: &RecordedEvent) -> String {
     let order = match event.aggregate_type.as_str() {
@@ -335,7 +336,7 @@ fn checkout_key(event: &RecordedEvent) -> String {
         _ => None,
     };
     match (order, event.aggregate_type.as_str()) {
-        (Some(order), _) => payment_id_of(OrderId::new(order)).to_string(),
+        (Some(order), _) => payment_id_of_order(OrderId::new(order)).to_string(),
         (None, "payment") => event.aggregate_id.clone(),
         _ => format!("{}/{}", event.aggregate_type, event.aggregate_id),
     }

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
+use domain::derived_ids::payment_id_of_order;
 use domain::payment::PaymentStatus;
 use domain::{Money, OrderId, PaymentCommand};
 use eventlog::store::ExecuteError;
@@ -21,7 +22,6 @@ use schemas::stores::Stores;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::checkout::payment_id_of;
 use crate::payments::webhook::{
     self, StripeEvent, StripeEventKind, SIGNATURE_HEADER, TOLERANCE_SECS,
 };
@@ -148,7 +148,7 @@ async fn handle(state: &WebhookState, event: &StripeEvent) -> Result<&'static st
         remember(state, event).await?;
         return Ok("ignored");
     };
-    let payment_id = payment_id_of(order_id).to_string();
+    let payment_id = payment_id_of_order(order_id).to_string();
     let payments = &state.stores.payments;
     let payment = payments.load(&payment_id).await?.aggregate;
     let Some(details) = payment.details() else {

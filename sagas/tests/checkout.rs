@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::cart::CartOwner;
 use domain::checkout::CheckoutPhase;
+use domain::derived_ids::payment_id_of_order;
 use domain::order::{CancelledBy, FailureReason, OrderStatus};
 use domain::payment::PaymentStatus;
 use domain::{
@@ -16,7 +17,7 @@ use domain::{
 };
 use eventlog::testing::TestDatabase;
 use eventlog::{Actor, EventMetadata};
-use sagas::checkout::{payment_id_of, CheckoutConfig, CheckoutSaga};
+use sagas::checkout::{CheckoutConfig, CheckoutSaga};
 use sagas::payments::local::LocalGateway;
 use sagas::payments::{
     AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
@@ -259,7 +260,7 @@ impl Shop {
     async fn payment_status(&self, order: OrderId) -> Option<PaymentStatus> {
         self.stores
             .payments
-            .load(&payment_id_of(order).to_string())
+            .load(&payment_id_of_order(order).to_string())
             .await
             .unwrap()
             .aggregate
@@ -683,7 +684,7 @@ async fn requested_payment(shop: &Shop, amount: i64) -> OrderId {
     };
     shop.stores
         .payments
-        .execute(&payment_id_of(order).to_string(), request, &meta())
+        .execute(&payment_id_of_order(order).to_string(), request, &meta())
         .await
         .unwrap();
     order
@@ -915,7 +916,7 @@ async fn an_order_confirmation_is_mailed_once_however_often_its_event_is_read() 
         .await
         .unwrap();
     let confirm = OrderCommand::Confirm {
-        payment_id: payment_id_of(order),
+        payment_id: payment_id_of_order(order),
         at: Utc::now(),
     };
     stores.orders.execute(&id, confirm, &meta()).await.unwrap();

@@ -3,7 +3,6 @@
 //! so old versions are upcast exactly as the write side loads them.
 
 use cqrs_es::Aggregate;
-use domain::{Cart, CheckoutProcess, Inventory, Order, Payment, Product};
 use eventlog::RecordedEvent;
 use serde_json::Value;
 
@@ -33,24 +32,31 @@ fn typed<A: Aggregate>(event: &RecordedEvent) -> Result<A::Event, DecodeError> {
     serde_json::from_value(decoded.to_payload().map_err(shape)?).map_err(shape)
 }
 
-/// Folds one stream of any aggregate type into its state, as JSON (the aggregate's own
-/// serialized form).
-pub fn fold_to_json(aggregate_type: &str, events: &[RecordedEvent]) -> Result<Value, DecodeError> {
-    fn json<A: Aggregate>(events: &[RecordedEvent]) -> Result<Value, DecodeError> {
-        let state = fold::<A>(events)?;
-        serde_json::to_value(&state).map_err(|e| DecodeError::Shape {
-            event_type: A::TYPE.to_owned(),
-            version: String::new(),
-            reason: e.to_string(),
-        })
-    }
-    match aggregate_type {
-        "product" => json::<Product>(events),
-        "inventory" => json::<Inventory>(events),
-        "cart" => json::<Cart>(events),
-        "order" => json::<Order>(events),
-        "payment" => json::<Payment>(events),
-        "checkout" => json::<CheckoutProcess>(events),
-        other => Err(DecodeError::UnknownAggregate(other.to_owned())),
-    }
+macro_rules! fold_dispatch {
+    ($($variant:ident => $aggregate:ty, $event:ty, $event_types:path;)*) => {
+        /// Folds one stream of any aggregate type into its state, as JSON (the aggregate's own
+        /// serialized form).
+        pub fn fold_to_json(
+            aggregate_type: &str,
+            events: &[RecordedEvent],
+        ) -> Result<Value, DecodeError> {
+            $(
+                if aggregate_type == <$aggregate as Aggregate>::TYPE {
+                    return json::<$aggregate>(events);
+                }
+            )*
+            Err(DecodeError::UnknownAggregate(aggregate_type.to_owned()))
+        }
+    };
+}
+
+crate::with_aggregates!(fold_dispatch);
+
+fn json<A: Aggregate>(events: &[RecordedEvent]) -> Result<Value, DecodeError> {
+    let state = fold::<A>(events)?;
+    serde_json::to_value(&state).map_err(|e| DecodeError::Shape {
+        event_type: A::TYPE.to_owned(),
+        version: String::new(),
+        reason: e.to_string(),
+    })
 }

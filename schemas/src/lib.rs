@@ -11,20 +11,99 @@ pub mod fold;
 pub mod personal;
 pub mod stores;
 
-use cqrs_es::DomainEvent;
-use domain::{CartEvent, CheckoutEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent};
+use cqrs_es::{Aggregate, DomainEvent};
 use eventlog::upcast::{upcast, Upcaster};
 use serde_json::Value;
 
-/// Every aggregate type, as stored in `events.aggregate_type`.
-pub const AGGREGATE_TYPES: &[&str] = &[
-    "product",
-    "inventory",
-    "cart",
-    "order",
-    "payment",
-    "checkout",
-];
+/// The one table of stored aggregate types: every list and dispatch on an aggregate type in this
+/// crate ([`AGGREGATE_TYPES`], [`event_types`], [`event_schema`], [`AnyEvent`], decoding,
+/// [`fold::fold_to_json`]) is generated from it, so a new aggregate is one line here.
+///
+/// Each line: `AnyEvent` variant => aggregate type, event type, the event module's `EVENT_TYPES`.
+/// `$callback` is a macro given the whole table.
+macro_rules! with_aggregates {
+    ($callback:ident) => {
+        $callback! {
+            Product => domain::Product, domain::ProductEvent, domain::product::EVENT_TYPES;
+            Inventory => domain::Inventory, domain::InventoryEvent, domain::inventory::EVENT_TYPES;
+            Cart => domain::Cart, domain::CartEvent, domain::cart::EVENT_TYPES;
+            Order => domain::Order, domain::OrderEvent, domain::order::EVENT_TYPES;
+            Payment => domain::Payment, domain::PaymentEvent, domain::payment::EVENT_TYPES;
+            Checkout => domain::CheckoutProcess, domain::CheckoutEvent, domain::checkout::EVENT_TYPES;
+        }
+    };
+}
+pub(crate) use with_aggregates;
+
+macro_rules! aggregate_lists {
+    ($($variant:ident => $aggregate:ty, $event:ty, $event_types:path;)*) => {
+        /// Every aggregate type, as stored in `events.aggregate_type`.
+        pub const AGGREGATE_TYPES: &[&str] = &[$(<$aggregate as Aggregate>::TYPE),*];
+
+        /// The event type names of an aggregate type, or `None` for an unknown one.
+        pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
+            $(
+                if aggregate_type == <$aggregate as Aggregate>::TYPE {
+                    return Some($event_types);
+                }
+            )*
+            None
+        }
+
+        /// The JSON Schema of an aggregate type's event payloads.
+        pub fn event_schema(aggregate_type: &str) -> Option<Value> {
+            $(
+                if aggregate_type == <$aggregate as Aggregate>::TYPE {
+                    return serde_json::to_value(schemars::schema_for!($event)).ok();
+                }
+            )*
+            None
+        }
+
+        /// A stored event of any aggregate, decoded into its current Rust type.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AnyEvent {
+            $($variant($event),)*
+        }
+
+        impl AnyEvent {
+            pub fn event_type(&self) -> String {
+                match self {
+                    $(AnyEvent::$variant(e) => e.event_type(),)*
+                }
+            }
+
+            pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
+                match self {
+                    $(AnyEvent::$variant(e) => serde_json::to_value(e),)*
+                }
+            }
+        }
+
+        /// Deserializes a payload already at its current version.
+        fn from_current(
+            aggregate_type: &str,
+            event_type: &str,
+            version: &str,
+            payload: &Value,
+        ) -> Result<AnyEvent, DecodeError> {
+            use serde::Deserialize;
+            let shape = |e: serde_json::Error| DecodeError::Shape {
+                event_type: event_type.to_owned(),
+                version: version.to_owned(),
+                reason: e.to_string(),
+            };
+            $(
+                if aggregate_type == <$aggregate as Aggregate>::TYPE {
+                    return Ok(AnyEvent::$variant(<$event>::deserialize(payload).map_err(shape)?));
+                }
+            )*
+            Err(DecodeError::UnknownAggregate(aggregate_type.to_owned()))
+        }
+    };
+}
+
+with_aggregates!(aggregate_lists);
 
 /// The upcasters of one aggregate type's events. No event has changed shape yet, so every list
 /// is empty; the mechanism is tested in `eventlog::upcast`.
@@ -32,68 +111,6 @@ pub fn upcasters(aggregate_type: &str) -> &'static [Upcaster] {
     // add e.g. `"product" => PRODUCT_UPCASTERS` here once a product event changes shape
     let _ = aggregate_type;
     &[]
-}
-
-/// The event type names of an aggregate type, or `None` for an unknown one.
-pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
-    Some(match aggregate_type {
-        "product" => domain::product::EVENT_TYPES,
-        "inventory" => domain::inventory::EVENT_TYPES,
-        "cart" => domain::cart::EVENT_TYPES,
-        "order" => domain::order::EVENT_TYPES,
-        "payment" => domain::payment::EVENT_TYPES,
-        "checkout" => domain::checkout::EVENT_TYPES,
-        _ => return None,
-    })
-}
-
-/// The JSON Schema of an aggregate type's event payloads.
-pub fn event_schema(aggregate_type: &str) -> Option<Value> {
-    let schema = match aggregate_type {
-        "product" => schemars::schema_for!(ProductEvent),
-        "inventory" => schemars::schema_for!(InventoryEvent),
-        "cart" => schemars::schema_for!(CartEvent),
-        "order" => schemars::schema_for!(OrderEvent),
-        "payment" => schemars::schema_for!(PaymentEvent),
-        "checkout" => schemars::schema_for!(CheckoutEvent),
-        _ => return None,
-    };
-    serde_json::to_value(schema).ok()
-}
-
-/// A stored event of any aggregate, decoded into its current Rust type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnyEvent {
-    Product(ProductEvent),
-    Inventory(InventoryEvent),
-    Cart(CartEvent),
-    Order(OrderEvent),
-    Payment(PaymentEvent),
-    Checkout(CheckoutEvent),
-}
-
-impl AnyEvent {
-    pub fn event_type(&self) -> String {
-        match self {
-            AnyEvent::Product(e) => e.event_type(),
-            AnyEvent::Inventory(e) => e.event_type(),
-            AnyEvent::Cart(e) => e.event_type(),
-            AnyEvent::Order(e) => e.event_type(),
-            AnyEvent::Payment(e) => e.event_type(),
-            AnyEvent::Checkout(e) => e.event_type(),
-        }
-    }
-
-    pub fn to_payload(&self) -> Result<Value, serde_json::Error> {
-        match self {
-            AnyEvent::Product(e) => serde_json::to_value(e),
-            AnyEvent::Inventory(e) => serde_json::to_value(e),
-            AnyEvent::Cart(e) => serde_json::to_value(e),
-            AnyEvent::Order(e) => serde_json::to_value(e),
-            AnyEvent::Payment(e) => serde_json::to_value(e),
-            AnyEvent::Checkout(e) => serde_json::to_value(e),
-        }
-    }
 }
 
 /// Why a stored event could not be decoded.
@@ -167,28 +184,4 @@ pub fn decode_ref(
         return decode(aggregate_type, event_type, event_version, payload.clone());
     }
     from_current(aggregate_type, event_type, event_version, payload)
-}
-
-/// Deserializes a payload already at its current version.
-fn from_current(
-    aggregate_type: &str,
-    event_type: &str,
-    version: &str,
-    payload: &Value,
-) -> Result<AnyEvent, DecodeError> {
-    use serde::Deserialize;
-    let shape = |e: serde_json::Error| DecodeError::Shape {
-        event_type: event_type.to_owned(),
-        version: version.to_owned(),
-        reason: e.to_string(),
-    };
-    Ok(match aggregate_type {
-        "product" => AnyEvent::Product(ProductEvent::deserialize(payload).map_err(shape)?),
-        "inventory" => AnyEvent::Inventory(InventoryEvent::deserialize(payload).map_err(shape)?),
-        "cart" => AnyEvent::Cart(CartEvent::deserialize(payload).map_err(shape)?),
-        "order" => AnyEvent::Order(OrderEvent::deserialize(payload).map_err(shape)?),
-        "payment" => AnyEvent::Payment(PaymentEvent::deserialize(payload).map_err(shape)?),
-        "checkout" => AnyEvent::Checkout(CheckoutEvent::deserialize(payload).map_err(shape)?),
-        other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
-    })
 }

@@ -317,7 +317,7 @@ async fn a_happy_checkout_is_captured_and_a_declined_card_releases_the_stock() {
     assert_eq!(order.status(), Some(OrderStatus::Confirmed));
     let payment = stores
         .payments
-        .load(&sagas::checkout::payment_id_of(domain::OrderId::new(happy)).to_string())
+        .load(&domain::derived_ids::payment_id_of_order(domain::OrderId::new(happy)).to_string())
         .await
         .unwrap();
     assert_eq!(payment.aggregate.status(), Some(PaymentStatus::Captured));
@@ -431,7 +431,8 @@ async fn killing_the_saga_runner_mid_flow_completes_every_checkout_exactly_once(
     let mut sold = 0;
     for (n, order) in orders.iter().enumerate() {
         let id = order.to_string();
-        let payment = sagas::checkout::payment_id_of(domain::OrderId::new(*order)).to_string();
+        let payment =
+            domain::derived_ids::payment_id_of_order(domain::OrderId::new(*order)).to_string();
         let expected = if n % 4 == 3 {
             "CheckoutFailed"
         } else {

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use axum::Router;
-use domain::cart::{CartLine, CartOwner, CartStatus, Discount};
+use domain::cart::{CartLine, CartOwner, CartStatus};
+use domain::pricing::Discount;
 use domain::{
     Address, Cart, CartCommand, CartError, CartId, Currency, CustomerId, Money, OrderId, Sku,
 };
@@ -433,14 +434,6 @@ async fn merge(
     ))
 }
 
-/// The order id of a cart's checkout: one cart, one order, whoever retries.
-pub fn order_id_of(cart_id: Uuid) -> Uuid {
-    Uuid::new_v5(
-        &Uuid::NAMESPACE_OID,
-        format!("shop:order-of-cart:{cart_id}").as_bytes(),
-    )
-}
-
 async fn checkout(
     State(state): State<AppState>,
     context: RequestContext,
@@ -477,7 +470,8 @@ async fn checkout(
             unit_price: price_of(&state, &line.sku).await?,
         });
     }
-    let order_id = order_id_of(cart_id);
+    // one cart, one order, whoever retries
+    let order_id = domain::derived_ids::order_id_of_cart(CartId::new(cart_id)).as_uuid();
     let command = CartCommand::CheckOut {
         order_id: OrderId::new(order_id),
         priced_lines,

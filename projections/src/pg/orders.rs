@@ -70,16 +70,51 @@ struct TimelineRow {
     at: DateTime<Utc>,
 }
 
-pub fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::AwaitingStock => "awaiting_stock",
-        OrderStatus::AwaitingPayment => "awaiting_payment",
-        OrderStatus::Confirmed => "confirmed",
-        OrderStatus::Shipped => "shipped",
-        OrderStatus::Delivered => "delivered",
-        OrderStatus::Cancelled => "cancelled",
-        OrderStatus::Failed => "failed",
-        OrderStatus::Refunded => "refunded",
+/// A payment's status as the orders read model stores it (`payments.status`) and the query API
+/// shows it (`OrderPayment.status`, `Order.paymentStatus`): the payment aggregate's status, with
+/// a partial refund told apart from a captured payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentRowStatus {
+    Requested,
+    Authorized,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl PaymentRowStatus {
+    pub const ALL: [PaymentRowStatus; 8] = [
+        PaymentRowStatus::Requested,
+        PaymentRowStatus::Authorized,
+        PaymentRowStatus::Captured,
+        PaymentRowStatus::PartiallyRefunded,
+        PaymentRowStatus::Refunded,
+        PaymentRowStatus::Failed,
+        PaymentRowStatus::Cancelled,
+        PaymentRowStatus::Expired,
+    ];
+
+    /// The one text form, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentRowStatus::Requested => "requested",
+            PaymentRowStatus::Authorized => "authorized",
+            PaymentRowStatus::Captured => "captured",
+            PaymentRowStatus::PartiallyRefunded => "partially_refunded",
+            PaymentRowStatus::Refunded => "refunded",
+            PaymentRowStatus::Failed => "failed",
+            PaymentRowStatus::Cancelled => "cancelled",
+            PaymentRowStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PaymentRowStatus> {
+        PaymentRowStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -222,7 +257,7 @@ impl PgProjection for Orders {
                             OrderRow {
                                 number: order_number.0 as i64,
                                 customer_id: customer.map(|c| c.as_uuid()),
-                                status: status_name(OrderStatus::AwaitingStock).to_owned(),
+                                status: OrderStatus::AwaitingStock.as_str().to_owned(),
                                 currency: currency.as_str().to_owned(),
                                 subtotal: totals.subtotal.amount_minor,
                                 discount: totals.discount.amount_minor,
@@ -298,7 +333,7 @@ impl PgProjection for Orders {
                             (OrderStatus::Refunded, None, at)
                         }
                     };
-                    row.status = status_name(status).to_owned();
+                    row.status = status.as_str().to_owned();
                     row.updated_at = at;
                     timeline.push(TimelineRow {
                         order_id: id,
@@ -322,7 +357,7 @@ impl PgProjection for Orders {
                             id,
                             PaymentRow {
                                 order_id: order_id.as_uuid(),
-                                status: "requested".into(),
+                                status: PaymentRowStatus::Requested.as_str().into(),
                                 amount: amount.amount_minor,
                                 currency: amount.currency.as_str().to_owned(),
                                 captured: 0,
@@ -342,12 +377,12 @@ impl PgProjection for Orders {
                         PaymentEvent::PaymentAuthorized {
                             provider_ref, at, ..
                         } => {
-                            row.status = "authorized".into();
+                            row.status = PaymentRowStatus::Authorized.as_str().into();
                             row.provider_ref = Some(provider_ref);
                             at
                         }
                         PaymentEvent::PaymentCaptured { amount, at } => {
-                            row.status = "captured".into();
+                            row.status = PaymentRowStatus::Captured.as_str().into();
                             row.captured = amount.amount_minor;
                             at
                         }
@@ -356,23 +391,24 @@ impl PgProjection for Orders {
                         } => {
                             row.refunded = refunded_total.amount_minor;
                             row.status = if row.refunded >= row.captured {
-                                "refunded"
+                                PaymentRowStatus::Refunded
                             } else {
-                                "partially_refunded"
+                                PaymentRowStatus::PartiallyRefunded
                             }
+                            .as_str()
                             .into();
                             at
                         }
                         PaymentEvent::PaymentFailed { at, .. } => {
-                            row.status = "failed".into();
+                            row.status = PaymentRowStatus::Failed.as_str().into();
                             at
                         }
                         PaymentEvent::PaymentCancelled { at } => {
-                            row.status = "cancelled".into();
+                            row.status = PaymentRowStatus::Cancelled.as_str().into();
                             at
                         }
                         PaymentEvent::PaymentExpired { at } => {
-                            row.status = "expired".into();
+                            row.status = PaymentRowStatus::Expired.as_str().into();
                             at
                         }
                     };

@@ -243,7 +243,7 @@ async fn cart_step(stores: &Stores, rng: &mut StdRng, skus: &[String], carts: &m
         6 => CartCommand::RemoveItem { sku },
         7 => CartCommand::ApplyCoupon {
             code: "TENOFF".into(),
-            discount: domain::cart::Discount::Percent(10),
+            discount: domain::pricing::Discount::Percent(10),
         },
         8 => CartCommand::RemoveCoupon,
         _ => CartCommand::CheckOut {

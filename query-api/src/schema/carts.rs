@@ -4,7 +4,8 @@
 //! so a cart read never waits or fails for the read model's sake.
 
 use async_graphql::{Context, Enum, Object, SimpleObject};
-use domain::cart::{CartOwner, CartStatus, Discount};
+use domain::cart::{CartOwner, CartStatus};
+use domain::pricing::Discount;
 use domain::Cart as CartState;
 use uuid::Uuid;
 

@@ -13,6 +13,7 @@ use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::viewer::Viewer;
 use crate::ReadModels;
+use projections::pg::orders::PaymentRowStatus;
 
 /// Where an order is in its lifecycle.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,27 +30,15 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    /// The read model's text form.
+    /// The status of the read model's text form ([`domain::order::OrderStatus::as_str`]).
     pub fn parse(text: &str) -> QueryResult<OrderStatus> {
-        Ok(match text {
-            "awaiting_stock" => OrderStatus::AwaitingStock,
-            "awaiting_payment" => OrderStatus::AwaitingPayment,
-            "confirmed" => OrderStatus::Confirmed,
-            "shipped" => OrderStatus::Shipped,
-            "delivered" => OrderStatus::Delivered,
-            "cancelled" => OrderStatus::Cancelled,
-            "failed" => OrderStatus::Failed,
-            "refunded" => OrderStatus::Refunded,
-            other => {
-                return Err(QueryError::internal(format!(
-                    "unknown order status `{other}`"
-                )))
-            }
-        })
+        domain::order::OrderStatus::parse(text)
+            .map(OrderStatus::from)
+            .ok_or_else(|| QueryError::internal(format!("unknown order status `{text}`")))
     }
 
     pub fn as_text(self) -> &'static str {
-        projections::pg::orders::status_name(self.into())
+        domain::order::OrderStatus::from(self).as_str()
     }
 }
 
@@ -105,7 +94,9 @@ pub struct TimelineEntry {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct OrderPayment {
     pub id: Uuid,
-    /// `requested`, `authorized`, `captured`, `declined`, `voided`, `refunded`, ...
+    /// `requested`, `authorized`, `captured`, `partially_refunded`, `refunded`, `failed`,
+    /// `cancelled` or `expired` (the text forms of `projections::pg::orders::PaymentRowStatus`;
+    /// a test checks this list).
     pub status: String,
     pub amount: Money,
     pub captured: Money,
@@ -177,7 +168,7 @@ impl Order {
         self.load_payments(ctx).await.gql()
     }
 
-    /// The state of the latest payment; null before one is requested.
+    /// The status of the latest payment (as `OrderPayment.status`); null before one is requested.
     async fn payment_status(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         self.load_payments(ctx)
             .await
@@ -196,20 +187,23 @@ impl Order {
         .bind(self.id)
         .fetch_all(&models.pool)
         .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 let currency: String = row.get("currency");
-                OrderPayment {
+                let status: String = row.get("status");
+                let status = PaymentRowStatus::parse(&status).ok_or_else(|| {
+                    QueryError::internal(format!("unknown payment status `{status}`"))
+                })?;
+                Ok(OrderPayment {
                     id: row.get("payment_id"),
-                    status: row.get("status"),
+                    status: status.as_str().to_owned(),
                     amount: Money::from_row(row.get("amount"), &currency),
                     captured: Money::from_row(row.get("captured"), &currency),
                     refunded: Money::from_row(row.get("refunded"), &currency),
                     updated_at: row.get("updated_at"),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -513,5 +507,36 @@ impl OrderQuery {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let viewer = ctx.data_unchecked::<Viewer>();
         viewer.account().map(|(id, role)| Me { id, role }).gql()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdl_documents_every_payment_status_and_no_other() {
+        let texts: Vec<String> = PaymentRowStatus::ALL
+            .iter()
+            .map(|s| format!("`{}`", s.as_str()))
+            .collect();
+        let (last, rest) = texts.split_last().unwrap();
+        let documented = format!("{} or {last}", rest.join(", "));
+        let sdl = crate::sdl()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            sdl.contains(&documented),
+            "OrderPayment.status should document {documented}"
+        );
+    }
+
+    #[test]
+    fn order_statuses_read_back_from_their_text_form() {
+        for status in domain::order::OrderStatus::ALL {
+            let shown = OrderStatus::parse(status.as_str()).unwrap();
+            assert_eq!(shown.as_text(), status.as_str());
+        }
     }
 }

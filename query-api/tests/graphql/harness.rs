@@ -9,8 +9,9 @@ use std::time::Duration;
 use accounts::tokens::{Secret, TokenKeys};
 use accounts::{passwords, Role};
 use chrono::Utc;
-use domain::cart::{CartOwner, Discount};
+use domain::cart::CartOwner;
 use domain::order::OrderLine;
+use domain::pricing::Discount;
 use domain::{
     Address, CartCommand, CartId, Currency, CustomerId, InventoryCommand, Money, OrderCommand,
     OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand, Quantity, Sku,
