@@ -1321,7 +1321,7 @@ async fn a_steps_command_and_its_recording_are_written_together_or_not_at_all() 
     .await
     .unwrap();
     assert!(saga.drive(order).await.is_err());
-    let (id, payment) = (order.to_string(), payment_id_of(order).to_string());
+    let (id, payment) = (order.to_string(), payment_id_of_order(order).to_string());
     assert_eq!(
         (
             events_of(&shop, "order", &id, "OrderConfirmed").await,
