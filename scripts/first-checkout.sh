@@ -71,13 +71,13 @@ until curl -fsS -o /dev/null "$QUERY_API/health/ready" 2>/dev/null; do
 done
 phase "serve until /health/ready"
 
-# POST with a JSON body; the response body on stdout, the status in $status
+# POST with a JSON body; sets $status and $answer (not in a subshell: they are globals)
 post() {
     local url="$1" body="$2" token="${3:-}" response
     response=$(curl -sS -X POST "$url" -H 'content-type: application/json' \
         ${token:+-H "cart-token: $token"} -d "$body" -w '\n%{http_code}')
     status="${response##*$'\n'}"
-    printf '%s' "${response%$'\n'*}"
+    answer="${response%$'\n'*}"
 }
 expect() {
     local want="$1" what="$2" body="$3"
@@ -87,15 +87,18 @@ expect() {
     fi
 }
 
-cart=$(post "$COMMAND_API/api/carts" '{}')
+post "$COMMAND_API/api/carts" '{}'
+cart=$answer
 expect 201 "create a guest cart" "$cart"
 cart_id=$(jq -r .cart_id <<<"$cart")
 cart_token=$(jq -r .cart_token <<<"$cart")
-added=$(post "$COMMAND_API/api/carts/$cart_id/items" '{"sku": "HP-100", "quantity": 1}' "$cart_token")
+post "$COMMAND_API/api/carts/$cart_id/items" '{"sku": "HP-100", "quantity": 1}' "$cart_token"
+added=$answer
 expect 200 "add HP-100" "$added"
-checkout=$(post "$COMMAND_API/api/carts/$cart_id/checkout" \
+post "$COMMAND_API/api/carts/$cart_id/checkout" \
     '{"shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}, "payment_method": "pm_card_visa"}' \
-    "$cart_token")
+    "$cart_token"
+checkout=$answer
 expect 202 "check out" "$checkout"
 order_id=$(jq -r .order_id <<<"$checkout")
 phase "guest cart, a line, checkout (202)"
@@ -103,7 +106,8 @@ phase "guest cart, a line, checkout (202)"
 query=$(jq -nc --arg id "$order_id" \
     '{query: "query($id: UUID!) { order(id: $id) { number status failure totals { total { amountMinor currency } } } }", variables: {id: $id}}')
 for _ in $(seq 1 600); do
-    order=$(post "$QUERY_API/graphql" "$query")
+    post "$QUERY_API/graphql" "$query"
+    order=$answer
     order_status=$(jq -r '.data.order.status // empty' <<<"$order")
     case "$order_status" in
     CONFIRMED) break ;;
