@@ -16,6 +16,7 @@ pub mod anchor;
 pub mod audit;
 pub mod checkpoint;
 pub mod codec;
+pub mod combine;
 pub mod error;
 pub mod group;
 pub mod hash;

@@ -20,6 +20,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::codec::PayloadCodec;
+use crate::combine::StreamQueues;
 use crate::error::{is_conflict, UnreadableEvent};
 use crate::group::GroupCommitter;
 use crate::hash::{chain_hash, jsonb_text, truncate_to_micros, HashedFields, GENESIS};
@@ -43,7 +44,7 @@ pub struct SnapshotPolicy {
 
 /// An event store for one aggregate type.
 pub struct PgEventStore<A: Aggregate> {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     pub(crate) services: A::Services,
     upcasters: &'static [Upcaster],
     snapshots: Option<SnapshotPolicy>,
@@ -57,7 +58,9 @@ pub struct PgEventStore<A: Aggregate> {
     pub(crate) turns: Vec<Arc<tokio::sync::Mutex<()>>>,
     /// Where appends go: the process's group committer for this pool (shared with every other
     /// store on it), or `None` for one statement per command.
-    group: Option<Arc<GroupCommitter>>,
+    pub(crate) group: Option<Arc<GroupCommitter>>,
+    /// Commands waiting for a stream that has a command in hand (see [`crate::combine`]).
+    pub(crate) queues: StreamQueues<A>,
     /// Whether a command on a stream that is not in the cache is first decided as on a new
     /// stream, without a read (the append of sequence 1 verifies it), or after reading it.
     pub(crate) unknown_streams_are_new: bool,
@@ -291,6 +294,7 @@ where
             turns: (0..TURNS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
+            queues: StreamQueues::default(),
         }
     }
 }
@@ -496,7 +500,12 @@ impl<A: Aggregate> PgEventStore<A> {
     /// Runs a command: load, decide, append; on a concurrency conflict, reload and try again, up
     /// to [`MAX_ATTEMPTS`] times with a jittered backoff. A command whose `command_id` already
     /// ran on this stream (a retry after a lost response, a saga step replayed after a crash)
-    /// writes nothing and returns the earlier run's receipt.
+    /// writes nothing and returns the earlier run's receipt. Commands that queue on a stream
+    /// with a command in hand are decided one after another and written in one transaction
+    /// (with group commit, see [`crate::combine`]), each with its own answer.
+    ///
+    /// Every outcome is counted (`shop_commands_total{aggregate, outcome}`) and every appended
+    /// event (`shop_events_appended_total{aggregate, event_type}`).
     pub async fn execute(
         &self,
         aggregate_id: &str,
@@ -504,18 +513,20 @@ impl<A: Aggregate> PgEventStore<A> {
         metadata: &EventMetadata,
     ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>
     where
-        A: Clone,
+        A: Clone + 'static,
         A::Command: Clone,
     {
-        self.execute_if(aggregate_id, command, metadata, |_| Ok(()))
-            .await
+        let result = if self.group.is_some() {
+            self.run_combined(aggregate_id, command, metadata).await
+        } else {
+            self.run_command(aggregate_id, command, metadata, |_| Ok(()))
+                .await
+        };
+        self.counted(result)
     }
 
     /// [`execute`](Self::execute), after `precondition` accepted the loaded aggregate (who may
-    /// touch it, whether it exists for this caller).
-    ///
-    /// Every outcome is counted (`shop_commands_total{aggregate, outcome}`) and every appended
-    /// event (`shop_events_appended_total{aggregate, event_type}`).
+    /// touch it, whether it exists for this caller); run on its own, not in a stream's batch.
     pub async fn execute_if(
         &self,
         aggregate_id: &str,
@@ -527,9 +538,17 @@ impl<A: Aggregate> PgEventStore<A> {
         A: Clone,
         A::Command: Clone,
     {
-        let result = self
-            .run_command(aggregate_id, command, metadata, precondition)
-            .await;
+        self.counted(
+            self.run_command(aggregate_id, command, metadata, precondition)
+                .await,
+        )
+    }
+
+    /// Counts a command's outcome and the events it appended.
+    fn counted(
+        &self,
+        result: Result<CommandReceipt<A::Event>, ExecuteError<A::Error>>,
+    ) -> Result<CommandReceipt<A::Event>, ExecuteError<A::Error>> {
         let outcome = match &result {
             Ok(receipt) if receipt.replayed => "replayed",
             Ok(receipt) if receipt.position.is_none() => "unchanged",
@@ -556,7 +575,7 @@ impl<A: Aggregate> PgEventStore<A> {
         result
     }
 
-    async fn run_command(
+    pub(crate) async fn run_command(
         &self,
         aggregate_id: &str,
         command: A::Command,
@@ -1204,7 +1223,12 @@ fn to_aggregate_error<E: std::error::Error>(error: Error) -> AggregateError<E> {
     }
 }
 
-impl<A: Aggregate> EventStore<A> for PgEventStore<A> {
+// `Send` bounds: commands and their answers wait in the streams' queues ([`crate::combine`]).
+impl<A: Aggregate> EventStore<A> for PgEventStore<A>
+where
+    A::Command: Send,
+    A::Error: Send,
+{
     type AC = PgAggregateContext<A>;
 
     async fn load_events(

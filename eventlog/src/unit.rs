@@ -35,7 +35,8 @@ use crate::group::{write_units, GroupCommitter};
 use crate::log::LogPosition;
 use crate::metadata::EventMetadata;
 use crate::store::{
-    classify, ExecuteError, PgAggregateContext, PgEventStore, PreparedAppend, StreamCache,
+    classify, CommandReceipt, ExecuteError, PgAggregateContext, PgEventStore, PreparedAppend,
+    StreamCache,
 };
 use crate::{Error, Result};
 
@@ -79,13 +80,19 @@ pub struct StagedCommand<A: Aggregate> {
     pub last_sequence: i64,
     /// The aggregate after the unit's commands so far.
     pub aggregate: A,
+    /// When `replayed` because the command id ran in an earlier transaction: that run's
+    /// receipt (its events, last sequence and log position).
+    pub earlier_run: Option<CommandReceipt<A::Event>>,
 }
 
 /// What a unit wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitReceipt {
     /// Log position of the unit's last event; `None` when it wrote no event.
     pub position: Option<LogPosition>,
+    /// Log position of the last event of each staged command that wrote events: streams in the
+    /// order the unit first staged them, each stream's commands in the order they were staged.
+    pub positions: Vec<LogPosition>,
 }
 
 /// A unit's appends and side writes, ready to be written.
@@ -164,7 +171,10 @@ impl UnitOfWork {
             for stream in self.streams.drain(..) {
                 stream.committed(&[]);
             }
-            return Ok(UnitReceipt { position: None });
+            return Ok(UnitReceipt {
+                position: None,
+                positions: Vec::new(),
+            });
         }
         let mut counts = Vec::with_capacity(self.streams.len());
         let mut appends = Vec::new();
@@ -194,7 +204,10 @@ impl UnitOfWork {
                     rest = others;
                     stream.committed(mine);
                 }
-                Ok(UnitReceipt { position })
+                Ok(UnitReceipt {
+                    position,
+                    positions,
+                })
             }
             Err(error) => {
                 for stream in streams {
@@ -347,11 +360,14 @@ where
                 .downcast_mut::<Staged<A>>()
                 .expect("one aggregate type per stream key");
             if let Some(earlier) = staged.context.earlier_run(&command_id) {
+                // staged earlier in this unit: no position yet
+                let written_before = earlier.position != Some(LogPosition::default());
                 return Ok(StagedCommand {
-                    events: earlier.events,
+                    events: earlier.events.clone(),
                     replayed: true,
                     last_sequence: staged.context.current_sequence,
                     aggregate: staged.context.aggregate.clone(),
+                    earlier_run: written_before.then_some(earlier),
                 });
             }
             let mut context = staged.context.duplicate();
@@ -403,6 +419,7 @@ where
                         replayed: false,
                         last_sequence: last,
                         aggregate,
+                        earlier_run: None,
                     });
                 }
                 // decided on a head not read: read the stream and decide again
@@ -416,6 +433,7 @@ where
                         replayed: false,
                         last_sequence: staged.context.current_sequence,
                         aggregate: staged.context.aggregate.clone(),
+                        earlier_run: None,
                     })
                 }
                 Err(error) => return Err(ExecuteError::Domain(error)),

@@ -19,7 +19,7 @@ use domain::payment::PaymentEvent;
 use domain::pricing::tax_and_shipping;
 use domain::{
     CheckoutCommand, CheckoutProcess, InventoryCommand, Money, OrderCommand, OrderError,
-    OrderEvent, OrderId, OrderNumber, PaymentCommand, RefundId,
+    OrderEvent, OrderId, PaymentCommand, RefundId,
 };
 use eventlog::store::ExecuteError;
 use eventlog::{Actor, EventMetadata, RecordedEvent, UnitOfWork};
@@ -32,10 +32,8 @@ use uuid::Uuid;
 use crate::payments::{
     AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
 };
+use crate::order_numbers::{OrderNumberError, OrderNumbers};
 use crate::timers::{self, Timer};
-
-/// The advisory lock that serialises order-number assignment.
-const ORDER_NUMBER_LOCK: i64 = 7_300_001;
 
 /// Checkout events after which a checkout normally has nothing left to do (the sweep folds
 /// streams that end otherwise, to be sure).
@@ -104,6 +102,12 @@ impl<E: std::error::Error> From<ExecuteError<E>> for StepError {
     }
 }
 
+impl From<OrderNumberError> for StepError {
+    fn from(error: OrderNumberError) -> Self {
+        StepError::Database(error.to_string())
+    }
+}
+
 impl From<eventlog::Error> for StepError {
     fn from(error: eventlog::Error) -> Self {
         match error {
@@ -159,6 +163,7 @@ pub struct CheckoutSaga {
     stores: Arc<Stores>,
     gateway: Arc<dyn PaymentGateway>,
     config: CheckoutConfig,
+    order_numbers: OrderNumbers,
 }
 
 /// Where a drive left the checkout.
@@ -178,6 +183,7 @@ impl CheckoutSaga {
         config: CheckoutConfig,
     ) -> Self {
         Self {
+            order_numbers: OrderNumbers::new(pool.clone()),
             pool,
             stores,
             gateway,
@@ -713,7 +719,7 @@ impl CheckoutSaga {
         let now = Utc::now();
         let outcome = match step {
             Step::PlaceOrder => {
-                let order_number = self.order_number(order_id).await?;
+                let order_number = self.order_numbers.assign(order_id).await?;
                 let mut lines = Vec::with_capacity(terms.lines.len());
                 for line in &terms.lines {
                     let product = self
@@ -1184,35 +1190,5 @@ impl CheckoutSaga {
             Ok(_) | Err(ExecuteError::Domain(_)) => Ok(()),
             Err(other) => Err(other.into()),
         }
-    }
-
-    /// The order's number: assigned once, in order, at placement.
-    async fn order_number(&self, order_id: OrderId) -> Result<OrderNumber, StepError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ORDER_NUMBER_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let existing: Option<i64> =
-            sqlx::query_scalar("SELECT number FROM order_numbers WHERE order_id = $1")
-                .bind(order_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let number = match existing {
-            Some(number) => number,
-            None => {
-                let number: i64 = sqlx::query_scalar(
-                    "INSERT INTO order_numbers (order_id, number)
-                     SELECT $1, coalesce(max(number), 0) + 1 FROM order_numbers
-                     RETURNING number",
-                )
-                .bind(order_id.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
-                number
-            }
-        };
-        tx.commit().await?;
-        Ok(OrderNumber(number as u64))
     }
 }

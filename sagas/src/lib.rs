@@ -4,6 +4,7 @@
 
 pub mod checkout;
 pub mod notifier;
+pub mod order_numbers;
 pub mod payments;
 pub mod runner;
 pub mod timers;
