@@ -33,10 +33,8 @@ use crate::Error;
 /// Most commands decided and written as one batch.
 pub const MAX_COMBINED: usize = 64;
 
-type Answer<A> = Result<
-    CommandReceipt<<A as Aggregate>::Event>,
-    ExecuteError<<A as Aggregate>::Error>,
->;
+type Answer<A> =
+    Result<CommandReceipt<<A as Aggregate>::Event>, ExecuteError<<A as Aggregate>::Error>>;
 
 /// A command waiting for its stream.
 pub(crate) struct Waiting<A: Aggregate> {

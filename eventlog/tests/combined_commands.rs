@@ -129,7 +129,10 @@ async fn commands_queued_on_one_stream_share_a_transaction_and_keep_their_own_an
                 );
             }
             96..=103 => assert!(
-                matches!(answer, Err(ExecuteError::Domain(InventoryError::EmptyReason))),
+                matches!(
+                    answer,
+                    Err(ExecuteError::Domain(InventoryError::EmptyReason))
+                ),
                 "command {n}: {answer:?}"
             ),
             _ => {
@@ -184,7 +187,9 @@ async fn two_processes_batching_on_one_stream_never_oversell() {
     }
     let (mut reserved, mut refused) = (0, 0);
     while let Some(done) = tasks.join_next().await {
-        let receipt = done.unwrap().expect("every command answered (conflicts retried)");
+        let receipt = done
+            .unwrap()
+            .expect("every command answered (conflicts retried)");
         // (the reservation that empties the stock also says so: LowStock)
         match receipt.events.first() {
             Some(InventoryEvent::StockReserved { .. }) => reserved += 1,
@@ -192,7 +197,11 @@ async fn two_processes_batching_on_one_stream_never_oversell() {
             other => panic!("unexpected events {other:?}"),
         }
     }
-    assert_eq!((reserved, refused), (40, 56), "exactly the stock was reserved");
+    assert_eq!(
+        (reserved, refused),
+        (40, 56),
+        "exactly the stock was reserved"
+    );
     let sequences: Vec<i64> = stream(&db.pool, "LAST-40")
         .await
         .iter()

@@ -29,10 +29,10 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::order_numbers::{OrderNumberError, OrderNumbers};
 use crate::payments::{
     AuthorizeOutcome, AuthorizeRequest, CancelOutcome, GatewayError, PaymentGateway,
 };
-use crate::order_numbers::{OrderNumberError, OrderNumbers};
 use crate::timers::{self, Timer};
 
 /// Checkout events after which a checkout normally has nothing left to do (the sweep folds

@@ -66,10 +66,7 @@ impl OrderNumbers {
 
 /// The assigning task: takes whatever is queued (up to [`MAX_GROUP`]), numbers it in one
 /// transaction, answers, and goes on until every sender is gone.
-async fn assign_groups(
-    pool: PgPool,
-    mut receiver: mpsc::UnboundedReceiver<(OrderId, Answer)>,
-) {
+async fn assign_groups(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<(OrderId, Answer)>) {
     while let Some(first) = receiver.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {

@@ -54,10 +54,7 @@ async fn two_assigners_number_concurrent_orders_once_each_without_gaps() {
         .await
         .unwrap();
     assert_eq!(again.0, number_of[&orders[7]]);
-    let next = first_runner
-        .assign(OrderId(Uuid::new_v4()))
-        .await
-        .unwrap();
+    let next = first_runner.assign(OrderId(Uuid::new_v4())).await.unwrap();
     assert_eq!(next.0, 301);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_numbers")
         .fetch_one(&db.pool)
