@@ -13,9 +13,9 @@ mod store;
 pub mod tokens;
 
 pub use store::{
-    create, end_session, find_by_email, is_revoked, list_sessions, revoke_all_sessions,
-    revoke_session, rotate, start_session, start_session_on, Account, AccountError, RefreshError,
-    Session, SessionInfo,
+    contact_of, create, delete_customer, end_session, find_by_email, is_revoked, list_sessions,
+    revoke_all_sessions, revoke_session, rotate, start_session, start_session_on, Account,
+    AccountError, Contact, RefreshError, Session, SessionInfo,
 };
 
 use schemars::JsonSchema;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::tokens::new_refresh_token;
@@ -49,6 +49,41 @@ pub async fn create(
         return Err(AccountError::EmailTaken);
     }
     Ok(id)
+}
+
+/// Where and to whom an account's mail goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub email: String,
+    pub name: String,
+}
+
+/// The e-mail address and name on an account, if it exists.
+pub async fn contact_of<'e>(
+    executor: impl PgExecutor<'e>,
+    account: Uuid,
+) -> Result<Option<Contact>, sqlx::Error> {
+    let row = sqlx::query("SELECT email, name FROM users WHERE id = $1")
+        .bind(account)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.map(|row| Contact {
+        email: row.get("email"),
+        name: row.get("name"),
+    }))
+}
+
+/// Deletes a customer's account; its sessions go with it (`ON DELETE CASCADE`). `false` when
+/// there is no customer account with that id (staff and auditors are never deleted here).
+pub async fn delete_customer<'e>(
+    executor: impl PgExecutor<'e>,
+    account: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM users WHERE id = $1 AND role = 'customer'")
+        .bind(account)
+        .execute(executor)
+        .await?;
+    Ok(deleted.rows_affected() > 0)
 }
 
 pub async fn find_by_email(pool: &PgPool, email: &str) -> Result<Option<Account>, sqlx::Error> {

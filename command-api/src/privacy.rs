@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use schemas::personal::{Keyring, KeyringError, Subject};
 use schemas::stores::Stores;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Why an export or an erasure failed.
@@ -85,29 +85,17 @@ pub struct ErasureReport {
 async fn customer_account(
     pool: &PgPool,
     customer: Uuid,
-) -> Result<Option<AccountRow>, PrivacyError> {
-    let row = sqlx::query("SELECT email, name, role, created_at FROM users WHERE id = $1")
-        .bind(customer)
-        .fetch_optional(pool)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let role: String = row.get("role");
-    if role != "customer" {
-        return Err(PrivacyError::NotACustomer(customer, role));
+) -> Result<Option<accounts::profile::Profile>, PrivacyError> {
+    let Some(profile) = accounts::profile::load(pool, customer).await? else {
+        return Ok(None);
+    };
+    if profile.role != accounts::Role::Customer {
+        return Err(PrivacyError::NotACustomer(
+            customer,
+            profile.role.as_str().to_owned(),
+        ));
     }
-    Ok(Some(AccountRow {
-        email: row.get("email"),
-        name: row.get("name"),
-        role,
-        created_at: row.get("created_at"),
-    }))
-}
-
-struct AccountRow {
-    email: String,
-    name: String,
-    role: String,
-    created_at: DateTime<Utc>,
+    Ok(Some(profile))
 }
 
 /// The customer's data: their account and every order they placed, with the personal fields
@@ -120,15 +108,15 @@ pub async fn export(
     let profile = customer_account(pool, customer).await?;
     // the event store is the truth (read models hold no addresses); a scan of the order
     // placements, fine for an operation this rare
-    let order_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events
-          WHERE aggregate_type = 'order' AND event_type = 'OrderPlaced'
-            AND payload->'OrderPlaced'->>'customer' = $1
-          ORDER BY global_position",
+    let placements = eventlog::streams::find_by_payload_field(
+        pool,
+        "order",
+        "OrderPlaced",
+        &["OrderPlaced", "customer"],
+        &customer.to_string(),
     )
-    .bind(customer.to_string())
-    .fetch_all(pool)
     .await?;
+    let order_ids: Vec<String> = placements.into_iter().map(|e| e.aggregate_id).collect();
     let mut orders = Vec::with_capacity(order_ids.len());
     let mut addresses: Vec<Address> = Vec::new();
     for id in order_ids {
@@ -159,7 +147,7 @@ pub async fn export(
         profile: profile.map(|p| ExportedProfile {
             email: p.email,
             name: p.name,
-            role: p.role,
+            role: p.role.as_str().to_owned(),
             created_at: p.created_at,
         }),
         addresses,
@@ -194,12 +182,7 @@ pub async fn erase(
             .rows_affected();
     }
     // refresh tokens go with the account (ON DELETE CASCADE): every session ends
-    let account_deleted = sqlx::query("DELETE FROM users WHERE id = $1 AND role = 'customer'")
-        .bind(customer)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
+    let account_deleted = accounts::delete_customer(&mut *tx, customer).await?;
     tx.commit().await?;
     let plaintext_events_kept = keyring
         .plaintext_events_of(CustomerId::new(customer))

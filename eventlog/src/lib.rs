@@ -10,6 +10,7 @@
 //! - [`audit`]: the per-stream hash chain and its verifier; [`anchor`]: signed digests of every
 //!   stream head, kept outside the database, that catch a truncated or rewritten tail.
 //! - [`codec`]: a step between an event's domain form and its stored form (sealing).
+//! - [`streams`]: lookups of stored streams for the other crates, which write no SQL on `events`.
 //! - [`migrate`]: the schema, applied idempotently by `shop migrate`.
 
 pub mod anchor;
@@ -25,6 +26,8 @@ pub mod metadata;
 pub mod migrate;
 pub mod source;
 pub mod store;
+pub mod streams;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod unit;
 pub mod upcast;

@@ -78,10 +78,10 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "transaction_id::text::bigint AS transaction_id, global_position, event_id,
+pub(crate) const COLUMNS: &str = "transaction_id::text::bigint AS transaction_id, global_position, event_id,
     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
-fn recorded_event(row: PgRow) -> RecordedEvent {
+pub(crate) fn recorded_event(row: PgRow) -> RecordedEvent {
     RecordedEvent {
         position: LogPosition {
             transaction_id: row.get("transaction_id"),
@@ -216,6 +216,51 @@ pub async fn read_stream<'e>(
         .fetch_all(executor)
         .await?;
     Ok(rows.into_iter().map(recorded_event).collect())
+}
+
+/// The events of the log after a subscriber's position: what it still has to read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Backlog {
+    /// Events after the position.
+    pub events: i64,
+    /// Age in seconds of the oldest of them (0 when there are none).
+    pub oldest_seconds: f64,
+}
+
+/// What is left to read after `after` (for lag metrics and projection status).
+pub async fn backlog_after<'e>(
+    executor: impl PgExecutor<'e>,
+    after: LogPosition,
+) -> Result<Backlog> {
+    let (events, oldest): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+           FROM events WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)",
+    )
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .fetch_one(executor)
+    .await?;
+    Ok(Backlog {
+        events,
+        oldest_seconds: oldest.unwrap_or(0.0).max(0.0),
+    })
+}
+
+/// How many events of the log are at or before `position`, and how many there are in all (the
+/// progress of a reader that started at the beginning).
+pub async fn count_up_to<'e>(
+    executor: impl PgExecutor<'e>,
+    position: LogPosition,
+) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE (transaction_id, global_position) <= ($1::bigint::text::xid8, $2)),
+                count(*)
+           FROM events",
+    )
+    .bind(position.transaction_id)
+    .bind(position.global_position)
+    .fetch_one(executor)
+    .await?)
 }
 
 /// Where the log stands, for lag metrics and readiness.

@@ -15,6 +15,7 @@ mod envelope;
 mod projection;
 mod publisher;
 mod source;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use envelope::{topic_for, Envelope, EnvelopeError, DEAD_LETTER_TOPIC};

@@ -215,15 +215,11 @@ impl CheckoutSaga {
     /// started with (read once per drive).
     async fn conversation(&self, order_id: OrderId) -> Result<Conversation, StepError> {
         let mut metadata = self.metadata(order_id, "", None);
-        let row: Option<serde_json::Value> = sqlx::query_scalar(
-            "SELECT metadata FROM events WHERE aggregate_type = 'checkout' AND aggregate_id = $1 AND sequence = 1",
-        )
-        .bind(order_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(correlation) = row
+        let started =
+            eventlog::streams::first_event(&self.pool, "checkout", &order_id.to_string()).await?;
+        if let Some(correlation) = started
             .as_ref()
-            .and_then(|m| m["correlation_id"].as_str())
+            .and_then(|e| e.metadata["correlation_id"].as_str())
             .and_then(|c| c.parse().ok())
         {
             metadata.correlation_id = correlation;
@@ -569,20 +565,20 @@ impl CheckoutSaga {
     /// parked. A safety net run now and then by the runner: it reads every checkout stream's
     /// head once, then folds only the streams whose last event is not one that ends a phase.
     pub async fn sweep(&self) -> Result<u64, StepError> {
-        let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT e.aggregate_id FROM events e
-              WHERE e.aggregate_type = 'checkout'
-              GROUP BY e.aggregate_id
-             HAVING (array_agg(e.event_type ORDER BY e.sequence DESC))[1] <> ALL($1)
-                AND NOT EXISTS (SELECT 1 FROM timers t
-                                 WHERE t.kind = $2 AND t.key = e.aggregate_id)
-                AND NOT EXISTS (SELECT 1 FROM parked_timers p
-                                 WHERE p.kind = $2 AND p.key = e.aggregate_id)",
+        let unsettled =
+            eventlog::streams::streams_not_ending_with(&self.pool, "checkout", SETTLING_EVENTS)
+                .await?;
+        // those with a timer (due or parked) will be driven, or wait for staff
+        let timed: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM timers WHERE kind = $1 AND key = ANY($2)
+             UNION SELECT key FROM parked_timers WHERE kind = $1 AND key = ANY($2)",
         )
-        .bind(SETTLING_EVENTS)
         .bind(DRIVE)
+        .bind(&unsettled)
         .fetch_all(&self.pool)
         .await?;
+        let timed: std::collections::HashSet<String> = timed.into_iter().collect();
+        let candidates = unsettled.into_iter().filter(|id| !timed.contains(id));
         let mut scheduled = 0;
         let now = Utc::now();
         for id in candidates {

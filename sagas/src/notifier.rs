@@ -232,13 +232,8 @@ async fn notification_for(
         _ => return Ok(None),
     };
     // the order's customer and number, from the order's first event
-    let placed: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT payload FROM events WHERE aggregate_type = 'order' AND aggregate_id = $1 AND sequence = 1",
-    )
-    .bind(&event.aggregate_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let placed = placed.as_ref().map(|p| &p["OrderPlaced"]);
+    let placed = eventlog::streams::first_event(&mut **tx, "order", &event.aggregate_id).await?;
+    let placed = placed.as_ref().map(|e| &e.payload["OrderPlaced"]);
     let Some(customer) = placed
         .and_then(|p| p["customer"].as_str())
         .and_then(|c| c.parse::<Uuid>().ok())
@@ -248,18 +243,14 @@ async fn notification_for(
     let number = placed
         .and_then(|p| p["order_number"].as_u64())
         .unwrap_or_default();
-    let account = sqlx::query("SELECT email, name FROM users WHERE id = $1")
-        .bind(customer)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(account) = account else {
+    let Some(contact) = accounts::contact_of(&mut **tx, customer).await? else {
         return Ok(None);
     };
-    let name: String = account.get("name");
+    let name = contact.name;
     Ok(Some(Notification {
         event_id: event.event_id,
         kind,
-        recipient: account.get("email"),
+        recipient: contact.email,
         subject: format!("{subject} (order #{number})"),
         body: format!("Hello {name},\n\n{text}\n\nOrder #{number}\n"),
     }))

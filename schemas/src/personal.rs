@@ -183,6 +183,15 @@ pub enum KeyringError {
     Decode(#[from] DecodeError),
 }
 
+impl From<eventlog::Error> for KeyringError {
+    fn from(error: eventlog::Error) -> Self {
+        match error {
+            eventlog::Error::Database(error) => KeyringError::Database(error),
+            other => KeyringError::Corrupt("the event log".to_owned(), other.to_string()),
+        }
+    }
+}
+
 impl KeyringError {
     /// Whether a retry later may succeed (the database could not be reached).
     pub fn is_unavailable(&self) -> bool {
@@ -443,16 +452,14 @@ impl Keyring {
                 (uuid(&terms["customer"]), uuid(&terms["order_id"]))
             }
             ("cart", "CartCheckedOut") => {
-                let created: Option<Value> = sqlx::query_scalar(
-                    "SELECT payload FROM events
-                      WHERE aggregate_type = 'cart' AND aggregate_id = $1
-                        AND event_type = 'CartCreated'
-                      ORDER BY sequence LIMIT 1",
+                let created = eventlog::streams::first_event_of_type(
+                    &self.pool,
+                    "cart",
+                    aggregate_id,
+                    "CartCreated",
                 )
-                .bind(aggregate_id)
-                .fetch_optional(&self.pool)
                 .await?;
-                let owner = created.map(|c| c["CartCreated"]["owner"]["Customer"].clone());
+                let owner = created.map(|c| c.payload["CartCreated"]["owner"]["Customer"].clone());
                 (
                     owner.as_ref().and_then(uuid),
                     uuid(&payload["CartCheckedOut"]["order_id"]),
@@ -651,18 +658,43 @@ impl Keyring {
     /// How many events of the subject's customer were stored before sealing, in plaintext
     /// (immutable: they stay, redacted on every read once the subject is erased).
     pub async fn plaintext_events_of(&self, customer: CustomerId) -> Result<i64, KeyringError> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM events
-              WHERE (aggregate_type, event_type) IN (('order', 'OrderPlaced'),
-                                                     ('checkout', 'CheckoutStarted'))
-                AND COALESCE(payload->'OrderPlaced'->>'customer',
-                             payload->'CheckoutStarted'->'terms'->>'customer') = $1
-                AND NOT COALESCE(payload->'OrderPlaced'->'shipping_address',
-                                 payload->'CheckoutStarted'->'terms'->'shipping_address') ? 'sealed'",
-        )
-        .bind(customer.to_string())
-        .fetch_one(&self.pool)
-        .await?)
+        let customer = customer.to_string();
+        let mut plaintext = 0;
+        // the events that carry a customer's address, and where the customer and address are
+        let carriers: [(&str, &str, &[&str], &[&str]); 2] = [
+            (
+                "order",
+                "OrderPlaced",
+                &["OrderPlaced", "customer"],
+                &["OrderPlaced", "shipping_address"],
+            ),
+            (
+                "checkout",
+                "CheckoutStarted",
+                &["CheckoutStarted", "terms", "customer"],
+                &["CheckoutStarted", "terms", "shipping_address"],
+            ),
+        ];
+        for (aggregate_type, event_type, customer_path, address_path) in carriers {
+            let events = eventlog::streams::find_by_payload_field(
+                &self.pool,
+                aggregate_type,
+                event_type,
+                customer_path,
+                &customer,
+            )
+            .await?;
+            plaintext += events
+                .iter()
+                .filter_map(|event| {
+                    address_path
+                        .iter()
+                        .try_fold(&event.payload, |value, key| value.get(key))
+                })
+                .filter(|address| address.get("sealed").is_none())
+                .count() as i64;
+        }
+        Ok(plaintext)
     }
 }
 

@@ -87,10 +87,7 @@ pub async fn browse(
     max_error_rate: f64,
 ) -> anyhow::Result<ExitCode> {
     let pool = super::connect(stores).await?;
-    let listed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'product'")
-            .fetch_one(&pool)
-            .await?;
+    let listed = eventlog::streams::count_events(&pool, "product", "").await?;
     if (listed as u64) < products {
         generate_catalog(&pool, products - listed as u64, listed as u64).await?;
     } else {

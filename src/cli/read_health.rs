@@ -90,16 +90,13 @@ async fn record_lag(pool: &PgPool) -> anyhow::Result<()> {
     .fetch_optional(pool)
     .await?;
     if let Some((transaction_id, global_position)) = relay {
-        let (events, seconds): (i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-               FROM events WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)",
-        )
-        .bind(transaction_id)
-        .bind(global_position)
-        .fetch_one(pool)
-        .await?;
-        metrics::gauge!("shop_relay_lag_events").set(events as f64);
-        metrics::gauge!("shop_relay_lag_seconds").set(seconds.unwrap_or(0.0).max(0.0));
+        let position = eventlog::LogPosition {
+            transaction_id,
+            global_position,
+        };
+        let backlog = eventlog::log::backlog_after(pool, position).await?;
+        metrics::gauge!("shop_relay_lag_events").set(backlog.events as f64);
+        metrics::gauge!("shop_relay_lag_seconds").set(backlog.oldest_seconds);
     }
     let idle = pool.num_idle() as f64;
     metrics::gauge!("shop_db_pool_connections", "state" => "idle").set(idle);

@@ -174,11 +174,7 @@ pub async fn run_with_volume(
         "--orders needs --products (orders are generated over the generated products)"
     );
     let pool = super::connect(stores).await?;
-    let existing: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'product' AND aggregate_id LIKE 'CAT-%'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let existing = eventlog::streams::count_events(&pool, "product", "CAT-").await?;
     super::bench_browse::generate_catalog(&pool, products, existing as u64).await?;
     if orders > 0 {
         let skus: Vec<String> = (existing as u64..existing as u64 + products)
@@ -190,13 +186,7 @@ pub async fn run_with_volume(
             skus.len() as u64 + orders * 8,
             "generating orders",
         )?;
-        let stock_streams: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT aggregate_id, max(sequence) FROM events
-              WHERE aggregate_type = 'inventory' AND aggregate_id = ANY($1) GROUP BY aggregate_id",
-        )
-        .bind(&skus)
-        .fetch_all(&pool)
-        .await?;
+        let stock_streams = eventlog::streams::last_sequences(&pool, "inventory", &skus).await?;
         for (sku, sequence) in stock_streams {
             generator.continue_stream("inventory", &sku, sequence);
         }
@@ -214,11 +204,7 @@ pub async fn run_with_volume(
         }
         generator.flush().await?;
         // far above the numbers checkouts assign (generated orders do not take theirs)
-        let first_number: i64 = sqlx::query_scalar(
-            "SELECT 900000000 + count(*) FROM events WHERE aggregate_type = 'order' AND sequence = 1",
-        )
-        .fetch_one(&pool)
-        .await?;
+        let first_number = 900_000_000 + eventlog::streams::count_streams(&pool, "order").await?;
         super::bench_rebuild::generate_orders(
             &mut generator,
             &skus,

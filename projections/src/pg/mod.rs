@@ -428,14 +428,7 @@ pub struct ProjectionStatus {
 
 pub async fn status(pool: &PgPool, projection: &dyn PgProjection) -> Result<ProjectionStatus> {
     let position = checkpoint::load(pool, &checkpoint_name(projection)).await?;
-    let row: (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-           FROM events WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)",
-    )
-    .bind(position.transaction_id)
-    .bind(position.global_position)
-    .fetch_one(pool)
-    .await?;
+    let backlog = log::backlog_after(pool, position).await?;
     let schemas: Vec<String> =
         sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1)")
             .bind(vec![live_schema(projection), next_schema(projection)])
@@ -451,8 +444,8 @@ pub async fn status(pool: &PgPool, projection: &dyn PgProjection) -> Result<Proj
     Ok(ProjectionStatus {
         name: projection.name().to_owned(),
         position,
-        lag_events: row.0,
-        lag_seconds: row.1.unwrap_or(0.0).max(0.0),
+        lag_events: backlog.events,
+        lag_seconds: backlog.oldest_seconds,
         state,
     })
 }
@@ -480,15 +473,7 @@ pub async fn rebuild_progress(
         return Ok(None);
     }
     let position = checkpoint::load(pool, &next_checkpoint_name(projection)).await?;
-    let (events_done, events_total): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE (transaction_id, global_position) <= ($1::bigint::text::xid8, $2)),
-                count(*)
-           FROM events",
-    )
-    .bind(position.transaction_id)
-    .bind(position.global_position)
-    .fetch_one(pool)
-    .await?;
+    let (events_done, events_total) = log::count_up_to(pool, position).await?;
     Ok(Some(RebuildShare {
         events_done,
         events_total,

@@ -5,9 +5,7 @@ use accounts::Role;
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use eventlog::audit::Problem;
-use eventlog::{EventMetadata, LogPosition, RecordedEvent};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
+use eventlog::{EventMetadata, RecordedEvent};
 use uuid::Uuid;
 
 use super::common::{decode_cursor, encode_cursor, page_size, PageInfo};
@@ -232,27 +230,16 @@ async fn history(
             })?,
         None => 0,
     };
-    let rows = sqlx::query(
-        "SELECT event_id, sequence, event_type, event_version,
-                transaction_id::text::bigint AS transaction_id, global_position,
-                recorded_at, payload, metadata
-           FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
-          ORDER BY sequence LIMIT $4",
+    let rows = eventlog::streams::read_stream_page(
+        &models.pool,
+        aggregate_type,
+        aggregate_id,
+        after_sequence,
+        first as i64 + 1,
     )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(after_sequence)
-    .bind(first as i64 + 1)
-    .fetch_all(&models.pool)
     .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_one(&models.pool)
-    .await?;
+    let total =
+        eventlog::streams::stream_length(&models.pool, aggregate_type, aggregate_id).await?;
     let has_next_page = rows.len() > first;
     let edges: Vec<StoredEventEdge> = rows
         .iter()
@@ -277,25 +264,21 @@ async fn history(
     })
 }
 
-fn stored_event(row: &PgRow) -> StoredEvent {
-    let metadata: serde_json::Value = row.get("metadata");
+fn stored_event(event: &RecordedEvent) -> StoredEvent {
+    let metadata = event.metadata.clone();
     // stored as the flat string map cqrs-es carries
     let metadata: Option<EventMetadata> =
         serde_json::from_value::<std::collections::HashMap<String, String>>(metadata)
             .ok()
             .and_then(|map| EventMetadata::from_map(&map));
-    let position = LogPosition {
-        transaction_id: row.get("transaction_id"),
-        global_position: row.get("global_position"),
-    };
     StoredEvent {
-        event_id: row.get("event_id"),
-        sequence: row.get("sequence"),
-        event_type: row.get("event_type"),
-        event_version: row.get("event_version"),
-        position: position.to_string(),
-        recorded_at: row.get("recorded_at"),
-        payload: Json(row.get("payload")),
+        event_id: event.event_id,
+        sequence: event.sequence,
+        event_type: event.event_type.clone(),
+        event_version: event.event_version.clone(),
+        position: event.position.to_string(),
+        recorded_at: event.recorded_at,
+        payload: Json(event.payload.clone()),
         actor: metadata.as_ref().map(|m| EventActor {
             id: m.actor.id.clone(),
             role: m.actor.role.clone(),

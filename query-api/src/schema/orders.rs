@@ -383,12 +383,9 @@ impl Me {
     async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
-            Ok(
-                sqlx::query_scalar::<_, String>("SELECT email FROM users WHERE id = $1")
-                    .bind(self.id)
-                    .fetch_optional(&models.pool)
-                    .await?,
-            )
+            Ok(accounts::contact_of(&models.pool, self.id)
+                .await?
+                .map(|contact| contact.email))
         }
         .await
         .gql()
