@@ -569,3 +569,23 @@ pub struct AnchorSchedule {
     #[command(flatten)]
     pub key: AnchorKeyConfig,
 }
+
+impl RoleConfig {
+    /// A configuration from command-line flags (`--database-url`, `--command-api-addr`, ...),
+    /// the environment and the defaults filling in the rest, as for the binary: how a test
+    /// starts roles in process ([`crate::app::start`]).
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: RoleConfig,
+        }
+        let arguments = std::iter::once(std::ffi::OsString::from("shop"))
+            .chain(flags.into_iter().map(Into::into));
+        Ok(<Flags as clap::Parser>::try_parse_from(arguments)?.config)
+    }
+}

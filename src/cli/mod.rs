@@ -1,4 +1,4 @@
-//! The subcommands' bodies, one module each, and what they share.
+//! The command line ([`Shop`]), the subcommands' bodies, one module each, and what they share.
 
 pub mod audit;
 pub mod bench;
@@ -19,10 +19,156 @@ pub mod telemetry;
 pub mod user;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::config::StoreConfig;
+use crate::app::Roles;
+use crate::config::{RoleConfig, StoreConfig};
+
+/// The command line: one subcommand per role and per operation.
+#[derive(Parser, Debug)]
+#[command(name = "shop", version, about = "event-sourced commerce backend")]
+pub struct Shop {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)] // `command-api` is the role's name
+pub enum Command {
+    /// Apply database migrations (idempotent).
+    Migrate {
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Load a demo catalog with stock (idempotent: existing products are left alone); with
+    /// `--products`/`--orders`, also generate realistic volumes in bulk (benchmark databases).
+    Seed {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// Generated products (`CAT-0000000`...) with stock, beyond the demo catalog.
+        #[arg(long, default_value_t = 0)]
+        products: u64,
+        /// Generated paid orders over the generated products (8 events each).
+        #[arg(long, default_value_t = 0)]
+        orders: u64,
+    },
+    /// Auditor operations on the event log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Staff operations on the checkout saga: work parked after bounded retries.
+    Saga {
+        #[command(subcommand)]
+        command: saga::SagaCommand,
+    },
+    /// Run every role in one process.
+    Serve {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Run the command API (and the Stripe webhook) only.
+    CommandApi {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Run the checkout saga, its timers and the notifier only.
+    SagaRunner {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Run the GraphQL query API only (with this replica's search index).
+    QueryApi {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Run the Kafka relay only (publishes the log to SHOP_KAFKA_BROKERS).
+    Relay {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Run the projectors only.
+    Projector {
+        #[command(flatten)]
+        config: RoleConfig,
+    },
+    /// Rebuild a read model from the whole log into a new version, then swap it in.
+    Rebuild {
+        #[command(flatten)]
+        stores: StoreConfig,
+        /// The projection (catalog, stock, orders).
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Events per transaction (bigger batches amortize each statement; see the README).
+        #[arg(long, default_value_t = 20_000)]
+        batch: i64,
+    },
+    /// Read-model operations.
+    Projections {
+        #[command(subcommand)]
+        command: projections::ProjectionsCommand,
+    },
+    /// A customer's personal data: export and erasure (GDPR).
+    Customer {
+        #[command(subcommand)]
+        command: customer::CustomerCommand,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
+    /// Health check for containers without curl: GET a URL, exit 0 on a 2xx answer within 3 s.
+    Probe {
+        #[arg(
+            env = "SHOP_PROBE_URL",
+            default_value = "http://127.0.0.1:9090/health/live"
+        )]
+        url: String,
+    },
+    /// Benchmarks against the real stores.
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
+}
+
+impl Shop {
+    /// Runs the subcommand.
+    pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        match self.command {
+            Command::Migrate { stores } => migrate::run(&stores).await,
+            Command::Seed {
+                stores,
+                products,
+                orders,
+            } => seed::run_with_volume(&stores, products, orders).await,
+            Command::Audit { command } => audit::run(command).await,
+            Command::Saga { command } => saga::run(command).await,
+            Command::Serve { config } => serve::run(&config, Roles::All).await,
+            Command::CommandApi { config } => serve::run(&config, Roles::CommandApi).await,
+            Command::SagaRunner { config } => serve::run(&config, Roles::SagaRunner).await,
+            Command::QueryApi { config } => serve::run(&config, Roles::QueryApi).await,
+            Command::Relay { config } => serve::run(&config, Roles::Relay).await,
+            Command::Projector { config } => serve::run(&config, Roles::Projector).await,
+            Command::Rebuild {
+                stores,
+                name,
+                all,
+                batch,
+            } => projections::rebuild(&stores, name.as_deref(), all, batch.max(1)).await,
+            Command::Projections { command } => projections::run(command).await,
+            Command::Customer { command } => customer::run(command).await,
+            Command::User { command } => user::run(command).await,
+            Command::Bench { scenario } => bench::run(scenario).await,
+            Command::Probe { url } => probe(&url).await,
+        }
+    }
+}
 
 /// Logs to stderr; `RUST_LOG` filters, `SHOP_LOG_FORMAT=json` switches to JSON lines.
 pub fn init_tracing() {

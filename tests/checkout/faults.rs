@@ -7,7 +7,6 @@
 //! and how long checkouts took to succeed again after the database restart.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{JWT_SECRET, SHOP};
+use super::support::{self, ShopProcess};
+use super::JWT_SECRET;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -187,9 +187,8 @@ impl Drop for OwnRedis {
 }
 
 fn shop(database_url: &str, redis_url: &str) -> Command {
-    let mut command = Command::new(SHOP);
+    let mut command = support::shop(database_url);
     command
-        .env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url)
         .env("SHOP_JWT_SECRET", JWT_SECRET)
         .env("SHOP_PAYMENT_GATEWAY", "local")
@@ -200,49 +199,31 @@ fn shop(database_url: &str, redis_url: &str) -> Command {
     command
 }
 
-/// A `shop serve` process and its command API's base URL.
+/// A `shop serve` process (killed on drop) and its APIs' base URLs.
 struct Serving {
-    process: Child,
+    process: ShopProcess,
     command_api: String,
     query_api: String,
 }
 
 impl Serving {
     fn start(database_url: &str, redis_url: &str) -> Self {
-        let mut process = shop(database_url, redis_url)
+        let mut command = shop(database_url, redis_url);
+        command
             .args(["serve", "--command-api-addr", "127.0.0.1:0"])
             .args(["--query-api-addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let (mut command_api, mut query_api) = (None, None);
-        while command_api.is_none() || query_api.is_none() {
-            let line = lines.next().expect("serve printed its addresses").unwrap();
-            if let Some(base) = line.strip_prefix("command API listening on ") {
-                command_api = Some(base.to_owned());
-            } else if let Some(base) = line.strip_prefix("query API listening on ") {
-                query_api = Some(base.to_owned());
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+            .stderr(Stdio::null());
+        let process = ShopProcess::spawn(command, 2);
         Self {
+            command_api: process.url("command API"),
+            query_api: process.url("query API"),
             process,
-            command_api: command_api.unwrap(),
-            query_api: query_api.unwrap(),
         }
     }
 
+    /// SIGKILL.
     fn kill(&mut self) {
-        let _ = self.process.kill(); // SIGKILL
-        let _ = self.process.wait();
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

@@ -1,12 +1,11 @@
-//! Checkout end to end: the real `shop command-api` and `shop saga-runner` processes, the HTTP
-//! API, the real PostgreSQL. A happy checkout is confirmed and captured; a declined card fails
+//! Checkout end to end: the command API (started in process with `shop::app::start`) and real
+//! `shop saga-runner` processes, the HTTP API, the real PostgreSQL. A happy checkout is confirmed and captured; a declined card fails
 //! with its stock released; 200 concurrent checkouts for 50 units confirm exactly 50; killing the
 //! saga runner (SIGKILL) mid-flow and starting it again completes every checkout exactly once.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::order::{FailureReason, OrderStatus};
@@ -16,24 +15,36 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod faults;
 mod privacy;
 
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+use support::{E2eDatabase, ShopProcess};
+
 const JWT_SECRET: &str = "end-to-end-tests-only-secret-0123456789";
 const STAFF_PASSWORD: &str = "staff password for tests";
 
-fn server_url() -> String {
-    std::env::var("SHOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+/// The flags and environment every process of a stack runs with.
+const SETTINGS: &[(&str, &str)] = &[
+    ("SHOP_JWT_SECRET", JWT_SECRET),
+    ("SHOP_PAYMENT_GATEWAY", "local"),
+    ("SHOP_CHECKOUT_RATE_PER_MINUTE", "1000000"),
+    ("SHOP_AUTH_RATE_PER_MINUTE", "1000000"),
+    ("SHOP_LOCAL_SLOW_CARD_MS", "300"),
+    ("SHOP_DB_MAX_CONNECTIONS", "24"),
+];
 
+/// A seeded database with a staff account, the command API started in this test's process
+/// (`shop::app::start`, port 0) and a `shop saga-runner` process (which tests kill).
 struct Stack {
-    name: String,
+    database: E2eDatabase,
     url: String,
     pool: PgPool,
-    api: Child,
-    runner: Option<Child>,
+    /// The in-process command API (aborted when dropped).
+    api: Mutex<Option<shop::app::Started>>,
+    runner: Option<ShopProcess>,
     base: String,
     client: reqwest::Client,
     /// SHOP_DATA_KEY_MASTER of every process, when personal data is sealed.
@@ -41,16 +52,8 @@ struct Stack {
 }
 
 fn shop(url: &str) -> Command {
-    let mut command = Command::new(SHOP);
-    command
-        .env("DATABASE_URL", url)
-        .env("SHOP_JWT_SECRET", JWT_SECRET)
-        .env("SHOP_PAYMENT_GATEWAY", "local")
-        .env("SHOP_CHECKOUT_RATE_PER_MINUTE", "1000000")
-        .env("SHOP_AUTH_RATE_PER_MINUTE", "1000000")
-        .env("SHOP_LOCAL_SLOW_CARD_MS", "300")
-        .env("SHOP_DB_MAX_CONNECTIONS", "24")
-        .env("RUST_LOG", "warn");
+    let mut command = support::shop(url);
+    command.envs(SETTINGS.iter().copied());
     command
 }
 
@@ -71,9 +74,8 @@ impl Stack {
     /// A stack whose processes seal personal data with `master_key`.
     async fn start_with(master_key: Option<String>) -> Self {
         let shop = |url: &str| shop_with(url, master_key.as_deref());
-        let name = format!("shop_e2e_{}", Uuid::new_v4().simple());
-        let server = server_url();
-        let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+        let database = E2eDatabase::new();
+        let url = database.url.clone();
         assert!(shop(&url).arg("migrate").output().unwrap().status.success());
         assert!(shop(&url).arg("seed").output().unwrap().status.success());
         let added = shop(&url)
@@ -91,23 +93,34 @@ impl Stack {
             .output()
             .unwrap();
         assert!(added.status.success(), "{added:?}");
-        let mut api = shop(&url)
-            .args(["command-api", "--command-api-addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
+        // the command API needs no process of its own: no test kills it
+        let mut flags: Vec<String> = vec![
+            "--database-url".into(),
+            url.clone(),
+            "--command-api-addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for (name, value) in SETTINGS {
+            let flag = name
+                .trim_start_matches("SHOP_")
+                .to_lowercase()
+                .replace('_', "-");
+            flags.extend([format!("--{flag}"), (*value).to_owned()]);
+        }
+        if let Some(master_key) = &master_key {
+            flags.extend(["--data-key-master".to_owned(), master_key.clone()]);
+        }
+        let config = shop::config::RoleConfig::from_flags(&flags).unwrap();
+        let api = shop::app::start(&config, shop::app::Roles::CommandApi)
+            .await
             .unwrap();
-        let line = BufReader::new(api.stdout.take().unwrap())
-            .lines()
-            .next()
-            .unwrap()
-            .unwrap();
-        let base = line.rsplit_once(' ').unwrap().1.to_owned();
+        let base = format!("http://{}", api.command_api_addr.unwrap());
         let pool = PgPool::connect(&url).await.unwrap();
         let mut stack = Self {
-            name,
+            database,
             url,
             pool,
-            api,
+            api: Mutex::new(Some(api)),
             runner: None,
             base,
             client: reqwest::Client::builder()
@@ -126,19 +139,14 @@ impl Stack {
     }
 
     fn start_runner(&mut self) {
-        let runner = self
-            .shop()
-            .arg("saga-runner")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.runner = Some(runner);
+        let mut runner = self.shop();
+        runner.arg("saga-runner");
+        self.runner = Some(ShopProcess::spawn(runner, 0));
     }
 
     fn kill_runner(&mut self) {
         if let Some(mut runner) = self.runner.take() {
-            runner.kill().unwrap(); // SIGKILL: no goodbye
-            runner.wait().unwrap();
+            runner.kill(); // SIGKILL: no goodbye
         }
     }
 
@@ -247,31 +255,17 @@ impl Stack {
         schemas::stores::Stores::new(&self.pool)
     }
 
+    /// Stops the runner and drains the command API; the database is dropped with the stack.
     async fn stop(mut self) {
         self.kill_runner();
-        let _ = self.api.kill();
-        let _ = self.api.wait();
-        self.pool.close().await;
-        let admin = PgPool::connect(&server_url()).await.unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&admin)
-        .await
-        .unwrap();
-    }
-}
-
-impl Drop for Stack {
-    /// A failing test still stops the processes it started.
-    fn drop(&mut self) {
-        if let Some(mut runner) = self.runner.take() {
-            let _ = runner.kill();
-            let _ = runner.wait();
+        let api = self.api.lock().unwrap().take();
+        if let Some(api) = api {
+            api.shutdown().stop();
+            let stopped = api.run_until_stopped().await.unwrap();
+            assert_eq!(stopped, shop::app::Stopped::Drained);
         }
-        let _ = self.api.kill();
-        let _ = self.api.wait();
+        self.pool.close().await;
+        drop(self.database);
     }
 }
 

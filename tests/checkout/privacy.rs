@@ -4,7 +4,6 @@
 //! CLI again), the hash chains and an earlier anchor verify, a rebuild succeeds, and the name,
 //! address and e-mail are nowhere, not even in the export; a wrong master key is refused by name.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -90,12 +89,9 @@ async fn an_erased_customer_is_nowhere_but_the_chain_and_anchors_still_verify() 
     assert_eq!(outcomes[&order], "CheckoutCompleted");
 
     // the read models, PostgreSQL and Redis, folded by a projector
-    let mut projector = stack
-        .shop()
-        .arg("projector")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut projector = stack.shop();
+    projector.arg("projector");
+    let projector = super::support::ShopProcess::spawn(projector, 0);
     let started = Instant::now();
     loop {
         let in_pg: i64 =
@@ -111,8 +107,7 @@ async fn an_erased_customer_is_nowhere_but_the_chain_and_anchors_still_verify() 
         assert!(started.elapsed() < Duration::from_secs(60), "projector lag");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = projector.kill();
-    let _ = projector.wait();
+    drop(projector);
 
     // before erasure: the address is sealed in the log, redacted in every read model; only
     // the account (and the e-mails to it) hold the name

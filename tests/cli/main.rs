@@ -1,28 +1,15 @@
 //! End to end through the `shop` binary: migrate, seed, audit verify and anchors (and their tamper
 //! detection), config validation, and `serve` answering health checks and stopping on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+#[path = "../support/mod.rs"]
+mod support;
 
-fn server_url() -> String {
-    std::env::var("SHOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database URL on the test server whose database does not exist yet.
-fn fresh_database_url() -> (String, String) {
-    let name = format!("shop_cli_{}", uuid::Uuid::new_v4().simple());
-    let server = server_url();
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(base, _)| base);
-    (name.clone(), format!("{base}/{name}"))
-}
+use support::{server_url, E2eDatabase, ShopProcess, SHOP};
 
 fn shop(args: &[&str], database_url: &str) -> Output {
     Command::new(SHOP)
@@ -37,17 +24,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-async fn drop_database(name: &str) {
-    let pool = sqlx::PgPool::connect(&server_url()).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
 
     let first = shop(&["migrate"], &url);
     assert!(first.status.success(), "{first:?}");
@@ -130,7 +110,6 @@ async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
         "{report}"
     );
     pool.close().await;
-    drop_database(&name).await;
 }
 
 const ANCHOR_KEY: &str = "the anchor key of the cli tests, 32+ bytes";
@@ -154,7 +133,8 @@ fn shop_with(args: &[&str], database_url: &str, env: &[(&str, &str)]) -> Output 
 /// written over it.
 #[tokio::test]
 async fn anchors_catch_a_truncated_stream_that_the_chain_misses() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let (name, url) = (database.name.clone(), database.url.clone());
     assert!(shop(&["migrate"], &url).status.success());
     let seeded = shop(&["seed", "--products", "5", "--orders", "5"], &url);
     assert!(seeded.status.success(), "{seeded:?}");
@@ -295,14 +275,14 @@ async fn anchors_catch_a_truncated_stream_that_the_chain_misses() {
 
     std::fs::remove_dir_all(&dir).unwrap();
     pool.close().await;
-    drop_database(&name).await;
 }
 
 /// `shop serve` with SHOP_AUDIT_ANCHOR_DIR writes signed anchors on its own (and refuses to start
 /// without the key).
 #[tokio::test]
 async fn serve_writes_signed_anchors_on_a_schedule() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let (name, url) = (database.name.clone(), database.url.clone());
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     let dir = std::env::temp_dir().join(format!("shop-serve-anchors-{name}"));
@@ -324,7 +304,7 @@ async fn serve_writes_signed_anchors_on_a_schedule() {
     assert_eq!(keyless.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&keyless.stderr).contains("SHOP_AUDIT_ANCHOR_KEY"));
 
-    let child = start_role(
+    let child = ShopProcess::role(
         "serve",
         &url,
         &[
@@ -359,14 +339,14 @@ async fn serve_writes_signed_anchors_on_a_schedule() {
     assert!(verified.status.success(), "{verified:?}");
     assert!(stdout(&verified).contains("every anchored stream head is intact"));
     std::fs::remove_dir_all(&dir).unwrap();
-    drop_database(&name).await;
 }
 
 /// With SHOP_KAFKA_BROKERS, `shop audit anchor` also publishes the anchor's signed header (the
 /// file's digest and signature, without the heads) to `shop.audit-anchors.v1`.
 #[tokio::test]
 async fn audit_anchor_publishes_its_signed_header_to_kafka() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let (name, url) = (database.name.clone(), database.url.clone());
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
@@ -412,7 +392,6 @@ async fn audit_anchor_publishes_its_signed_header_to_kafka() {
 
     drop(broker);
     std::fs::remove_dir_all(&dir).unwrap();
-    drop_database(&name).await;
     sqlx::query(&format!(
         "DROP DATABASE IF EXISTS {name}_kafka WITH (FORCE)"
     ))
@@ -443,34 +422,26 @@ fn invalid_configuration_is_refused_with_a_clear_message() {
 /// SHOP_PAYMENT_GATEWAY a production process would silently take no real payments.
 #[tokio::test]
 async fn the_payment_roles_refuse_to_start_without_an_explicit_gateway() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     let start = |role: &str, env: &[(&str, &str)]| -> (Option<i32>, String) {
-        let mut command = Command::new(SHOP);
+        let mut command = support::shop(&url);
         command
             .args([role, "--command-api-addr", "127.0.0.1:0"])
             .args(["--query-api-addr", "127.0.0.1:0"])
-            .env("DATABASE_URL", &url)
-            .env("RUST_LOG", "warn")
             .env_remove("SHOP_PAYMENT_GATEWAY")
             .env_remove("SHOP_STRIPE_SECRET_KEY")
-            .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = KillOnDrop(command.spawn().unwrap());
+        let mut child = ShopProcess::spawn(command, 0);
         // a refused configuration exits at once; a process that started keeps running
-        for _ in 0..100 {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr)
-                    .unwrap();
-                return (status.code(), stderr);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match child.exit_within_blocking(Duration::from_secs(5)) {
+            Some(status) => (status.code(), child.stderr()),
+            None => (None, format!("`shop {role}` was still running after 5 s")),
         }
-        (None, format!("`shop {role}` was still running after 5 s"))
     };
     for role in ["serve", "saga-runner"] {
         let (code, stderr) = start(role, &[]);
@@ -489,76 +460,6 @@ async fn the_payment_roles_refuse_to_start_without_an_explicit_gateway() {
     // an explicit choice starts
     let (code, stderr) = start("serve", &[("SHOP_PAYMENT_GATEWAY", "local")]);
     assert_eq!(code, None, "{stderr}");
-    drop_database(&name).await;
-}
-
-/// A child process that is killed if the test fails before it is stopped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `shop <role>` on random ports (killed on drop) and the base URL of each listener it
-/// printed (`command API`, `query API`, `operations`), read until `listeners` have.
-struct Running {
-    process: KillOnDrop,
-    urls: std::collections::BTreeMap<String, String>,
-    printed: Vec<String>,
-}
-
-impl Running {
-    fn url(&self, listener: &str) -> String {
-        self.urls
-            .get(listener)
-            .unwrap_or_else(|| panic!("no {listener} in {:?}", self.printed))
-            .clone()
-    }
-
-    /// `host:port` of a listener.
-    fn addr(&self, listener: &str) -> String {
-        self.url(listener).trim_start_matches("http://").to_owned()
-    }
-}
-
-fn start_role(role: &str, database_url: &str, env: &[(&str, &str)], listeners: usize) -> Running {
-    let mut command = Command::new(SHOP);
-    command
-        .args([role, "--query-api-addr", "127.0.0.1:0"])
-        .env("DATABASE_URL", database_url)
-        .env("SHOP_PAYMENT_GATEWAY", "local")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if role != "query-api" {
-        command.args(["--command-api-addr", "127.0.0.1:0"]);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut process = KillOnDrop(command.spawn().unwrap());
-    let mut lines = BufReader::new(process.0.stdout.take().unwrap()).lines();
-    let (mut urls, mut printed) = (std::collections::BTreeMap::new(), Vec::new());
-    while urls.len() < listeners {
-        let line = lines
-            .next()
-            .expect("the role printed its addresses")
-            .unwrap();
-        if let Some((what, base)) = line.split_once(" listening on ") {
-            urls.insert(what.to_owned(), base.to_owned());
-        }
-        printed.push(line);
-    }
-    // keep reading, so the child never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines {});
-    Running {
-        process,
-        urls,
-        printed,
-    }
 }
 
 async fn http_get(addr: &str, path: &str) -> String {
@@ -572,56 +473,17 @@ async fn http_get(addr: &str, path: &str) -> String {
 
 #[tokio::test]
 async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
-    let child = Command::new(SHOP)
-        .args([
-            "serve",
-            "--command-api-addr",
-            "127.0.0.1:0",
-            "--query-api-addr",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", &url)
-        .env("SHOP_PAYMENT_GATEWAY", "local")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    while printed
-        .iter()
-        .filter(|l: &&String| l.contains("listening on"))
-        .count()
-        < 2
-    {
-        printed.push(
-            lines
-                .next()
-                .expect("shop serve printed its addresses")
-                .unwrap(),
-        );
-    }
-    let address = |role: &str| {
-        let line = printed
-            .iter()
-            .find(|l| l.starts_with(role))
-            .unwrap_or_else(|| panic!("no `{role}` line in {printed:?}"));
-        (
-            line.clone(),
-            line.rsplit_once("http://").unwrap().1.to_owned(),
-        )
-    };
-    let addresses = [
-        address("command API listening on"),
-        address("query API listening on"),
-    ];
+    let mut child = ShopProcess::role("serve", &url, &[], 2);
+    let addresses = [child.addr("command API"), child.addr("query API")];
     assert!(
-        printed.iter().any(|l| l == "checkout saga running"),
-        "{printed:?}"
+        child.printed.iter().any(|l| l == "checkout saga running"),
+        "{:?}",
+        child.printed
     );
-    for (_, addr) in &addresses {
+    for addr in &addresses {
         assert!(http_get(addr, "/health/live")
             .await
             .starts_with("HTTP/1.1 200"));
@@ -633,7 +495,7 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     // the read side's lag is exported as Prometheus gauges
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = http_get(&addresses[1].1, "/metrics").await;
+        metrics = http_get(&addresses[1], "/metrics").await;
         if metrics.contains("shop_projection_lag_events{projection=\"orders\"}")
             && metrics.contains("shop_log_held_back_events")
         {
@@ -648,22 +510,11 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
     );
     assert!(metrics.contains("shop_log_held_back_events"), "{metrics}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            status = Some(exit);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("shop serve stopped within 5 s of SIGTERM");
+    let status = child
+        .terminate(Duration::from_secs(5))
+        .await
+        .expect("shop serve stopped within 5 s of SIGTERM");
     assert!(status.success(), "{status:?}");
-    drop_database(&name).await;
 }
 
 /// The storefront's round trip through one `shop serve`: sign up and fill a cart over REST, read
@@ -671,10 +522,11 @@ async fn serve_prints_where_it_listens_answers_health_and_stops_on_sigterm() {
 /// catalog, check out, and watch the order reach `CONFIRMED` on the read side.
 #[tokio::test]
 async fn a_storefront_round_trip_through_both_apis() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
-    let child = start_role("serve", &url, &[], 2);
+    let child = ShopProcess::role("serve", &url, &[], 2);
     let (command_api, query_api) = (child.url("command API"), child.url("query API"));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -802,7 +654,6 @@ async fn a_storefront_round_trip_through_both_apis() {
     }
     pool.close().await;
     drop(child);
-    drop_database(&name).await;
 }
 
 /// SIGTERM under load: `shop serve` stops taking requests, finishes the ones in flight, and
@@ -811,11 +662,12 @@ async fn a_storefront_round_trip_through_both_apis() {
 /// accepted checkout completes after a restart.
 #[tokio::test]
 async fn sigterm_under_load_leaves_nothing_half_done() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     let start = || {
-        let child = start_role(
+        let child = ShopProcess::role(
             "serve",
             &url,
             &[
@@ -827,7 +679,7 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
             1,
         );
         let base = child.url("command API");
-        (child.process, base)
+        (child, base)
     };
     let (mut child, base) = start();
     let client = reqwest::Client::builder()
@@ -920,21 +772,12 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
         });
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    child.sigterm();
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut status = None;
-    for _ in 0..240 {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            status = Some(exit);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("shop serve stopped within 12 s of SIGTERM");
+    let status = child
+        .exit_within(Duration::from_secs(12))
+        .await
+        .expect("shop serve stopped within 12 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     let (mut positions, mut orders, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(result) = clients.join_next().await {
@@ -996,7 +839,6 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
     assert_eq!(settled as usize, orders.len(), "checkouts left unfinished");
     drop(restarted);
     pool.close().await;
-    drop_database(&name).await;
 }
 
 /// Scale-out mode: the relay publishes the log to a real Kafka-protocol broker, and the saga
@@ -1004,13 +846,14 @@ async fn sigterm_under_load_leaves_nothing_half_done() {
 /// cart to `CONFIRMED` on the read side.
 #[tokio::test]
 async fn a_checkout_completes_with_the_saga_and_projectors_on_kafka() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let (name, url) = (database.name.clone(), database.url.clone());
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
     let broker = relay::testing::Broker::start_beside(&admin, &name).await;
     let brokers = broker.brokers();
-    let child = start_role(
+    let child = ShopProcess::role(
         "serve",
         &url,
         &[
@@ -1110,7 +953,6 @@ async fn a_checkout_completes_with_the_saga_and_projectors_on_kafka() {
     pool.close().await;
     drop(child);
     drop(broker);
-    drop_database(&name).await;
     sqlx::query(&format!(
         "DROP DATABASE IF EXISTS {name}_kafka WITH (FORCE)"
     ))
@@ -1191,9 +1033,10 @@ async fn otlp_collector() -> (
 #[tokio::test]
 async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     let (collector, received) = otlp_collector().await;
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
-    let child = start_role(
+    let mut child = ShopProcess::role(
         "serve",
         &url,
         &[
@@ -1203,7 +1046,6 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         1,
     );
     let base = child.url("command API");
-    let mut child = child.process;
     let response = reqwest::Client::new()
         .post(format!("{base}/api/carts"))
         .header("X-Request-Id", "otlp-test-request")
@@ -1212,17 +1054,7 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    for _ in 0..200 {
-        if child.0.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = child.terminate(Duration::from_secs(10)).await;
     let received = received.lock().unwrap().clone();
     let traces: Vec<&(String, String, Vec<u8>)> = received
         .iter()
@@ -1248,18 +1080,18 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         "the span lacks its request id"
     );
     assert!(contains(b"shop"), "no service name");
-    drop_database(&name).await;
 }
 
 /// Readiness follows the read side: a query API whose read models lag more than
 /// `SHOP_READY_MAX_LAG_SECONDS` answers 503 naming them, and 200 once they caught up.
 #[tokio::test]
 async fn readiness_fails_while_read_models_lag_and_recovers() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     assert!(shop(&["seed"], &url).status.success());
     // the query API alone: nothing projects the seeded events
-    let child = start_role("query-api", &url, &[("SHOP_READY_MAX_LAG_SECONDS", "1")], 1);
+    let child = ShopProcess::role("query-api", &url, &[("SHOP_READY_MAX_LAG_SECONDS", "1")], 1);
     let addr = child.addr("query API");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let lagging = http_get(&addr, "/health/ready").await;
@@ -1281,14 +1113,14 @@ async fn readiness_fails_while_read_models_lag_and_recovers() {
     }
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     drop(child);
-    drop_database(&name).await;
 }
 
 /// `shop seed --products N --orders M` generates realistic volumes that the read models and the
 /// audit accept: M orders, N more products, no stock below zero, every chain intact.
 #[tokio::test]
 async fn seed_generates_volumes_the_read_side_and_the_audit_accept() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     let seeded = shop(&["seed", "--products", "50", "--orders", "120"], &url);
     assert!(seeded.status.success(), "{seeded:?}");
@@ -1319,12 +1151,12 @@ async fn seed_generates_volumes_the_read_side_and_the_audit_accept() {
             .unwrap();
     assert_eq!(negative, 0);
     pool.close().await;
-    drop_database(&name).await;
 }
 
 #[tokio::test]
 async fn staff_list_and_resume_parked_saga_work() {
-    let (name, url) = fresh_database_url();
+    let database = E2eDatabase::new();
+    let url = database.url.clone();
     assert!(shop(&["migrate"], &url).status.success());
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query(
@@ -1356,5 +1188,4 @@ async fn staff_list_and_resume_parked_saga_work() {
         .status
         .success());
     pool.close().await;
-    drop_database(&name).await;
 }

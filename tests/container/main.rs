@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{E2eDatabase, SHOP};
+
 const UNPRIVILEGED_UID: &str = "10001";
 
 fn podman_present() -> bool {
@@ -45,11 +49,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn server_url() -> String {
-    std::env::var("SHOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 /// A port nobody listens on now (the kernel's choice, released for the container to bind).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -59,33 +58,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// What the test made; removed on drop, also when an assertion fails.
+/// What the test made; removed on drop, also when an assertion fails (the container first,
+/// then the image, then the database: fields drop after `drop`).
 struct Made {
     image: String,
     container: String,
-    database: String,
+    database: E2eDatabase,
 }
 
 impl Drop for Made {
     fn drop(&mut self) {
         let _ = podman(&["rm", "--force", "--time", "0", &self.container]);
         let _ = podman(&["rmi", "--force", &self.image]);
-        let database = self.database.clone();
-        // its own runtime: drop may run while the test's runtime unwinds
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let pool = sqlx::PgPool::connect(&server_url()).await?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                        .execute(&pool)
-                        .await?;
-                    Ok::<_, sqlx::Error>(())
-                })
-        })
-        .join();
     }
 }
 
@@ -135,7 +119,7 @@ async fn the_image_serves_both_apis_unprivileged_against_the_hosts_stores() {
     let made = Made {
         image: format!("localhost/shop-test:{id}"),
         container: format!("shop-test-{id}"),
-        database: format!("shop_cli_{id}"),
+        database: E2eDatabase::new(),
     };
 
     // the image, from this build's binary (the base is made once per machine and reused)
@@ -159,12 +143,7 @@ async fn the_image_serves_both_apis_unprivileged_against_the_hosts_stores() {
     );
 
     // migrate and seed a fresh database from the image, then serve every role from it
-    let database_url = format!(
-        "{}/{}",
-        server_url().rsplit_once('/').unwrap().0,
-        made.database
-    );
-    let database_env = format!("DATABASE_URL={database_url}");
+    let database_env = format!("DATABASE_URL={}", made.database.url);
     for command in ["migrate", "seed"] {
         let output = podman(&[
             "run",

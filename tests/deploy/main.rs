@@ -8,14 +8,16 @@
 //! run by tests/container; Kubernetes and compose files are checked, not deployed (see README).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{server_url, E2eDatabase, ShopProcess, SHOP};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -354,72 +356,38 @@ mod toml_like {
     }
 }
 
-/// A `shop serve` with an operations listener; killed on drop.
+/// A `shop serve` with an operations listener; killed on drop, then its broker stopped and its
+/// database dropped (fields drop in this order).
 struct Serve {
-    child: Child,
-    // the relay inside `shop serve` publishes to it (dropped after the child)
+    process: ShopProcess,
+    // the relay inside `shop serve` publishes to it
     _broker: relay::testing::Broker,
-    addresses: BTreeMap<String, String>,
-    database: String,
+    _database: E2eDatabase,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Serve {
+    fn url(&self, listener: &str) -> String {
+        self.process.url(listener)
     }
-}
-
-fn server_url() -> String {
-    std::env::var("SHOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 async fn start_serve() -> Serve {
-    let database = format!("shop_cli_{}", uuid::Uuid::new_v4().simple());
-    let server = server_url();
-    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
-    for command in ["migrate", "seed"] {
-        let output = Command::new(SHOP)
-            .arg(command)
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    }
+    let database = E2eDatabase::seeded();
     let admin = sqlx::PgPool::connect(&server_url()).await.unwrap();
-    let broker = relay::testing::Broker::start_beside(&admin, &database).await;
+    let broker = relay::testing::Broker::start_beside(&admin, &database.name).await;
     admin.close().await;
-    let mut child = Command::new(SHOP)
-        .args(["serve"])
-        .env("DATABASE_URL", &url)
+    let mut command = support::shop(&database.url);
+    command
+        .arg("serve")
         .env("SHOP_KAFKA_BROKERS", broker.brokers())
         .env("SHOP_PAYMENT_GATEWAY", "local")
         .env("SHOP_COMMAND_API_ADDR", "127.0.0.1:0")
         .env("SHOP_QUERY_API_ADDR", "127.0.0.1:0")
-        .env("SHOP_OPS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addresses = BTreeMap::new();
-    while addresses.len() < 3 {
-        let line = lines
-            .next()
-            .expect("shop serve printed its addresses")
-            .unwrap();
-        if let Some((what, url)) = line.split_once(" listening on ") {
-            addresses.insert(what.to_owned(), url.to_owned());
-        }
-    }
-    // keep reading stdout so the child never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines {});
+        .env("SHOP_OPS_ADDR", "127.0.0.1:0");
     Serve {
-        child,
+        process: ShopProcess::spawn(command, 3),
         _broker: broker,
-        addresses,
-        database,
+        _database: database,
     }
 }
 
@@ -446,9 +414,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn probes_routes_and_every_dashboard_and_alert_metric_are_real() {
     let serve = start_serve().await;
-    let ops = serve.addresses["operations"].clone();
-    let command = serve.addresses["command API"].clone();
-    let query = serve.addresses["query API"].clone();
+    let ops = serve.url("operations");
+    let command = serve.url("command API");
+    let query = serve.url("query API");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -583,16 +551,6 @@ async fn probes_routes_and_every_dashboard_and_alert_metric_are_real() {
         })
         .unwrap_or_else(|| panic!("no checkout request counted in:\n{scraped}"));
     assert!(line.ends_with(" 1"), "{line}");
-
-    let database = serve.database.clone();
-    drop(serve);
-    let pool = sqlx::PgPool::connect(&server_url()).await.unwrap();
-    for name in [database.clone(), format!("{database}_kafka")] {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
 }
 
 async fn post(
