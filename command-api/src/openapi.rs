@@ -18,7 +18,11 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .map(|name| {
             json!({
                 "name": name, "in": "path", "required": true,
-                "schema": if name == "sku" { json!({"type": "string"}) } else { json!({"type": "string", "format": "uuid"}) }
+                "schema": match name {
+                    "sku" | "slug" => json!({"type": "string"}),
+                    "currency" => json!({"type": "string", "pattern": "^[A-Z]{3}$"}),
+                    _ => json!({"type": "string", "format": "uuid"}),
+                }
             })
         })
         .collect()

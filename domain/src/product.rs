@@ -1,5 +1,11 @@
 //! The product (catalogue entry) aggregate: creation, renaming, description,
 //! pricing, categorisation and discontinuation of a sellable SKU.
+//!
+//! Prices: a product has a *base price* (from `ProductCreated`, changed by `ProductRepriced`,
+//! always in the same currency) and a price list of further currencies (`ProductPriceSet`,
+//! `ProductPriceRemoved`). A cart is priced in its own currency ([`Product::price_for_cart`]).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -42,6 +48,15 @@ pub enum ProductCommand {
     Discontinue {
         at: DateTime<Utc>,
     },
+    /// Sets the price in `price`'s currency: the base price when it is the base currency
+    /// (as [`ProductCommand::Reprice`]), else the price list's entry for that currency.
+    SetPrice {
+        price: Money,
+    },
+    /// Removes the price list's entry for `currency` (the base price cannot be removed).
+    RemovePrice {
+        currency: Currency,
+    },
     /// Several changes at once, all or nothing (what a staff edit form sends); fields left
     /// `None` are unchanged.
     Revise {
@@ -78,6 +93,14 @@ pub enum ProductEvent {
     ProductDiscontinued {
         at: DateTime<Utc>,
     },
+    /// The price in a currency other than the base price's (which `ProductRepriced` sets).
+    ProductPriceSet {
+        price: Money,
+    },
+    /// The product has no price in `currency` any more (never the base currency).
+    ProductPriceRemoved {
+        currency: Currency,
+    },
 }
 
 /// Every [`ProductEvent`] variant name, as returned by `event_type()`.
@@ -88,6 +111,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "ProductRepriced",
     "ProductCategorised",
     "ProductDiscontinued",
+    "ProductPriceSet",
+    "ProductPriceRemoved",
 ];
 
 impl DomainEvent for ProductEvent {
@@ -99,6 +124,8 @@ impl DomainEvent for ProductEvent {
             Self::ProductRepriced { .. } => "ProductRepriced",
             Self::ProductCategorised { .. } => "ProductCategorised",
             Self::ProductDiscontinued { .. } => "ProductDiscontinued",
+            Self::ProductPriceSet { .. } => "ProductPriceSet",
+            Self::ProductPriceRemoved { .. } => "ProductPriceRemoved",
         }
         .to_owned()
     }
@@ -133,6 +160,10 @@ pub enum ProductError {
     NonPositivePrice(Money),
     #[error("price currency cannot change from {from} to {to}")]
     CurrencyChange { from: Currency, to: Currency },
+    #[error("the base price (in {0}) cannot be removed; reprice it instead")]
+    BasePriceRemoval(Currency),
+    #[error("the product has no price in {0}")]
+    NoPriceInCurrency(Currency),
 }
 
 /// Current state of a created product.
@@ -145,6 +176,28 @@ pub struct ProductDetails {
     pub price: Money,
     pub created_at: DateTime<Utc>,
     pub discontinued_at: Option<DateTime<Utc>>,
+    /// Prices in currencies other than the base price's (absent from snapshots taken before
+    /// price lists existed).
+    #[serde(default)]
+    pub other_prices: BTreeMap<Currency, Money>,
+}
+
+impl ProductDetails {
+    /// The price in `currency`: the base price in its currency, else the price list's entry.
+    pub fn price_in(&self, currency: Currency) -> Option<Money> {
+        if currency == self.price.currency {
+            Some(self.price)
+        } else {
+            self.other_prices.get(&currency).copied()
+        }
+    }
+
+    /// Every price: the base price first, then the others by currency code.
+    pub fn prices(&self) -> Vec<Money> {
+        std::iter::once(self.price)
+            .chain(self.other_prices.values().copied())
+            .collect()
+    }
 }
 
 /// The product aggregate; `None` until created.
@@ -201,6 +254,20 @@ impl Product {
         self.details
             .as_ref()
             .is_some_and(|d| d.discontinued_at.is_some())
+    }
+
+    /// The unit price of a line put in a cart of `cart_currency` (`None`: a cart without a
+    /// currency yet, which takes the base price's): only a product that can be sold, and only
+    /// in a currency it has a price in.
+    pub fn price_for_cart(&self, cart_currency: Option<Currency>) -> Result<Money, ProductError> {
+        let details = self.details.as_ref().ok_or(ProductError::NotFound)?;
+        if details.discontinued_at.is_some() {
+            return Err(ProductError::Discontinued);
+        }
+        let currency = cart_currency.unwrap_or(details.price.currency);
+        details
+            .price_in(currency)
+            .ok_or(ProductError::NoPriceInCurrency(currency))
     }
 
     /// Decides which events `command` produces against the current state.
@@ -286,6 +353,24 @@ impl Product {
                 let category = valid_category(&category)?;
                 (category != details.category).then_some(E::ProductCategorised { category })
             }
+            C::SetPrice { price } => {
+                let price = valid_price(price)?;
+                if price.currency == details.price.currency {
+                    (price != details.price).then_some(E::ProductRepriced { price })
+                } else {
+                    (details.other_prices.get(&price.currency) != Some(&price))
+                        .then_some(E::ProductPriceSet { price })
+                }
+            }
+            C::RemovePrice { currency } => {
+                if currency == details.price.currency {
+                    return Err(ProductError::BasePriceRemoval(currency));
+                }
+                details
+                    .other_prices
+                    .contains_key(&currency)
+                    .then_some(E::ProductPriceRemoved { currency })
+            }
         };
         Ok(event.into_iter().collect())
     }
@@ -329,6 +414,7 @@ impl Aggregate for Product {
                     price,
                     created_at,
                     discontinued_at: None,
+                    other_prices: BTreeMap::new(),
                 });
             }
             other => {
@@ -342,6 +428,12 @@ impl Aggregate for Product {
                     E::ProductRepriced { price } => d.price = price,
                     E::ProductCategorised { category } => d.category = category,
                     E::ProductDiscontinued { at } => d.discontinued_at = Some(at),
+                    E::ProductPriceSet { price } => {
+                        d.other_prices.insert(price.currency, price);
+                    }
+                    E::ProductPriceRemoved { currency } => {
+                        d.other_prices.remove(&currency);
+                    }
                 }
             }
         }
@@ -742,7 +834,152 @@ mod tests {
                 category: "C".into(),
             },
             discontinued(),
+            ProductEvent::ProductPriceSet { price: usd(1500) },
+            ProductEvent::ProductPriceRemoved {
+                currency: currency("USD"),
+            },
         ];
         assert_round_trip(&events, EVENT_TYPES);
+    }
+
+    fn usd_price_set() -> ProductEvent {
+        ProductEvent::ProductPriceSet { price: usd(1500) }
+    }
+
+    #[test]
+    fn set_price_in_another_currency_adds_to_the_price_list() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::SetPrice { price: usd(1500) })
+            .then_expect_events(vec![usd_price_set()]);
+        F::with(())
+            .given(vec![created(), usd_price_set()])
+            .when(ProductCommand::SetPrice { price: usd(1450) })
+            .then_expect_events(vec![ProductEvent::ProductPriceSet { price: usd(1450) }]);
+    }
+
+    #[test]
+    fn set_price_in_the_base_currency_reprices() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::SetPrice { price: eur(999) })
+            .then_expect_events(vec![ProductEvent::ProductRepriced { price: eur(999) }]);
+    }
+
+    #[test]
+    fn set_price_unchanged_is_a_noop() {
+        F::with(())
+            .given(vec![created(), usd_price_set()])
+            .when(ProductCommand::SetPrice { price: usd(1500) })
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::SetPrice { price: eur(1299) })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn set_price_rejects_non_positive_unknown_and_discontinued() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::SetPrice { price: usd(0) })
+            .then_expect_error(ProductError::NonPositivePrice(usd(0)));
+        F::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::SetPrice { price: usd(1) })
+            .then_expect_error(ProductError::NotFound);
+        F::with(())
+            .given(vec![created(), discontinued()])
+            .when(ProductCommand::SetPrice { price: usd(1) })
+            .then_expect_error(ProductError::Discontinued);
+    }
+
+    #[test]
+    fn remove_price() {
+        F::with(())
+            .given(vec![created(), usd_price_set()])
+            .when(ProductCommand::RemovePrice {
+                currency: currency("USD"),
+            })
+            .then_expect_events(vec![ProductEvent::ProductPriceRemoved {
+                currency: currency("USD"),
+            }]);
+    }
+
+    #[test]
+    fn remove_absent_price_is_a_noop_and_the_base_price_stays() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::RemovePrice {
+                currency: currency("USD"),
+            })
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::RemovePrice {
+                currency: currency("EUR"),
+            })
+            .then_expect_error(ProductError::BasePriceRemoval(currency("EUR")));
+    }
+
+    fn product_of(events: Vec<ProductEvent>) -> Product {
+        let mut product = Product::default();
+        for event in events {
+            product.apply(event);
+        }
+        product
+    }
+
+    #[test]
+    fn a_cart_is_priced_in_its_own_currency() {
+        let product = product_of(vec![created(), usd_price_set()]);
+        assert_eq!(product.price_for_cart(Some(currency("EUR"))), Ok(eur(1299)));
+        assert_eq!(product.price_for_cart(Some(currency("USD"))), Ok(usd(1500)));
+        // a cart without a currency takes the base price
+        assert_eq!(product.price_for_cart(None), Ok(eur(1299)));
+        assert_eq!(
+            product.price_for_cart(Some(currency("GBP"))),
+            Err(ProductError::NoPriceInCurrency(currency("GBP")))
+        );
+        let details = product.details().unwrap();
+        assert_eq!(details.prices(), vec![eur(1299), usd(1500)]);
+    }
+
+    #[test]
+    fn a_removed_price_no_longer_prices_a_cart() {
+        let product = product_of(vec![
+            created(),
+            usd_price_set(),
+            ProductEvent::ProductPriceRemoved {
+                currency: currency("USD"),
+            },
+        ]);
+        assert_eq!(
+            product.price_for_cart(Some(currency("USD"))),
+            Err(ProductError::NoPriceInCurrency(currency("USD")))
+        );
+    }
+
+    #[test]
+    fn a_discontinued_or_unknown_product_prices_no_cart() {
+        assert_eq!(
+            product_of(vec![created(), discontinued()]).price_for_cart(None),
+            Err(ProductError::Discontinued)
+        );
+        assert_eq!(
+            Product::default().price_for_cart(None),
+            Err(ProductError::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_without_a_price_list_still_loads() {
+        let mut value = serde_json::to_value(product_of(vec![created()])).unwrap();
+        value["details"]
+            .as_object_mut()
+            .unwrap()
+            .remove("other_prices");
+        let product: Product = serde_json::from_value(value).unwrap();
+        assert_eq!(product, product_of(vec![created()]));
     }
 }

@@ -23,7 +23,9 @@ impl Coded for ProductError {
             | ProductError::CategoryTooLong
             | ProductError::DescriptionTooLong
             | ProductError::NonPositivePrice(_)
-            | ProductError::CurrencyChange { .. } => ErrorCode::Validation,
+            | ProductError::CurrencyChange { .. }
+            | ProductError::BasePriceRemoval(_) => ErrorCode::Validation,
+            ProductError::NoPriceInCurrency(_) => ErrorCode::NoPriceInCurrency,
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     /// Other writers kept changing the same thing; retrying later may succeed.
     ConcurrencyConflict,
     InsufficientStock,
+    /// The product has no price in the cart's currency (staff can set one).
+    NoPriceInCurrency,
     /// The Idempotency-Key was used before with a different request.
     IdempotencyKeyReused,
     /// A request with this Idempotency-Key is still being processed.
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Conflict
             | ErrorCode::ConcurrencyConflict
             | ErrorCode::InsufficientStock
+            | ErrorCode::NoPriceInCurrency
             | ErrorCode::RequestInProgress => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::ConcurrencyConflict => "concurrency_conflict",
             ErrorCode::InsufficientStock => "insufficient_stock",
+            ErrorCode::NoPriceInCurrency => "no_price_in_currency",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::RequestInProgress => "request_in_progress",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -226,6 +230,7 @@ mod tests {
             ErrorCode::Conflict,
             ErrorCode::ConcurrencyConflict,
             ErrorCode::InsufficientStock,
+            ErrorCode::NoPriceInCurrency,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::RequestInProgress,
             ErrorCode::PayloadTooLarge,

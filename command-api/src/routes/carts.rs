@@ -12,7 +12,8 @@ use axum::Router;
 use domain::cart::{CartLine, CartOwner, CartStatus};
 use domain::pricing::Discount;
 use domain::{
-    Address, Cart, CartCommand, CartError, CartId, Currency, CustomerId, Money, OrderId, Sku,
+    Address, Cart, CartCommand, CartError, CartId, Currency, CustomerId, Money, OrderId,
+    ProductError, Sku,
 };
 use eventlog::store::{ExecuteError, Refusal};
 use schemars::JsonSchema;
@@ -27,6 +28,7 @@ use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
 use accounts::{cart_tokens, Role};
+use http_vocabulary::domain_errors::Coded;
 use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
@@ -194,16 +196,25 @@ async fn run(
     ))
 }
 
-/// The current price of a product that can be sold.
-async fn price_of(state: &AppState, sku: &Sku) -> ApiResult<Money> {
+/// The current price of a product that can be sold, in the currency of the cart it goes in
+/// (`None`: a cart without a currency yet takes the product's base price).
+async fn price_of(
+    state: &AppState,
+    sku: &Sku,
+    cart_currency: Option<Currency>,
+) -> ApiResult<Money> {
     let product = state.stores.products.load(sku.as_str()).await?.aggregate;
-    let details = product
-        .details()
-        .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
-    if product.is_discontinued() {
-        return Err(ApiError::conflict(format!("{sku} is discontinued")));
-    }
-    Ok(details.price)
+    product
+        .price_for_cart(cart_currency)
+        .map_err(|error| match error {
+            ProductError::NotFound => ApiError::not_found(format!("no product {sku}")),
+            ProductError::Discontinued => ApiError::conflict(format!("{sku} is discontinued")),
+            ProductError::NoPriceInCurrency(currency) => ApiError::new(
+                ErrorCode::NoPriceInCurrency,
+                format!("{sku} has no price in {currency}"),
+            ),
+            other => ApiError::new(other.code(), other.to_string()),
+        })
 }
 
 async fn create(
@@ -278,7 +289,16 @@ async fn add_item(
 ) -> ApiResult<Response> {
     let sku = parse_sku(&body.sku)?;
     let quantity = parse_quantity(body.quantity)?;
-    let unit_price = price_of(&state, &sku).await?;
+    let cart = state
+        .stores
+        .carts
+        .load(&cart_id.to_string())
+        .await?
+        .aggregate;
+    // whose cart it is before anything about it (its currency) shows
+    let holds_token = holds_token(&state, &context, cart_id).await?;
+    holder_of(&context, holds_token)(&cart).map_err(refused)?;
+    let unit_price = price_of(&state, &sku, cart.currency()).await?;
     let command = CartCommand::AddItem {
         sku,
         quantity,
@@ -467,7 +487,7 @@ async fn checkout(
         priced_lines.push(CartLine {
             sku: line.sku.clone(),
             quantity: line.quantity,
-            unit_price: price_of(&state, &line.sku).await?,
+            unit_price: price_of(&state, &line.sku, cart.currency()).await?,
         });
     }
     // one cart, one order, whoever retries

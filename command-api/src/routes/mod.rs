@@ -225,6 +225,23 @@ pub const ROUTES: &[RouteDoc] = &[
         200
     ),
     route!(
+        "put",
+        "/api/products/{sku}/prices/{currency}",
+        "Set the product's price in a currency (the base currency's reprices it)",
+        "staff",
+        products::SetPriceBody,
+        products::ProductWritten,
+        200
+    ),
+    route!(
+        "delete",
+        "/api/products/{sku}/prices/{currency}",
+        "Remove the product's price in a currency (never the base price)",
+        "staff",
+        products::ProductWritten,
+        200
+    ),
+    route!(
         "post",
         "/api/inventory/{sku}/receive",
         "Receive stock",

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{patch, post};
+use axum::routing::{patch, post, put};
 use axum::Router;
-use domain::{ProductCommand, Sku};
+use domain::{Currency, Money, ProductCommand, Sku};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/products", post(create))
         .route("/api/products/{sku}", patch(revise))
         .route("/api/products/{sku}/discontinue", post(discontinue))
+        .route(
+            "/api/products/{sku}/prices/{currency}",
+            put(set_price).delete(remove_price),
+        )
+}
+
+/// A price in the currency the path names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPriceBody {
+    /// In minor units (cents) of the path's currency; positive.
+    pub amount_minor: i64,
+}
+
+pub fn parse_currency(text: &str) -> ApiResult<Currency> {
+    Currency::parse(text).map_err(|e| ApiError::validation(format!("currency: {e}")))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -138,6 +154,64 @@ async fn discontinue(
         .stores
         .products
         .execute(sku.as_str(), command, &context.metadata())
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        ProductWritten {
+            sku: sku.to_string(),
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// Sets the price in one currency: the base price when it is the product's base currency,
+/// else that currency's entry in the price list (a cart in that currency is priced by it).
+async fn set_price(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path((sku, currency)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SetPriceBody>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let sku = parse_sku(&sku)?;
+    let price = Money::new(body.amount_minor, parse_currency(&currency)?);
+    let receipt = state
+        .stores
+        .products
+        .execute(
+            sku.as_str(),
+            ProductCommand::SetPrice { price },
+            &context.metadata(),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        ProductWritten {
+            sku: sku.to_string(),
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// Removes the price in one currency (not the base price's).
+async fn remove_price(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path((sku, currency)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let sku = parse_sku(&sku)?;
+    let currency = parse_currency(&currency)?;
+    let receipt = state
+        .stores
+        .products
+        .execute(
+            sku.as_str(),
+            ProductCommand::RemovePrice { currency },
+            &context.metadata(),
+        )
         .await?;
     Ok(written(
         StatusCode::OK,

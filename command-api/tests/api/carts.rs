@@ -256,7 +256,7 @@ async fn a_cart_opened_without_a_currency_takes_the_currency_of_its_first_line()
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // from then on the cart is in USD
+    // from then on the cart is in USD, and MUG-1 has no USD price
     let (status, body) = app
         .post(
             &items,
@@ -264,12 +264,7 @@ async fn a_cart_opened_without_a_currency_takes_the_currency_of_its_first_line()
             json!({"sku": "MUG-1", "quantity": 1}),
         )
         .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation",
-    );
+    assert_problem(status, &body, StatusCode::CONFLICT, "no_price_in_currency");
     let cart = app
         .state
         .stores
@@ -294,12 +289,7 @@ async fn a_cart_opened_without_a_currency_takes_the_currency_of_its_first_line()
             json!({"sku": "CAP-1", "quantity": 1}),
         )
         .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation",
-    );
+    assert_problem(status, &body, StatusCode::CONFLICT, "no_price_in_currency");
     app.finish().await;
 }
 

@@ -1,4 +1,5 @@
-//! The catalog read model: every product with its price, category and stock (`rm_catalog`).
+//! The catalog read model: every product with its price, category and stock (`rm_catalog`),
+//! and each product's prices in further currencies (`product_prices`).
 //! Applied in batches: the batch's products are read once, folded in memory, and written back
 //! with one upsert per table — which is what makes a rebuild fast.
 
@@ -56,6 +57,17 @@ impl PgProjection for Catalog {
         )
     }
 
+    fn added_tables(&self, s: &str) -> String {
+        // fed only by ProductPriceSet/ProductPriceRemoved, introduced with it
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.product_prices (
+                sku          text NOT NULL,
+                currency     text NOT NULL,
+                amount_minor bigint NOT NULL,
+                PRIMARY KEY (sku, currency));"
+        )
+    }
+
     fn indexes(&self, s: &str) -> String {
         format!("CREATE INDEX ON {s}.products (category, price_minor);")
     }
@@ -105,6 +117,8 @@ impl PgProjection for Catalog {
         }
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut stock: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        // (sku, currency) → the last price set in this batch, or None: removed
+        let mut prices: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
         for (event, decoded) in decoded {
             let at = event.recorded_at;
             match decoded {
@@ -149,6 +163,15 @@ impl PgProjection for Catalog {
                         }
                         ProductEvent::ProductCategorised { category } => row.category = category,
                         ProductEvent::ProductDiscontinued { .. } => row.discontinued = true,
+                        ProductEvent::ProductPriceSet { price } => {
+                            prices.insert(
+                                (sku.clone(), price.currency.as_str().to_owned()),
+                                Some(price.amount_minor),
+                            );
+                        }
+                        ProductEvent::ProductPriceRemoved { currency } => {
+                            prices.insert((sku.clone(), currency.as_str().to_owned()), None);
+                        }
                     }
                     row.updated_at = at;
                     changed.insert(sku);
@@ -210,6 +233,41 @@ impl PgProjection for Catalog {
             .bind(rows.iter().map(|(_, r)| r.discontinued).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.updated_at).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        let (set, removed): (Vec<_>, Vec<_>) =
+            prices.into_iter().partition(|(_, amount)| amount.is_some());
+        if !removed.is_empty() {
+            let (skus, currencies): (Vec<String>, Vec<String>) =
+                removed.into_iter().map(|(key, _)| key).unzip();
+            sqlx::query(&format!(
+                "DELETE FROM {s}.product_prices p
+                  USING UNNEST($1::text[], $2::text[]) AS gone (sku, currency)
+                  WHERE p.sku = gone.sku AND p.currency = gone.currency"
+            ))
+            .bind(skus)
+            .bind(currencies)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !set.is_empty() {
+            let mut skus = Vec::with_capacity(set.len());
+            let mut currencies = Vec::with_capacity(set.len());
+            let mut amounts = Vec::with_capacity(set.len());
+            for ((sku, currency), amount) in set {
+                skus.push(sku);
+                currencies.push(currency);
+                amounts.push(amount.unwrap_or_default());
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {s}.product_prices (sku, currency, amount_minor)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT (sku, currency) DO UPDATE SET amount_minor = EXCLUDED.amount_minor"
+            ))
+            .bind(skus)
+            .bind(currencies)
+            .bind(amounts)
             .execute(&mut **tx)
             .await?;
         }

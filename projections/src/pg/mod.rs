@@ -47,6 +47,14 @@ pub trait PgProjection: Send + Sync {
     /// the keys its writes rely on.
     fn tables(&self, schema: &str) -> String;
 
+    /// Tables added after the projection was first released, as `CREATE TABLE IF NOT EXISTS`:
+    /// created with the others, and in a live version that predates them (by
+    /// [`ensure_live`]), empty. Only for tables whose rows come from event types introduced
+    /// with them, so that an empty table is what following the log would have built.
+    fn added_tables(&self, _schema: &str) -> String {
+        String::new()
+    }
+
     /// How many transactions a rebuild may apply one batch in, at once, split by stream
     /// (aggregate id). Only for a projection whose rows belong to one stream each, or are
     /// commutative sums written in sorted key order (so concurrent parts wait, never deadlock,
@@ -117,13 +125,19 @@ pub async fn ensure_live(pool: &PgPool, projection: &dyn PgProjection) -> Result
             .await?;
     if !exists {
         sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; {} {}",
+            "CREATE SCHEMA {schema}; {} {} {}",
             projection.tables(&schema),
+            projection.added_tables(&schema),
             projection.indexes(&schema)
         ))
         .execute(&mut *tx)
         .await?;
         checkpoint::reset(&mut *tx, &checkpoint_name(projection)).await?;
+    } else {
+        let added = projection.added_tables(&schema);
+        if !added.is_empty() {
+            sqlx::raw_sql(&added).execute(&mut *tx).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
@@ -219,8 +233,9 @@ pub async fn rebuild(
     {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(&format!(
-            "DROP SCHEMA IF EXISTS {next} CASCADE; CREATE SCHEMA {next}; {}",
-            projection.tables(&next)
+            "DROP SCHEMA IF EXISTS {next} CASCADE; CREATE SCHEMA {next}; {} {}",
+            projection.tables(&next),
+            projection.added_tables(&next)
         ))
         .execute(&mut *tx)
         .await?;

@@ -155,6 +155,8 @@ impl Catalog {
                     product.category = category.clone();
                 }
             }
+            // the index holds the base price only
+            E::ProductPriceSet { .. } | E::ProductPriceRemoved { .. } => return Touched::Stock,
         }
         Touched::Product
     }

@@ -57,8 +57,16 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
         };
         match rng.random_range(0..10) {
             0 => {
-                let command = ProductCommand::Reprice {
-                    price: eur(rng.random_range(100..10_000)),
+                // the base price, or a price in another currency set or removed
+                let other = Currency::parse(["USD", "GBP"][rng.random_range(0..2)]).unwrap();
+                let command = match rng.random_range(0..4) {
+                    0 | 1 => ProductCommand::Reprice {
+                        price: eur(rng.random_range(100..10_000)),
+                    },
+                    2 => ProductCommand::SetPrice {
+                        price: Money::new(rng.random_range(100..10_000), other),
+                    },
+                    _ => ProductCommand::RemovePrice { currency: other },
                 };
                 let _ = stores.products.execute(&sku, command, &meta()).await;
             }

@@ -86,6 +86,59 @@ impl Product {
     async fn discontinued(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         self.details(ctx).await.map(|d| d.discontinued).gql()
     }
+
+    /// Every price of the product: `price` (the base price) first, then its prices in other
+    /// currencies by currency code. A cart is priced in its own currency from this list.
+    async fn prices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Money>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let mut prices = vec![self.price.clone()];
+            prices.extend(other_prices(models, &self.sku).await?);
+            Ok(prices)
+        }
+        .await
+        .gql()
+    }
+
+    /// The price in `currency` (ISO 4217), or null when the product has none in it.
+    async fn price_in(
+        &self,
+        ctx: &Context<'_>,
+        currency: String,
+    ) -> async_graphql::Result<Option<Money>> {
+        async {
+            let currency = domain::Currency::parse(&currency)
+                .map_err(|e| QueryError::validation(format!("currency: {e}")))?;
+            if currency.as_str() == self.price.currency {
+                return Ok(Some(self.price.clone()));
+            }
+            let models = ctx.data_unchecked::<ReadModels>();
+            Ok(other_prices(models, &self.sku)
+                .await?
+                .into_iter()
+                .find(|price| price.currency == currency.as_str()))
+        }
+        .await
+        .gql()
+    }
+}
+
+/// A product's prices in currencies other than its base price's, by currency code.
+async fn other_prices(models: &ReadModels, sku: &str) -> QueryResult<Vec<Money>> {
+    let rows = sqlx::query(
+        "SELECT currency, amount_minor FROM rm_catalog.product_prices
+          WHERE sku = $1 ORDER BY currency",
+    )
+    .bind(sku)
+    .fetch_all(&models.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let currency: String = row.get("currency");
+            Money::from_row(row.get("amount_minor"), &currency)
+        })
+        .collect())
 }
 
 impl Product {

@@ -275,3 +275,82 @@ async fn popular_products_rank_by_units_wanted_from_redis() {
     assert_eq!(code(&refused), "validation");
     h.drop().await;
 }
+
+#[tokio::test]
+async fn a_product_lists_its_prices_per_currency() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    let usd = |amount| domain::Money::new(amount, Currency::parse("USD").unwrap());
+    let gbp = |amount| domain::Money::new(amount, Currency::parse("GBP").unwrap());
+    for command in [
+        ProductCommand::SetPrice { price: usd(1_500) },
+        ProductCommand::SetPrice { price: gbp(1_100) },
+        ProductCommand::SetPrice { price: usd(1_400) },
+    ] {
+        h.stores
+            .products
+            .execute("MUG-1", command, &meta())
+            .await
+            .unwrap();
+    }
+    h.project().await;
+    let query = "query($sku: String!) { product(sku: $sku) {
+        prices { amountMinor currency }
+        usd: priceIn(currency: \"USD\") { amountMinor }
+        eur: priceIn(currency: \"EUR\") { amountMinor }
+        jpy: priceIn(currency: \"JPY\") { amountMinor } } }";
+    let answer = h.gql(None, query, json!({"sku": "MUG-1"})).await;
+    no_errors(&answer);
+    let product = &answer["data"]["product"];
+    assert_eq!(
+        product["prices"],
+        json!([
+            {"amountMinor": 1_200, "currency": "EUR"},
+            {"amountMinor": 1_100, "currency": "GBP"},
+            {"amountMinor": 1_400, "currency": "USD"},
+        ])
+    );
+    assert_eq!(product["usd"]["amountMinor"], 1_400);
+    assert_eq!(product["eur"]["amountMinor"], 1_200);
+    assert_eq!(product["jpy"], Value::Null);
+
+    // a removed price is gone; search hits carry the price list too
+    h.stores
+        .products
+        .execute(
+            "MUG-1",
+            ProductCommand::RemovePrice {
+                currency: Currency::parse("GBP").unwrap(),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    h.project().await;
+    let searched = h
+        .gql(
+            None,
+            "{ products(query: \"mug\") { edges { node { sku prices { amountMinor currency } } } } }",
+            json!({}),
+        )
+        .await;
+    no_errors(&searched);
+    assert_eq!(
+        searched["data"]["products"]["edges"][0]["node"]["prices"],
+        json!([
+            {"amountMinor": 1_200, "currency": "EUR"},
+            {"amountMinor": 1_400, "currency": "USD"},
+        ])
+    );
+
+    // a malformed currency is a typed error
+    let bad = h
+        .gql(
+            None,
+            "{ product(sku: \"MUG-1\") { priceIn(currency: \"usd\") { amountMinor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&bad), "validation", "{bad}");
+    h.drop().await;
+}

@@ -1,0 +1,288 @@
+//! The catalog's staff routes over real HTTP against the real PostgreSQL: prices per currency
+//! (a cart priced in its own currency), with who may call them and what bad input gets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use accounts::{passwords, tokens::Secret, Role};
+use command_api::{ApiConfig, AppState};
+use eventlog::testing::TestDatabase;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct TestApp {
+    base: String,
+    client: Client,
+    state: AppState,
+    db: TestDatabase,
+}
+
+impl TestApp {
+    async fn spawn() -> Self {
+        let db = TestDatabase::create(
+            eventlog::migrate::MIGRATIONS
+                .iter()
+                .chain(command_api::MIGRATIONS),
+            8,
+        )
+        .await;
+        let state = AppState::new(
+            db.pool.clone(),
+            &Secret::new(vec![42; 32]).unwrap(),
+            ApiConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = command_api::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            state,
+            db,
+        }
+    }
+
+    async fn token(&self, role: Role) -> String {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let hash = passwords::hash("a long password".into()).await.unwrap();
+        let id = accounts::create(&self.db.pool, &email, "Someone", &hash, role)
+            .await
+            .unwrap();
+        self.state.tokens.issue(id, role).unwrap()
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut builder = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = builder.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn create_product(&self, staff: &str, sku: &str, eur: i64) {
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/api/products",
+                Some(staff),
+                Some(json!({"sku": sku, "name": format!("Product {sku}"), "category": "tests",
+                            "price": {"amount_minor": eur, "currency": "EUR"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn set_price(&self, token: &str, sku: &str, currency: &str, amount: i64) -> (StatusCode, Value) {
+        self.send(
+            Method::PUT,
+            &format!("/api/products/{sku}/prices/{currency}"),
+            Some(token),
+            Some(json!({"amount_minor": amount})),
+        )
+        .await
+    }
+
+    /// A customer's new cart in `currency`; its id.
+    async fn cart(&self, customer: &str, currency: &str) -> String {
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/api/carts",
+                Some(customer),
+                Some(json!({"currency": currency})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["cart_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn add(&self, customer: &str, cart: &str, sku: &str) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            &format!("/api/carts/{cart}/items"),
+            Some(customer),
+            Some(json!({"sku": sku, "quantity": 1})),
+        )
+        .await
+    }
+
+    /// The unit prices of a cart's lines, as the cart stream holds them.
+    async fn line_prices(&self, cart: &str) -> Vec<(String, i64, String)> {
+        let cart = self.state.stores.carts.load(cart).await.unwrap().aggregate;
+        cart.lines()
+            .iter()
+            .map(|line| {
+                (
+                    line.sku.to_string(),
+                    line.unit_price.amount_minor,
+                    line.unit_price.currency.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn finish(self) {
+        self.db.drop().await;
+    }
+}
+
+fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+}
+
+const ADDRESS: &str = r#"{"name": "Ann", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}"#;
+
+#[tokio::test]
+async fn a_cart_is_priced_in_its_own_currency_from_the_price_list() {
+    let app = TestApp::spawn().await;
+    let staff = app.token(Role::Staff).await;
+    let customer = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 1299).await;
+    let (status, body) = app.set_price(&staff, "MUG-1", "USD", 1500).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["position"].is_string(), "{body}");
+
+    let eur_cart = app.cart(&customer, "EUR").await;
+    let usd_cart = app.cart(&customer, "USD").await;
+    let gbp_cart = app.cart(&customer, "GBP").await;
+    assert_eq!(app.add(&customer, &eur_cart, "MUG-1").await.0, StatusCode::OK);
+    assert_eq!(app.add(&customer, &usd_cart, "MUG-1").await.0, StatusCode::OK);
+    assert_eq!(
+        app.line_prices(&eur_cart).await,
+        vec![("MUG-1".into(), 1299, "EUR".into())]
+    );
+    assert_eq!(
+        app.line_prices(&usd_cart).await,
+        vec![("MUG-1".into(), 1500, "USD".into())]
+    );
+    let (status, body) = app.add(&customer, &gbp_cart, "MUG-1").await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "no_price_in_currency");
+    assert!(app.line_prices(&gbp_cart).await.is_empty());
+
+    // the USD price changes: the checkout prices the USD cart at the new one
+    let (status, body) = app.set_price(&staff, "MUG-1", "USD", 1450).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // setting the same price again writes nothing
+    let (status, body) = app.set_price(&staff, "MUG-1", "USD", 1450).await;
+    assert_eq!((status, &body["position"]), (StatusCode::OK, &Value::Null));
+    let address: Value = serde_json::from_str(ADDRESS).unwrap();
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &format!("/api/carts/{usd_cart}/checkout"),
+            Some(&customer),
+            Some(json!({"shipping_address": address, "payment_method": "pm_card_visa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        app.line_prices(&usd_cart).await,
+        vec![("MUG-1".into(), 1450, "USD".into())]
+    );
+
+    // without a USD price a USD cart can neither take the product nor check it out
+    let (status, body) = app
+        .send(
+            Method::DELETE,
+            "/api/products/MUG-1/prices/USD",
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let another_usd_cart = app.cart(&customer, "USD").await;
+    let (status, body) = app.add(&customer, &another_usd_cart, "MUG-1").await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "no_price_in_currency");
+    // the base price still prices an EUR cart, and setting it reprices the product
+    let (status, body) = app.set_price(&staff, "MUG-1", "EUR", 1199).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let product = app
+        .state
+        .stores
+        .products
+        .load("MUG-1")
+        .await
+        .unwrap()
+        .aggregate;
+    let details = product.details().unwrap();
+    assert_eq!(details.price.amount_minor, 1199);
+    assert!(details.other_prices.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn prices_are_staff_only_and_bad_input_is_named() {
+    let app = TestApp::spawn().await;
+    let staff = app.token(Role::Staff).await;
+    let customer = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 1299).await;
+
+    let (status, body) = app.set_price(&customer, "MUG-1", "USD", 1500).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .send(Method::DELETE, "/api/products/MUG-1/prices/USD", None, None)
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let (status, body) = app.set_price(&staff, "MUG-1", "usd", 1500).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().contains("currency"), "{body}");
+    let (status, body) = app.set_price(&staff, "MUG-1", "USD", 0).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().contains("price"), "{body}");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/products/MUG-1/prices/USD",
+            Some(&staff),
+            Some(json!({"amount_minor": 10, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .send(
+            Method::DELETE,
+            "/api/products/MUG-1/prices/EUR",
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().contains("base price"), "{body}");
+    let (status, body) = app.set_price(&staff, "NOPE-1", "USD", 1500).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type IN ('ProductPriceSet', 'ProductPriceRemoved')",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(written, 0, "no refused command wrote anything");
+    app.finish().await;
+}
