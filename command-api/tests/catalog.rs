@@ -146,6 +146,11 @@ impl TestApp {
             .collect()
     }
 
+    async fn on_hand(&self, sku: &str) -> u64 {
+        let inventory = self.state.stores.inventory.load(sku).await.unwrap().aggregate;
+        inventory.on_hand()
+    }
+
     async fn finish(self) {
         self.db.drop().await;
     }
@@ -284,5 +289,150 @@ async fn prices_are_staff_only_and_bad_input_is_named() {
     .await
     .unwrap();
     assert_eq!(written, 0, "no refused command wrote anything");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
+    let app = TestApp::spawn().await;
+    let staff = app.token(Role::Staff).await;
+    let customer = app.token(Role::Customer).await;
+    app.create_product(&staff, "TEE-1", 1999).await;
+    app.set_price(&staff, "TEE-1", "USD", 2199).await;
+    let variant = |sku: &str, size: &str, colour: &str| {
+        json!({"sku": sku, "option_values": {"size": size, "colour": colour}})
+    };
+    // no options yet: no variants
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("TEE-1-M-RED", "M", "red")),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let options = json!({"options": [{"name": "size", "values": ["S", "M", "L"]},
+                                     {"name": "colour", "values": ["red", "blue"]}]});
+    let (status, body) = app
+        .send(Method::PUT, "/api/products/TEE-1/options", Some(&customer), Some(options.clone()))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .send(Method::PUT, "/api/products/TEE-1/options", Some(&staff), Some(options))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("TEE-1-M-RED", "M", "red")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sku"], "TEE-1-M-RED");
+    // a retry changes nothing and answers the same
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("TEE-1-M-RED", "M", "red")),
+        )
+        .await;
+    assert_eq!((status, &body["position"]), (StatusCode::CREATED, &Value::Null), "{body}");
+    let stored = app
+        .state
+        .stores
+        .products
+        .load("TEE-1-M-RED")
+        .await
+        .unwrap()
+        .aggregate;
+    let details = stored.details().unwrap();
+    assert_eq!(details.name, "Product TEE-1 (M / red)");
+    assert_eq!(details.category, "tests");
+    // the parent's prices, every currency
+    let prices: Vec<(i64, String)> = details
+        .prices()
+        .iter()
+        .map(|p| (p.amount_minor, p.currency.to_string()))
+        .collect();
+    assert_eq!(prices, vec![(1999, "EUR".into()), (2199, "USD".into())]);
+    assert_eq!(details.variant_of.as_ref().unwrap().0.as_str(), "TEE-1");
+
+    // the same combination, a value the option lacks, a SKU that is another product
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("TEE-1-OTHER", "M", "red")),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(body["detail"].as_str().unwrap().contains("TEE-1-M-RED"), "{body}");
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("TEE-1-XL-RED", "XL", "red")),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().contains("size"), "{body}");
+    app.create_product(&staff, "MUG-1", 999).await;
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/products/TEE-1/variants",
+            Some(&staff),
+            Some(variant("MUG-1", "S", "blue")),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let parent = app.state.stores.products.load("TEE-1").await.unwrap().aggregate;
+    assert_eq!(parent.details().unwrap().variants.len(), 1, "refusals left the parent alone");
+
+    // a variant has its own stock: received, put in a cart at its own price, checked out
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/inventory/TEE-1-M-RED/receive",
+            Some(&staff),
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/products/TEE-1-M-RED/prices/USD",
+            Some(&staff),
+            Some(json!({"amount_minor": 2399})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cart = app.cart(&customer, "USD").await;
+    assert_eq!(app.add(&customer, &cart, "TEE-1-M-RED").await.0, StatusCode::OK);
+    assert_eq!(
+        app.line_prices(&cart).await,
+        vec![("TEE-1-M-RED".into(), 2399, "USD".into())]
+    );
+    let address: Value = serde_json::from_str(ADDRESS).unwrap();
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &format!("/api/carts/{cart}/checkout"),
+            Some(&customer),
+            Some(json!({"shipping_address": address, "payment_method": "pm_card_visa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(app.on_hand("TEE-1-M-RED").await, 2);
+    assert_eq!(app.on_hand("TEE-1").await, 0, "the parent's stock is its own");
     app.finish().await;
 }

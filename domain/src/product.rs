@@ -4,6 +4,12 @@
 //! Prices: a product has a *base price* (from `ProductCreated`, changed by `ProductRepriced`,
 //! always in the same currency) and a price list of further currencies (`ProductPriceSet`,
 //! `ProductPriceRemoved`). A cart is priced in its own currency ([`Product::price_for_cart`]).
+//!
+//! Variants: a product declares options (`size: S, M, L`) and adds variants, each a SKU with
+//! one value of every option (`ProductVariantAdded` on the parent, which keeps combinations
+//! unique). Each variant is a product of its own (its stream starts `ProductCreated`,
+//! `ProductVariantOf`), so it has its own price list and its own inventory stream, and a cart
+//! line of it is a line like any other.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +27,22 @@ pub const NAME_MAX_LEN: usize = 200;
 pub const CATEGORY_MAX_LEN: usize = 100;
 /// Longest accepted description, in characters.
 pub const DESCRIPTION_MAX_LEN: usize = 10_000;
+/// Most options a product may declare.
+pub const OPTIONS_MAX: usize = 5;
+/// Most values an option may have.
+pub const OPTION_VALUES_MAX: usize = 50;
+/// Longest option name or value, in characters.
+pub const OPTION_TEXT_MAX_LEN: usize = 50;
+
+/// An option a product comes in, with its values in display order (`size`: `S`, `M`, `L`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProductOption {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// A variant's value of every option of its parent, by option name.
+pub type OptionValues = BTreeMap<String, String>;
 
 /// Commands accepted by [`Product`].
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +78,28 @@ pub enum ProductCommand {
     /// Removes the price list's entry for `currency` (the base price cannot be removed).
     RemovePrice {
         currency: Currency,
+    },
+    /// Declares the options the product's variants choose from (not on a variant; fixed once
+    /// a variant exists).
+    DeclareOptions {
+        options: Vec<ProductOption>,
+    },
+    /// On the parent: adds a variant SKU with one value of every declared option.
+    AddVariant {
+        sku: Sku,
+        option_values: OptionValues,
+    },
+    /// On the variant's own (new) stream: creates it as a product that is a variant of
+    /// `parent`, with `prices` (the first is the base price; the others other currencies).
+    CreateVariant {
+        sku: Sku,
+        parent: Sku,
+        option_values: OptionValues,
+        name: String,
+        description: String,
+        category: String,
+        prices: Vec<Money>,
+        created_at: DateTime<Utc>,
     },
     /// Several changes at once, all or nothing (what a staff edit form sends); fields left
     /// `None` are unchanged.
@@ -101,6 +145,20 @@ pub enum ProductEvent {
     ProductPriceRemoved {
         currency: Currency,
     },
+    /// The options the product's variants choose from.
+    ProductOptionsDeclared {
+        options: Vec<ProductOption>,
+    },
+    /// On the parent: `sku` is a variant with these option values.
+    ProductVariantAdded {
+        sku: Sku,
+        option_values: OptionValues,
+    },
+    /// On the variant, right after its `ProductCreated`: which product it is a variant of.
+    ProductVariantOf {
+        parent: Sku,
+        option_values: OptionValues,
+    },
 }
 
 /// Every [`ProductEvent`] variant name, as returned by `event_type()`.
@@ -113,6 +171,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "ProductDiscontinued",
     "ProductPriceSet",
     "ProductPriceRemoved",
+    "ProductOptionsDeclared",
+    "ProductVariantAdded",
+    "ProductVariantOf",
 ];
 
 impl DomainEvent for ProductEvent {
@@ -126,6 +187,9 @@ impl DomainEvent for ProductEvent {
             Self::ProductDiscontinued { .. } => "ProductDiscontinued",
             Self::ProductPriceSet { .. } => "ProductPriceSet",
             Self::ProductPriceRemoved { .. } => "ProductPriceRemoved",
+            Self::ProductOptionsDeclared { .. } => "ProductOptionsDeclared",
+            Self::ProductVariantAdded { .. } => "ProductVariantAdded",
+            Self::ProductVariantOf { .. } => "ProductVariantOf",
         }
         .to_owned()
     }
@@ -164,6 +228,22 @@ pub enum ProductError {
     BasePriceRemoval(Currency),
     #[error("the product has no price in {0}")]
     NoPriceInCurrency(Currency),
+    #[error("options: {0}")]
+    InvalidOptions(String),
+    #[error("options cannot change once the product has variants")]
+    OptionsInUse,
+    #[error("a variant has no variants of its own")]
+    VariantOfVariant,
+    #[error("the product declares no options to make variants of")]
+    NoOptions,
+    #[error("option values: {0}")]
+    InvalidOptionValues(String),
+    #[error("variant {0} already has these option values")]
+    DuplicateVariant(Sku),
+    #[error("{0} is already a product or another variant")]
+    VariantSkuTaken(Sku),
+    #[error("a variant needs a base price")]
+    NoBasePrice,
 }
 
 /// Current state of a created product.
@@ -180,6 +260,15 @@ pub struct ProductDetails {
     /// price lists existed).
     #[serde(default)]
     pub other_prices: BTreeMap<Currency, Money>,
+    /// The options its variants choose from (none: a product without variants).
+    #[serde(default)]
+    pub options: Vec<ProductOption>,
+    /// Its variants' SKUs and option values.
+    #[serde(default)]
+    pub variants: BTreeMap<Sku, OptionValues>,
+    /// The product this one is a variant of, with its option values.
+    #[serde(default)]
+    pub variant_of: Option<(Sku, OptionValues)>,
 }
 
 impl ProductDetails {
@@ -245,6 +334,82 @@ fn valid_price(price: Money) -> Result<Money, ProductError> {
     }
 }
 
+fn valid_option_text(what: &str, text: &str) -> Result<String, ProductError> {
+    let text = text.trim();
+    if text.is_empty() {
+        Err(ProductError::InvalidOptions(format!("{what} must not be empty")))
+    } else if text.chars().count() > OPTION_TEXT_MAX_LEN {
+        Err(ProductError::InvalidOptions(format!(
+            "{what} must be at most {OPTION_TEXT_MAX_LEN} characters"
+        )))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+fn valid_options(options: Vec<ProductOption>) -> Result<Vec<ProductOption>, ProductError> {
+    if options.is_empty() || options.len() > OPTIONS_MAX {
+        return Err(ProductError::InvalidOptions(format!(
+            "between 1 and {OPTIONS_MAX} options"
+        )));
+    }
+    let mut valid: Vec<ProductOption> = Vec::with_capacity(options.len());
+    for option in options {
+        let name = valid_option_text("an option's name", &option.name)?;
+        if valid.iter().any(|o| o.name == name) {
+            return Err(ProductError::InvalidOptions(format!(
+                "option {name} is declared twice"
+            )));
+        }
+        if option.values.is_empty() || option.values.len() > OPTION_VALUES_MAX {
+            return Err(ProductError::InvalidOptions(format!(
+                "option {name} needs between 1 and {OPTION_VALUES_MAX} values"
+            )));
+        }
+        let mut values: Vec<String> = Vec::with_capacity(option.values.len());
+        for value in &option.values {
+            let value = valid_option_text("a value", value)?;
+            if values.contains(&value) {
+                return Err(ProductError::InvalidOptions(format!(
+                    "option {name} has the value {value} twice"
+                )));
+            }
+            values.push(value);
+        }
+        valid.push(ProductOption { name, values });
+    }
+    Ok(valid)
+}
+
+/// `values` with one declared value of every option and nothing else, trimmed.
+fn valid_option_values(
+    options: &[ProductOption],
+    values: &OptionValues,
+) -> Result<OptionValues, ProductError> {
+    let mut valid = OptionValues::new();
+    for (name, value) in values {
+        let (name, value) = (name.trim(), value.trim());
+        let Some(option) = options.iter().find(|o| o.name == name) else {
+            return Err(ProductError::InvalidOptionValues(format!(
+                "the product has no option {name}"
+            )));
+        };
+        if !option.values.iter().any(|v| v == value) {
+            return Err(ProductError::InvalidOptionValues(format!(
+                "{value} is not a value of {name}"
+            )));
+        }
+        valid.insert(name.to_owned(), value.to_owned());
+    }
+    if let Some(missing) = options.iter().find(|o| !valid.contains_key(&o.name)) {
+        return Err(ProductError::InvalidOptionValues(format!(
+            "no value of {}",
+            missing.name
+        )));
+    }
+    Ok(valid)
+}
+
 impl Product {
     pub fn details(&self) -> Option<&ProductDetails> {
         self.details.as_ref()
@@ -292,12 +457,62 @@ impl Product {
                     price: valid_price(price)?,
                     created_at,
                 }]),
+                C::CreateVariant {
+                    sku,
+                    parent,
+                    option_values,
+                    name,
+                    description,
+                    category,
+                    prices,
+                    created_at,
+                } => {
+                    if sku == parent {
+                        return Err(ProductError::VariantOfVariant);
+                    }
+                    let mut prices = prices.into_iter();
+                    let price = valid_price(prices.next().ok_or(ProductError::NoBasePrice)?)?;
+                    let mut events = vec![
+                        E::ProductCreated {
+                            sku,
+                            name: valid_name(&name)?,
+                            description: valid_description(&description)?,
+                            category: valid_category(&category)?,
+                            price,
+                            created_at,
+                        },
+                        E::ProductVariantOf {
+                            parent,
+                            option_values,
+                        },
+                    ];
+                    let mut seen = vec![price.currency];
+                    for other in prices {
+                        let other = valid_price(other)?;
+                        if !seen.contains(&other.currency) {
+                            seen.push(other.currency);
+                            events.push(E::ProductPriceSet { price: other });
+                        }
+                    }
+                    Ok(events)
+                }
                 _ => Err(ProductError::NotFound),
             };
         };
 
         let event = match command {
             C::Create { .. } => return Err(ProductError::AlreadyExists),
+            // a retry of the same variant's creation changes nothing
+            C::CreateVariant {
+                parent,
+                option_values,
+                ..
+            } => {
+                return match &details.variant_of {
+                    Some((p, values)) if *p == parent && *values == option_values => Ok(vec![]),
+                    _ => Err(ProductError::AlreadyExists),
+                }
+            }
             C::Revise {
                 name,
                 description,
@@ -362,6 +577,45 @@ impl Product {
                         .then_some(E::ProductPriceSet { price })
                 }
             }
+            C::DeclareOptions { options } => {
+                if details.variant_of.is_some() {
+                    return Err(ProductError::VariantOfVariant);
+                }
+                let options = valid_options(options)?;
+                if options == details.options {
+                    None
+                } else if !details.variants.is_empty() {
+                    return Err(ProductError::OptionsInUse);
+                } else {
+                    Some(E::ProductOptionsDeclared { options })
+                }
+            }
+            C::AddVariant { sku, option_values } => {
+                if details.variant_of.is_some() {
+                    return Err(ProductError::VariantOfVariant);
+                }
+                if details.options.is_empty() {
+                    return Err(ProductError::NoOptions);
+                }
+                if sku == details.sku {
+                    return Err(ProductError::VariantSkuTaken(sku));
+                }
+                let option_values = valid_option_values(&details.options, &option_values)?;
+                match details.variants.get(&sku) {
+                    Some(values) if *values == option_values => None,
+                    Some(_) => return Err(ProductError::VariantSkuTaken(sku)),
+                    None => {
+                        if let Some((other, _)) = details
+                            .variants
+                            .iter()
+                            .find(|(_, values)| **values == option_values)
+                        {
+                            return Err(ProductError::DuplicateVariant(other.clone()));
+                        }
+                        Some(E::ProductVariantAdded { sku, option_values })
+                    }
+                }
+            }
             C::RemovePrice { currency } => {
                 if currency == details.price.currency {
                     return Err(ProductError::BasePriceRemoval(currency));
@@ -415,6 +669,9 @@ impl Aggregate for Product {
                     created_at,
                     discontinued_at: None,
                     other_prices: BTreeMap::new(),
+                    options: Vec::new(),
+                    variants: BTreeMap::new(),
+                    variant_of: None,
                 });
             }
             other => {
@@ -434,6 +691,14 @@ impl Aggregate for Product {
                     E::ProductPriceRemoved { currency } => {
                         d.other_prices.remove(&currency);
                     }
+                    E::ProductOptionsDeclared { options } => d.options = options,
+                    E::ProductVariantAdded { sku, option_values } => {
+                        d.variants.insert(sku, option_values);
+                    }
+                    E::ProductVariantOf {
+                        parent,
+                        option_values,
+                    } => d.variant_of = Some((parent, option_values)),
                 }
             }
         }
@@ -838,6 +1103,15 @@ mod tests {
             ProductEvent::ProductPriceRemoved {
                 currency: currency("USD"),
             },
+            options_declared(),
+            ProductEvent::ProductVariantAdded {
+                sku: sku("MUG-1-S"),
+                option_values: values(&[("size", "S")]),
+            },
+            ProductEvent::ProductVariantOf {
+                parent: sku("MUG-1"),
+                option_values: values(&[("size", "S")]),
+            },
         ];
         assert_round_trip(&events, EVENT_TYPES);
     }
@@ -981,5 +1255,226 @@ mod tests {
             .remove("other_prices");
         let product: Product = serde_json::from_value(value).unwrap();
         assert_eq!(product, product_of(vec![created()]));
+    }
+
+    fn option(name: &str, values: &[&str]) -> ProductOption {
+        ProductOption {
+            name: name.into(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> OptionValues {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn options_declared() -> ProductEvent {
+        ProductEvent::ProductOptionsDeclared {
+            options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+        }
+    }
+
+    fn variant_added(s: &str, size: &str, colour: &str) -> ProductEvent {
+        ProductEvent::ProductVariantAdded {
+            sku: sku(s),
+            option_values: values(&[("size", size), ("colour", colour)]),
+        }
+    }
+
+    fn add_variant(s: &str, pairs: &[(&str, &str)]) -> ProductCommand {
+        ProductCommand::AddVariant {
+            sku: sku(s),
+            option_values: values(pairs),
+        }
+    }
+
+    #[test]
+    fn declare_options_trims_and_validates() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::DeclareOptions {
+                options: vec![option(" size", &["S", "M "]), option("colour", &["red", "blue"])],
+            })
+            .then_expect_events(vec![options_declared()]);
+        for (options, detail) in [
+            (vec![], "between 1 and 5 options"),
+            (
+                vec![option("size", &["S"]), option("size", &["M"])],
+                "option size is declared twice",
+            ),
+            (vec![option("size", &[])], "option size needs between 1 and 50 values"),
+            (vec![option("size", &["S", "S"])], "option size has the value S twice"),
+            (vec![option(" ", &["S"])], "an option's name must not be empty"),
+        ] {
+            F::with(())
+                .given(vec![created()])
+                .when(ProductCommand::DeclareOptions { options })
+                .then_expect_error(ProductError::InvalidOptions(detail.into()));
+        }
+    }
+
+    #[test]
+    fn options_are_fixed_once_a_variant_exists_and_the_same_options_are_a_noop() {
+        F::with(())
+            .given(vec![created(), options_declared()])
+            .when(ProductCommand::DeclareOptions {
+                options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+            })
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created(), options_declared(), variant_added("MUG-1-S-RED", "S", "red")])
+            .when(ProductCommand::DeclareOptions {
+                options: vec![option("size", &["S", "M", "L"])],
+            })
+            .then_expect_error(ProductError::OptionsInUse);
+    }
+
+    #[test]
+    fn add_variant_takes_one_declared_value_of_every_option() {
+        F::with(())
+            .given(vec![created(), options_declared()])
+            .when(add_variant("MUG-1-S-RED", &[("size", "S"), ("colour", "red")]))
+            .then_expect_events(vec![variant_added("MUG-1-S-RED", "S", "red")]);
+        for (pairs, detail) in [
+            (vec![("size", "S")], "no value of colour"),
+            (
+                vec![("size", "XL"), ("colour", "red")],
+                "XL is not a value of size",
+            ),
+            (
+                vec![("size", "S"), ("colour", "red"), ("fit", "slim")],
+                "the product has no option fit",
+            ),
+        ] {
+            F::with(())
+                .given(vec![created(), options_declared()])
+                .when(add_variant("MUG-1-X", &pairs))
+                .then_expect_error(ProductError::InvalidOptionValues(detail.into()));
+        }
+    }
+
+    #[test]
+    fn a_combination_and_a_sku_belong_to_one_variant() {
+        let given = vec![
+            created(),
+            options_declared(),
+            variant_added("MUG-1-S-RED", "S", "red"),
+        ];
+        F::with(())
+            .given(given.clone())
+            .when(add_variant("MUG-1-OTHER", &[("size", "S"), ("colour", "red")]))
+            .then_expect_error(ProductError::DuplicateVariant(sku("MUG-1-S-RED")));
+        F::with(())
+            .given(given.clone())
+            .when(add_variant("MUG-1-S-RED", &[("size", "M"), ("colour", "red")]))
+            .then_expect_error(ProductError::VariantSkuTaken(sku("MUG-1-S-RED")));
+        // the same variant again (a retry) changes nothing
+        F::with(())
+            .given(given)
+            .when(add_variant("MUG-1-S-RED", &[("size", "S"), ("colour", "red")]))
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created(), options_declared()])
+            .when(add_variant("MUG-1", &[("size", "S"), ("colour", "red")]))
+            .then_expect_error(ProductError::VariantSkuTaken(sku("MUG-1")));
+    }
+
+    #[test]
+    fn variants_need_options_and_a_variant_has_none_of_its_own() {
+        F::with(())
+            .given(vec![created()])
+            .when(add_variant("MUG-1-S", &[("size", "S")]))
+            .then_expect_error(ProductError::NoOptions);
+        let variant = vec![
+            created(),
+            ProductEvent::ProductVariantOf {
+                parent: sku("CUP-1"),
+                option_values: values(&[("size", "S")]),
+            },
+        ];
+        F::with(())
+            .given(variant.clone())
+            .when(ProductCommand::DeclareOptions {
+                options: vec![option("size", &["S"])],
+            })
+            .then_expect_error(ProductError::VariantOfVariant);
+        F::with(())
+            .given(variant)
+            .when(add_variant("MUG-1-S", &[("size", "S")]))
+            .then_expect_error(ProductError::VariantOfVariant);
+    }
+
+    fn create_variant(prices: Vec<Money>) -> ProductCommand {
+        ProductCommand::CreateVariant {
+            sku: sku("MUG-1-S-RED"),
+            parent: sku("MUG-1"),
+            option_values: values(&[("size", "S"), ("colour", "red")]),
+            name: "Mug (S / red)".into(),
+            description: "A mug".into(),
+            category: "Kitchen".into(),
+            prices,
+            created_at: t(5),
+        }
+    }
+
+    fn variant_created() -> Vec<ProductEvent> {
+        vec![
+            ProductEvent::ProductCreated {
+                sku: sku("MUG-1-S-RED"),
+                name: "Mug (S / red)".into(),
+                description: "A mug".into(),
+                category: "Kitchen".into(),
+                price: eur(1299),
+                created_at: t(5),
+            },
+            ProductEvent::ProductVariantOf {
+                parent: sku("MUG-1"),
+                option_values: values(&[("size", "S"), ("colour", "red")]),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_variant_is_a_product_with_its_own_price_list() {
+        let mut expected = variant_created();
+        expected.push(ProductEvent::ProductPriceSet { price: usd(1500) });
+        F::with(())
+            .given_no_previous_events()
+            .when(create_variant(vec![eur(1299), usd(1500), eur(1)]))
+            .then_expect_events(expected);
+        F::with(())
+            .given_no_previous_events()
+            .when(create_variant(vec![]))
+            .then_expect_error(ProductError::NoBasePrice);
+        F::with(())
+            .given_no_previous_events()
+            .when(create_variant(vec![eur(1299), usd(0)]))
+            .then_expect_error(ProductError::NonPositivePrice(usd(0)));
+    }
+
+    #[test]
+    fn creating_the_same_variant_again_is_a_noop_and_another_product_is_taken() {
+        F::with(())
+            .given(variant_created())
+            .when(create_variant(vec![eur(1299)]))
+            .then_expect_events(vec![]);
+        F::with(())
+            .given(vec![created()])
+            .when(create_variant(vec![eur(1299)]))
+            .then_expect_error(ProductError::AlreadyExists);
+    }
+
+    #[test]
+    fn a_variant_is_sold_like_any_product() {
+        let product = product_of(variant_created());
+        assert_eq!(product.price_for_cart(None), Ok(eur(1299)));
+        let details = product.details().unwrap();
+        assert_eq!(
+            details.variant_of,
+            Some((sku("MUG-1"), values(&[("size", "S"), ("colour", "red")])))
+        );
     }
 }

@@ -24,7 +24,15 @@ impl Coded for ProductError {
             | ProductError::DescriptionTooLong
             | ProductError::NonPositivePrice(_)
             | ProductError::CurrencyChange { .. }
-            | ProductError::BasePriceRemoval(_) => ErrorCode::Validation,
+            | ProductError::BasePriceRemoval(_)
+            | ProductError::InvalidOptions(_)
+            | ProductError::InvalidOptionValues(_)
+            | ProductError::NoBasePrice => ErrorCode::Validation,
+            ProductError::OptionsInUse
+            | ProductError::VariantOfVariant
+            | ProductError::NoOptions
+            | ProductError::DuplicateVariant(_)
+            | ProductError::VariantSkuTaken(_) => ErrorCode::Conflict,
             ProductError::NoPriceInCurrency(_) => ErrorCode::NoPriceInCurrency,
         }
     }

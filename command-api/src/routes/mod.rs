@@ -242,6 +242,24 @@ pub const ROUTES: &[RouteDoc] = &[
         200
     ),
     route!(
+        "put",
+        "/api/products/{sku}/options",
+        "Declare the options the product's variants choose from (size, colour)",
+        "staff",
+        products::DeclareOptionsBody,
+        products::ProductWritten,
+        200
+    ),
+    route!(
+        "post",
+        "/api/products/{sku}/variants",
+        "Add a variant: its own SKU (own stock and prices) with one value of every option",
+        "staff",
+        products::AddVariantBody,
+        products::ProductWritten,
+        201
+    ),
+    route!(
         "post",
         "/api/inventory/{sku}/receive",
         "Receive stock",

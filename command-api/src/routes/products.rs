@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{patch, post, put};
 use axum::Router;
-use domain::{Currency, Money, ProductCommand, Sku};
+use domain::product::{OptionValues, ProductOption};
+use domain::{Currency, Money, ProductCommand, ProductError, Sku};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,39 @@ pub fn router() -> Router<AppState> {
             "/api/products/{sku}/prices/{currency}",
             put(set_price).delete(remove_price),
         )
+        .route("/api/products/{sku}/options", put(declare_options))
+        .route("/api/products/{sku}/variants", post(add_variant))
+}
+
+/// An option the product's variants choose from.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionBody {
+    /// e.g. `size`; 1 to 50 characters.
+    pub name: String,
+    /// e.g. `["S", "M", "L"]`, in display order; 1 to 50 distinct values.
+    pub values: Vec<String>,
+}
+
+/// Every option of the product (1 to 5); fixed once it has a variant.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclareOptionsBody {
+    pub options: Vec<OptionBody>,
+}
+
+/// A variant: its own SKU, one value of every option of the product.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddVariantBody {
+    /// The variant's own SKU (its own stock and prices): 1 to 64 of `A-Z 0-9 - _`.
+    pub sku: String,
+    /// Option name → value, e.g. `{"size": "M", "colour": "red"}`.
+    pub option_values: OptionValues,
+    /// When absent: the product's name and the values, e.g. `T-shirt (M / red)`.
+    pub name: Option<String>,
+    /// The variant's base price; when absent, the product's prices (every currency).
+    pub price: Option<MoneyBody>,
 }
 
 /// A price in the currency the path names.
@@ -221,4 +255,125 @@ async fn remove_price(
             position: position_text(receipt.position),
         },
     ))
+}
+
+async fn declare_options(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(sku): Path<String>,
+    JsonBody(body): JsonBody<DeclareOptionsBody>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let sku = parse_sku(&sku)?;
+    let options = body
+        .options
+        .into_iter()
+        .map(|option| ProductOption {
+            name: option.name,
+            values: option.values,
+        })
+        .collect();
+    let receipt = state
+        .stores
+        .products
+        .execute(
+            sku.as_str(),
+            ProductCommand::DeclareOptions { options },
+            &context.metadata(),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        ProductWritten {
+            sku: sku.to_string(),
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// Adds a variant to the product (its parent), then creates the variant as a product of its
+/// own. Both steps are idempotent, so a retry after a failure between them completes it.
+async fn add_variant(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(parent): Path<String>,
+    JsonBody(body): JsonBody<AddVariantBody>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let parent = parse_sku(&parent)?;
+    let sku = parse_sku(&body.sku)?;
+    let price = body.price.map(|p| p.parse("price")).transpose()?;
+    // a SKU that is already another product never becomes this one's variant
+    let existing = state.stores.products.load(sku.as_str()).await?.aggregate;
+    if let Some(details) = existing.details() {
+        if details.variant_of.as_ref().map(|(p, _)| p) != Some(&parent) {
+            let taken = ProductError::VariantSkuTaken(sku.clone());
+            return Err(ApiError::conflict(taken.to_string()));
+        }
+    }
+    let added = state
+        .stores
+        .products
+        .execute(
+            parent.as_str(),
+            ProductCommand::AddVariant {
+                sku: sku.clone(),
+                option_values: body.option_values,
+            },
+            &context.metadata(),
+        )
+        .await?;
+    let product = state.stores.products.load(parent.as_str()).await?.aggregate;
+    let details = product
+        .details()
+        .ok_or_else(|| ApiError::not_found(format!("no product {parent}")))?;
+    let option_values = details
+        .variants
+        .get(&sku)
+        .cloned()
+        .ok_or_else(|| ApiError::conflict(format!("{sku} is not a variant of {parent}")))?;
+    let name = body.name.unwrap_or_else(|| {
+        let values: Vec<&str> = details
+            .options
+            .iter()
+            .filter_map(|option| option_values.get(&option.name).map(String::as_str))
+            .collect();
+        format!("{} ({})", details.name, values.join(" / "))
+    });
+    let prices = match price {
+        Some(price) => vec![price],
+        None => details.prices(),
+    };
+    let created = state
+        .stores
+        .products
+        .execute(
+            sku.as_str(),
+            ProductCommand::CreateVariant {
+                sku: sku.clone(),
+                parent: parent.clone(),
+                option_values,
+                name,
+                description: details.description.clone(),
+                category: details.category.clone(),
+                prices,
+                created_at: chrono::Utc::now(),
+            },
+            &context.metadata(),
+        )
+        .await?;
+    let position = created.position.or(added.position);
+    let mut response = written(
+        StatusCode::CREATED,
+        position,
+        ProductWritten {
+            sku: sku.to_string(),
+            position: position_text(position),
+        },
+    );
+    if let Ok(location) = format!("/api/products/{sku}").parse() {
+        response.headers_mut().insert("location", location);
+    }
+    Ok(response)
 }

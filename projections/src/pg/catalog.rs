@@ -1,5 +1,7 @@
 //! The catalog read model: every product with its price, category and stock (`rm_catalog`),
-//! and each product's prices in further currencies (`product_prices`).
+//! each product's prices in further currencies (`product_prices`), the options a product's
+//! variants choose from (`product_options`) and which product each variant is of
+//! (`product_variants`).
 //! Applied in batches: the batch's products are read once, folded in memory, and written back
 //! with one upsert per table — which is what makes a rebuild fast.
 
@@ -58,13 +60,22 @@ impl PgProjection for Catalog {
     }
 
     fn added_tables(&self, s: &str) -> String {
-        // fed only by ProductPriceSet/ProductPriceRemoved, introduced with it
+        // fed only by ProductPriceSet/ProductPriceRemoved, ProductOptionsDeclared and
+        // ProductVariantOf, introduced with them
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.product_prices (
                 sku          text NOT NULL,
                 currency     text NOT NULL,
                 amount_minor bigint NOT NULL,
-                PRIMARY KEY (sku, currency));"
+                PRIMARY KEY (sku, currency));
+             CREATE TABLE IF NOT EXISTS {s}.product_options (
+                sku     text PRIMARY KEY,
+                options jsonb NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}.product_variants (
+                sku           text PRIMARY KEY,
+                parent_sku    text NOT NULL,
+                option_values jsonb NOT NULL);
+             CREATE INDEX IF NOT EXISTS product_variants_parent ON {s}.product_variants (parent_sku);"
         )
     }
 
@@ -119,6 +130,9 @@ impl PgProjection for Catalog {
         let mut stock: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         // (sku, currency) → the last price set in this batch, or None: removed
         let mut prices: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+        // sku → options (JSON text), and variant sku → (parent, option values as JSON text)
+        let mut options: BTreeMap<String, String> = BTreeMap::new();
+        let mut variants: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (event, decoded) in decoded {
             let at = event.recorded_at;
             match decoded {
@@ -171,6 +185,20 @@ impl PgProjection for Catalog {
                         }
                         ProductEvent::ProductPriceRemoved { currency } => {
                             prices.insert((sku.clone(), currency.as_str().to_owned()), None);
+                        }
+                        ProductEvent::ProductOptionsDeclared { options: declared } => {
+                            options.insert(sku.clone(), serde_json::json!(declared).to_string());
+                        }
+                        // the parent's list: the variant's own ProductVariantOf says it exists
+                        ProductEvent::ProductVariantAdded { .. } => {}
+                        ProductEvent::ProductVariantOf {
+                            parent,
+                            option_values,
+                        } => {
+                            variants.insert(
+                                sku.clone(),
+                                (parent.to_string(), serde_json::json!(option_values).to_string()),
+                            );
                         }
                     }
                     row.updated_at = at;
@@ -268,6 +296,40 @@ impl PgProjection for Catalog {
             .bind(skus)
             .bind(currencies)
             .bind(amounts)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !options.is_empty() {
+            let (skus, declared): (Vec<String>, Vec<String>) = options.into_iter().unzip();
+            sqlx::query(&format!(
+                "INSERT INTO {s}.product_options (sku, options)
+                 SELECT sku, options::jsonb FROM UNNEST($1::text[], $2::text[]) AS o (sku, options)
+                 ON CONFLICT (sku) DO UPDATE SET options = EXCLUDED.options"
+            ))
+            .bind(skus)
+            .bind(declared)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !variants.is_empty() {
+            let mut skus = Vec::with_capacity(variants.len());
+            let mut parents = Vec::with_capacity(variants.len());
+            let mut values = Vec::with_capacity(variants.len());
+            for (sku, (parent, option_values)) in variants {
+                skus.push(sku);
+                parents.push(parent);
+                values.push(option_values);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {s}.product_variants (sku, parent_sku, option_values)
+                 SELECT sku, parent_sku, option_values::jsonb
+                   FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v (sku, parent_sku, option_values)
+                 ON CONFLICT (sku) DO UPDATE SET
+                    parent_sku = EXCLUDED.parent_sku, option_values = EXCLUDED.option_values"
+            ))
+            .bind(skus)
+            .bind(parents)
+            .bind(values)
             .execute(&mut **tx)
             .await?;
         }

@@ -155,8 +155,13 @@ impl Catalog {
                     product.category = category.clone();
                 }
             }
-            // the index holds the base price only
-            E::ProductPriceSet { .. } | E::ProductPriceRemoved { .. } => return Touched::Stock,
+            // nothing the index holds (it keeps the base price; a variant is a product of its
+            // own): the document stays unless its listing changed
+            E::ProductPriceSet { .. }
+            | E::ProductPriceRemoved { .. }
+            | E::ProductOptionsDeclared { .. }
+            | E::ProductVariantAdded { .. }
+            | E::ProductVariantOf { .. } => return Touched::Stock,
         }
         Touched::Product
     }

@@ -42,6 +42,37 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
         };
         stores.products.execute(sku, create, &meta()).await.unwrap();
     }
+    // the first product comes in two sizes: variants, each a product of its own
+    let parent = Sku::parse(skus[0].clone()).unwrap();
+    let sizes = domain::product::ProductOption {
+        name: "size".into(),
+        values: vec!["S".into(), "M".into()],
+    };
+    let declare = ProductCommand::DeclareOptions {
+        options: vec![sizes],
+    };
+    stores.products.execute(&skus[0], declare, &meta()).await.unwrap();
+    for size in ["S", "M"] {
+        let variant = Sku::parse(format!("{}-{size}", skus[0])).unwrap();
+        let option_values: domain::product::OptionValues =
+            [("size".to_owned(), size.to_owned())].into();
+        let add = ProductCommand::AddVariant {
+            sku: variant.clone(),
+            option_values: option_values.clone(),
+        };
+        stores.products.execute(&skus[0], add, &meta()).await.unwrap();
+        let create = ProductCommand::CreateVariant {
+            sku: variant.clone(),
+            parent: parent.clone(),
+            option_values,
+            name: format!("Product {} {size}", skus[0]),
+            description: "a variant".into(),
+            category: "toys".into(),
+            prices: vec![eur(500), Money::new(600, Currency::parse("USD").unwrap())],
+            created_at: Utc::now(),
+        };
+        stores.products.execute(variant.as_str(), create, &meta()).await.unwrap();
+    }
     let mut carts: Vec<String> = Vec::new();
     for _ in 0..rounds {
         if rng.random_bool(0.4) {

@@ -121,6 +121,105 @@ impl Product {
         .await
         .gql()
     }
+
+    /// The options its variants choose from, in the order they were declared (empty: a
+    /// product without variants).
+    async fn options(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProductOption>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let options: Option<serde_json::Value> = sqlx::query_scalar(
+                "SELECT options FROM rm_catalog.product_options WHERE sku = $1",
+            )
+            .bind(&self.sku)
+            .fetch_optional(&models.pool)
+            .await?;
+            match options {
+                None => Ok(Vec::new()),
+                Some(options) => serde_json::from_value(options).map_err(QueryError::internal),
+            }
+        }
+        .await
+        .gql()
+    }
+
+    /// Its variants (each a product with its own SKU, stock and prices), by SKU.
+    async fn variants(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Product>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let skus: Vec<String> = sqlx::query_scalar(
+                "SELECT sku FROM rm_catalog.product_variants WHERE parent_sku = $1 ORDER BY sku",
+            )
+            .bind(&self.sku)
+            .fetch_all(&models.pool)
+            .await?;
+            let mut variants = Vec::with_capacity(skus.len());
+            for sku in skus {
+                if let Some(product) = load_product(models, &sku).await? {
+                    variants.push(product);
+                }
+            }
+            Ok(variants)
+        }
+        .await
+        .gql()
+    }
+
+    /// The SKU of the product this one is a variant of; null when it is not a variant.
+    async fn variant_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let models = ctx.data_unchecked::<ReadModels>();
+        variant_row(models, &self.sku)
+            .await
+            .map(|row| row.map(|(parent, _)| parent))
+            .gql()
+    }
+
+    /// A variant's value of every option of its parent, by option name (empty when it is
+    /// not a variant).
+    async fn option_values(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OptionValue>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let Some((_, values)) = variant_row(models, &self.sku).await? else {
+                return Ok(Vec::new());
+            };
+            let values: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(values).map_err(QueryError::internal)?;
+            Ok(values
+                .into_iter()
+                .map(|(name, value)| OptionValue { name, value })
+                .collect())
+        }
+        .await
+        .gql()
+    }
+}
+
+/// An option a product's variants choose from (`size`: `S`, `M`, `L`).
+#[derive(SimpleObject, Clone, Debug, serde::Deserialize)]
+pub struct ProductOption {
+    pub name: String,
+    /// In display order.
+    pub values: Vec<String>,
+}
+
+/// A variant's value of one option.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct OptionValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// A product's variant row: its parent and option values.
+async fn variant_row(
+    models: &ReadModels,
+    sku: &str,
+) -> QueryResult<Option<(String, serde_json::Value)>> {
+    let row = sqlx::query(
+        "SELECT parent_sku, option_values FROM rm_catalog.product_variants WHERE sku = $1",
+    )
+    .bind(sku)
+    .fetch_optional(&models.pool)
+    .await?;
+    Ok(row.map(|row| (row.get("parent_sku"), row.get("option_values"))))
 }
 
 /// A product's prices in currencies other than its base price's, by currency code.

@@ -354,3 +354,90 @@ async fn a_product_lists_its_prices_per_currency() {
     assert_eq!(code(&bad), "validation", "{bad}");
     h.drop().await;
 }
+
+#[tokio::test]
+async fn a_product_shows_its_options_and_variants() {
+    let h = Harness::start().await;
+    h.product("TEE-1", "T-shirt", "clothes", 1_999, 0).await;
+    let tee = Sku::parse("TEE-1".to_owned()).unwrap();
+    let option = |name: &str, values: &[&str]| domain::product::ProductOption {
+        name: name.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    h.stores
+        .products
+        .execute(
+            "TEE-1",
+            ProductCommand::DeclareOptions {
+                options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    for (sku, size) in [("TEE-1-S", "S"), ("TEE-1-M", "M")] {
+        let option_values: domain::product::OptionValues = [
+            ("size".to_owned(), size.to_owned()),
+            ("colour".to_owned(), "red".to_owned()),
+        ]
+        .into();
+        h.stores
+            .products
+            .execute(
+                "TEE-1",
+                ProductCommand::AddVariant {
+                    sku: Sku::parse(sku.to_owned()).unwrap(),
+                    option_values: option_values.clone(),
+                },
+                &meta(),
+            )
+            .await
+            .unwrap();
+        h.stores
+            .products
+            .execute(
+                sku,
+                ProductCommand::CreateVariant {
+                    sku: Sku::parse(sku.to_owned()).unwrap(),
+                    parent: tee.clone(),
+                    option_values,
+                    name: format!("T-shirt ({size} / red)"),
+                    description: String::new(),
+                    category: "clothes".into(),
+                    prices: vec![eur(2_099)],
+                    created_at: chrono::Utc::now(),
+                },
+                &meta(),
+            )
+            .await
+            .unwrap();
+    }
+    h.project().await;
+    let query = "query($sku: String!) { product(sku: $sku) {
+        variantOf options { name values }
+        variants { sku name price { amountMinor } variantOf optionValues { name value } } } }";
+    let answer = h.gql(None, query, json!({"sku": "TEE-1"})).await;
+    no_errors(&answer);
+    assert_eq!(
+        answer["data"]["product"],
+        json!({
+            "variantOf": null,
+            "options": [{"name": "size", "values": ["S", "M"]},
+                        {"name": "colour", "values": ["red", "blue"]}],
+            "variants": [
+                {"sku": "TEE-1-M", "name": "T-shirt (M / red)", "price": {"amountMinor": 2_099},
+                 "variantOf": "TEE-1",
+                 "optionValues": [{"name": "colour", "value": "red"}, {"name": "size", "value": "M"}]},
+                {"sku": "TEE-1-S", "name": "T-shirt (S / red)", "price": {"amountMinor": 2_099},
+                 "variantOf": "TEE-1",
+                 "optionValues": [{"name": "colour", "value": "red"}, {"name": "size", "value": "S"}]},
+            ]
+        })
+    );
+    let plain = h
+        .gql(None, "{ product(sku: \"TEE-1-S\") { options { name } variants { sku } } }", json!({}))
+        .await;
+    no_errors(&plain);
+    assert_eq!(plain["data"]["product"], json!({"options": [], "variants": []}));
+    h.drop().await;
+}
