@@ -436,3 +436,142 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
     assert_eq!(app.on_hand("TEE-1").await, 0, "the parent's stock is its own");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn categories_form_a_tree_that_never_gets_a_cycle() {
+    let app = TestApp::spawn().await;
+    let staff = app.token(Role::Staff).await;
+    let customer = app.token(Role::Customer).await;
+    let create = |slug: &str, parent: Option<&str>| {
+        json!({"slug": slug, "name": slug.to_uppercase(), "parent": parent})
+    };
+    for (slug, parent) in [("home", None), ("kitchen", Some("home")), ("mugs", Some("kitchen"))] {
+        let (status, body) = app
+            .send(Method::POST, "/api/categories", Some(&staff), Some(create(slug, parent)))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["slug"], slug);
+    }
+    let (status, body) = app
+        .send(Method::POST, "/api/categories", Some(&customer), Some(create("garden", None)))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .send(Method::POST, "/api/categories", Some(&staff), Some(create("Garden Tools", None)))
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().starts_with("slug:"), "{body}");
+    let (status, body) = app
+        .send(Method::POST, "/api/categories", Some(&staff), Some(create("tools", Some("garden"))))
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().starts_with("parent:"), "{body}");
+    let (status, body) = app
+        .send(Method::POST, "/api/categories", Some(&staff), Some(create("home", Some("mugs"))))
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+
+    // moving home under its own grandchild is a typed error, and changes nothing
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/categories/home/move",
+            Some(&staff),
+            Some(json!({"parent": "mugs"})),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "category_cycle");
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/categories/mugs/move",
+            Some(&staff),
+            Some(json!({"parent": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            "/api/categories/mugs",
+            Some(&staff),
+            Some(json!({"name": "Cups and mugs"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            "/api/categories/nope",
+            Some(&staff),
+            Some(json!({"name": "X"})),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let catalog = app
+        .state
+        .stores
+        .catalog
+        .load(domain::catalog::CATALOG_STREAM)
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(catalog.path("mugs"), ["mugs"]);
+    assert_eq!(catalog.path("kitchen"), ["home", "kitchen"]);
+    assert_eq!(catalog.category("mugs").unwrap().name, "Cups and mugs");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_featured_list_names_existing_products_in_order() {
+    let app = TestApp::spawn().await;
+    let staff = app.token(Role::Staff).await;
+    let customer = app.token(Role::Customer).await;
+    app.create_product(&staff, "MUG-1", 999).await;
+    app.create_product(&staff, "CUP-1", 499).await;
+    let featured = |skus: &[&str]| json!({"skus": skus});
+    let (status, body) = app
+        .send(Method::PUT, "/api/featured-products", Some(&customer), Some(featured(&["MUG-1"])))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/featured-products",
+            Some(&staff),
+            Some(featured(&["MUG-1", "NOPE-1"])),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(body["detail"].as_str().unwrap().starts_with("skus[1]:"), "{body}");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/featured-products",
+            Some(&staff),
+            Some(featured(&["CUP-1", "CUP-1"])),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/featured-products",
+            Some(&staff),
+            Some(featured(&["CUP-1", "MUG-1"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["skus"], json!(["CUP-1", "MUG-1"]));
+    let catalog = app
+        .state
+        .stores
+        .catalog
+        .load(domain::catalog::CATALOG_STREAM)
+        .await
+        .unwrap()
+        .aggregate;
+    let listed: Vec<&str> = catalog.featured().iter().map(|sku| sku.as_str()).collect();
+    assert_eq!(listed, ["CUP-1", "MUG-1"]);
+    app.finish().await;
+}

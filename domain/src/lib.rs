@@ -8,6 +8,7 @@
 //! its variant names in `EVENT_TYPES`.
 
 pub mod cart;
+pub mod catalog;
 pub mod checkout;
 pub mod derived_ids;
 pub mod inventory;
@@ -18,6 +19,7 @@ pub mod product;
 pub mod values;
 
 pub use cart::{Cart, CartCommand, CartError, CartEvent};
+pub use catalog::{Catalog, CatalogCommand, CatalogError, CatalogEvent};
 pub use checkout::{CheckoutCommand, CheckoutError, CheckoutEvent, CheckoutProcess};
 pub use inventory::{Inventory, InventoryCommand, InventoryError, InventoryEvent};
 pub use order::{Order, OrderCommand, OrderError, OrderEvent};
@@ -79,6 +81,7 @@ mod tests {
         assert_lists_every_variant::<crate::OrderEvent>(crate::order::EVENT_TYPES);
         assert_lists_every_variant::<crate::PaymentEvent>(crate::payment::EVENT_TYPES);
         assert_lists_every_variant::<crate::CheckoutEvent>(crate::checkout::EVENT_TYPES);
+        assert_lists_every_variant::<crate::CatalogEvent>(crate::catalog::EVENT_TYPES);
     }
 
     #[test]
@@ -105,5 +108,6 @@ mod tests {
         assert_eq!(crate::Order::TYPE, "order");
         assert_eq!(crate::Payment::TYPE, "payment");
         assert_eq!(crate::CheckoutProcess::TYPE, "checkout");
+        assert_eq!(crate::Catalog::TYPE, "catalog");
     }
 }

@@ -1,7 +1,7 @@
 //! How domain refusals and store failures become API errors: one place that maps every domain
 //! error variant to a code of the shared vocabulary.
 
-use domain::{CartError, InventoryError, OrderError, PaymentError, ProductError};
+use domain::{CartError, CatalogError, InventoryError, OrderError, PaymentError, ProductError};
 use eventlog::store::{ExecuteError, Refusal};
 
 use crate::{ApiError, ErrorCode};
@@ -34,6 +34,22 @@ impl Coded for ProductError {
             | ProductError::DuplicateVariant(_)
             | ProductError::VariantSkuTaken(_) => ErrorCode::Conflict,
             ProductError::NoPriceInCurrency(_) => ErrorCode::NoPriceInCurrency,
+        }
+    }
+}
+
+impl Coded for CatalogError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            CatalogError::UnknownCategory(_) => ErrorCode::NotFound,
+            CatalogError::CategoryExists(_) => ErrorCode::Conflict,
+            CatalogError::Cycle { .. } => ErrorCode::CategoryCycle,
+            CatalogError::InvalidSlug(_)
+            | CatalogError::EmptyName
+            | CatalogError::NameTooLong
+            | CatalogError::UnknownParent(_)
+            | CatalogError::TooManyFeatured
+            | CatalogError::FeaturedTwice(_) => ErrorCode::Validation,
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     InsufficientStock,
     /// The product has no price in the cart's currency (staff can set one).
     NoPriceInCurrency,
+    /// A category cannot move under itself or one of its own subcategories.
+    CategoryCycle,
     /// The Idempotency-Key was used before with a different request.
     IdempotencyKeyReused,
     /// A request with this Idempotency-Key is still being processed.
@@ -60,6 +62,7 @@ impl ErrorCode {
             | ErrorCode::ConcurrencyConflict
             | ErrorCode::InsufficientStock
             | ErrorCode::NoPriceInCurrency
+            | ErrorCode::CategoryCycle
             | ErrorCode::RequestInProgress => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::ConcurrencyConflict => "concurrency_conflict",
             ErrorCode::InsufficientStock => "insufficient_stock",
             ErrorCode::NoPriceInCurrency => "no_price_in_currency",
+            ErrorCode::CategoryCycle => "category_cycle",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::RequestInProgress => "request_in_progress",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -231,6 +235,7 @@ mod tests {
             ErrorCode::ConcurrencyConflict,
             ErrorCode::InsufficientStock,
             ErrorCode::NoPriceInCurrency,
+            ErrorCode::CategoryCycle,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::RequestInProgress,
             ErrorCode::PayloadTooLarge,

@@ -30,6 +30,7 @@ macro_rules! with_aggregates {
             Order => domain::Order, domain::OrderEvent, domain::order::EVENT_TYPES;
             Payment => domain::Payment, domain::PaymentEvent, domain::payment::EVENT_TYPES;
             Checkout => domain::CheckoutProcess, domain::CheckoutEvent, domain::checkout::EVENT_TYPES;
+            Catalog => domain::Catalog, domain::CatalogEvent, domain::catalog::EVENT_TYPES;
         }
     };
 }

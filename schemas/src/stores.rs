@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cqrs_es::Aggregate;
-use domain::{Cart, CheckoutProcess, Inventory, Order, Payment, Product};
+use domain::{Cart, Catalog, CheckoutProcess, Inventory, Order, Payment, Product};
 use eventlog::store::SnapshotPolicy;
 use eventlog::{PgEventStore, RecordedEvent};
 use sqlx::PgPool;
@@ -20,6 +20,8 @@ pub struct Stores {
     pub orders: PgEventStore<Order>,
     pub payments: PgEventStore<Payment>,
     pub checkouts: PgEventStore<CheckoutProcess>,
+    /// The category tree and the featured list: one stream, [`domain::catalog::CATALOG_STREAM`].
+    pub catalog: PgEventStore<Catalog>,
     /// Seals and opens personal fields; `None`: they are stored in plaintext.
     pub keyring: Option<Arc<Keyring>>,
 }
@@ -63,6 +65,7 @@ impl Stores {
             orders: event_store(pool),
             payments: event_store(pool),
             checkouts: event_store(pool),
+            catalog: event_store(pool),
             keyring: None,
         }
     }
@@ -76,6 +79,7 @@ impl Stores {
             orders: sealed_event_store(pool, &keyring),
             payments: event_store(pool),
             checkouts: sealed_event_store(pool, &keyring),
+            catalog: event_store(pool),
             keyring: Some(keyring),
         }
     }

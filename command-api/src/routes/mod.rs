@@ -6,6 +6,7 @@
 pub mod account;
 pub mod auth;
 pub mod carts;
+pub mod categories;
 pub mod inventory;
 pub mod orders;
 pub mod privacy;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(account::router())
         .merge(products::router())
+        .merge(categories::router())
         .merge(inventory::router())
         .merge(carts::router())
         .merge(orders::router())
@@ -258,6 +260,42 @@ pub const ROUTES: &[RouteDoc] = &[
         products::AddVariantBody,
         products::ProductWritten,
         201
+    ),
+    route!(
+        "post",
+        "/api/categories",
+        "Create a category, as a root or under a parent",
+        "staff",
+        categories::CreateCategoryBody,
+        categories::CategoryWritten,
+        201
+    ),
+    route!(
+        "patch",
+        "/api/categories/{slug}",
+        "Rename a category",
+        "staff",
+        categories::RenameCategoryBody,
+        categories::CategoryWritten,
+        200
+    ),
+    route!(
+        "post",
+        "/api/categories/{slug}/move",
+        "Move a category (with its subcategories) under another or to the roots; never into itself (category_cycle)",
+        "staff",
+        categories::MoveCategoryBody,
+        categories::CategoryWritten,
+        200
+    ),
+    route!(
+        "put",
+        "/api/featured-products",
+        "Set the featured products, in order",
+        "staff",
+        categories::FeaturedProductsBody,
+        categories::FeaturedWritten,
+        200
     ),
     route!(
         "post",

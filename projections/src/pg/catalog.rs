@@ -1,7 +1,8 @@
 //! The catalog read model: every product with its price, category and stock (`rm_catalog`),
 //! each product's prices in further currencies (`product_prices`), the options a product's
 //! variants choose from (`product_options`) and which product each variant is of
-//! (`product_variants`).
+//! (`product_variants`); the category tree with each category's path from its root
+//! (`categories`, for breadcrumbs and subtrees) and the featured products (`featured_products`).
 //! Applied in batches: the batch's products are read once, folded in memory, and written back
 //! with one upsert per table — which is what makes a rebuild fast.
 
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{InventoryEvent, ProductEvent};
+use domain::{CatalogEvent, InventoryEvent, ProductEvent};
 use eventlog::RecordedEvent;
 use schemas::AnyEvent;
 use sqlx::{Postgres, Row, Transaction};
@@ -37,7 +38,7 @@ impl PgProjection for Catalog {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["product", "inventory"]
+        &["product", "inventory", "catalog"]
     }
 
     fn tables(&self, s: &str) -> String {
@@ -61,7 +62,7 @@ impl PgProjection for Catalog {
 
     fn added_tables(&self, s: &str) -> String {
         // fed only by ProductPriceSet/ProductPriceRemoved, ProductOptionsDeclared and
-        // ProductVariantOf, introduced with them
+        // ProductVariantOf, and the catalog aggregate's events, introduced with them
         format!(
             "CREATE TABLE IF NOT EXISTS {s}.product_prices (
                 sku          text NOT NULL,
@@ -75,7 +76,15 @@ impl PgProjection for Catalog {
                 sku           text PRIMARY KEY,
                 parent_sku    text NOT NULL,
                 option_values jsonb NOT NULL);
-             CREATE INDEX IF NOT EXISTS product_variants_parent ON {s}.product_variants (parent_sku);"
+             CREATE INDEX IF NOT EXISTS product_variants_parent ON {s}.product_variants (parent_sku);
+             CREATE TABLE IF NOT EXISTS {s}.categories (
+                slug        text PRIMARY KEY,
+                name        text NOT NULL,
+                parent_slug text,
+                path        text[] NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}.featured_products (
+                position integer PRIMARY KEY,
+                sku      text NOT NULL);"
         )
     }
 
@@ -97,7 +106,7 @@ impl PgProjection for Catalog {
                     touched.push(event.aggregate_id.clone());
                     decoded.push((event, decode(event)?));
                 }
-                "inventory" => decoded.push((event, decode(event)?)),
+                "inventory" | "catalog" => decoded.push((event, decode(event)?)),
                 _ => {}
             }
         }
@@ -133,6 +142,13 @@ impl PgProjection for Catalog {
         // sku → options (JSON text), and variant sku → (parent, option values as JSON text)
         let mut options: BTreeMap<String, String> = BTreeMap::new();
         let mut variants: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let catalog_events: Vec<CatalogEvent> = decoded
+            .iter()
+            .filter_map(|(_, event)| match event {
+                AnyEvent::Catalog(event) => Some(event.clone()),
+                _ => None,
+            })
+            .collect();
         for (event, decoded) in decoded {
             let at = event.recorded_at;
             match decoded {
@@ -299,6 +315,9 @@ impl PgProjection for Catalog {
             .execute(&mut **tx)
             .await?;
         }
+        if !catalog_events.is_empty() {
+            apply_catalog(tx, s, catalog_events).await?;
+        }
         if !options.is_empty() {
             let (skus, declared): (Vec<String>, Vec<String>) = options.into_iter().unzip();
             sqlx::query(&format!(
@@ -352,4 +371,97 @@ impl PgProjection for Catalog {
         }
         Ok(())
     }
+}
+
+/// Applies the catalog stream's events: the whole tree is small, so it is read, changed and
+/// written back whole, every path recomputed (a move changes its whole subtree's paths).
+async fn apply_catalog(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &str,
+    events: Vec<CatalogEvent>,
+) -> Result<()> {
+    let rows = sqlx::query(&format!("SELECT slug, name, parent_slug FROM {s}.categories"))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut tree: BTreeMap<String, (String, Option<String>)> = rows
+        .into_iter()
+        .map(|row| (row.get("slug"), (row.get("name"), row.get("parent_slug"))))
+        .collect();
+    let mut tree_changed = false;
+    let mut featured = None;
+    for event in events {
+        match event {
+            CatalogEvent::CategoryCreated { slug, name, parent } => {
+                tree.insert(slug, (name, parent));
+                tree_changed = true;
+            }
+            CatalogEvent::CategoryRenamed { slug, name } => {
+                if let Some(category) = tree.get_mut(&slug) {
+                    category.0 = name;
+                    tree_changed = true;
+                }
+            }
+            CatalogEvent::CategoryMoved { slug, parent } => {
+                if let Some(category) = tree.get_mut(&slug) {
+                    category.1 = parent;
+                    tree_changed = true;
+                }
+            }
+            CatalogEvent::FeaturedProductsSet { skus } => featured = Some(skus),
+        }
+    }
+    if tree_changed {
+        let path_of = |slug: &str| {
+            let mut path = Vec::new();
+            let mut next = Some(slug.to_owned());
+            // bounded: the domain never makes a cycle
+            while let Some(slug) = next.take().filter(|_| path.len() <= tree.len()) {
+                next = tree.get(&slug).and_then(|(_, parent)| parent.clone());
+                path.push(slug);
+            }
+            path.reverse();
+            path.join("/")
+        };
+        let mut slugs = Vec::with_capacity(tree.len());
+        let mut names = Vec::with_capacity(tree.len());
+        let mut parents = Vec::with_capacity(tree.len());
+        let mut paths = Vec::with_capacity(tree.len());
+        for (slug, (name, parent)) in &tree {
+            paths.push(path_of(slug));
+            slugs.push(slug.clone());
+            names.push(name.clone());
+            parents.push(parent.clone());
+        }
+        sqlx::query(&format!("DELETE FROM {s}.categories"))
+            .execute(&mut **tx)
+            .await?;
+        // slugs never hold '/', so a path travels as one text and is split back
+        sqlx::query(&format!(
+            "INSERT INTO {s}.categories (slug, name, parent_slug, path)
+             SELECT slug, name, parent_slug, string_to_array(path, '/')
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS c (slug, name, parent_slug, path)"
+        ))
+        .bind(slugs)
+        .bind(names)
+        .bind(parents)
+        .bind(paths)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(skus) = featured {
+        sqlx::query(&format!("DELETE FROM {s}.featured_products"))
+            .execute(&mut **tx)
+            .await?;
+        let positions: Vec<i32> = (0..skus.len() as i32).collect();
+        let skus: Vec<String> = skus.iter().map(ToString::to_string).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {s}.featured_products (position, sku)
+             SELECT * FROM UNNEST($1::integer[], $2::text[])"
+        ))
+        .bind(positions)
+        .bind(skus)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -73,6 +73,39 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
         };
         stores.products.execute(variant.as_str(), create, &meta()).await.unwrap();
     }
+    // a category tree (the products' categories are slugs of it), reshaped, and a featured list
+    let category = |slug: &str, parent: Option<&str>| domain::CatalogCommand::CreateCategory {
+        slug: slug.into(),
+        name: slug.to_uppercase(),
+        parent: parent.map(str::to_owned),
+    };
+    for command in [
+        category("all", None),
+        category("audio", Some("all")),
+        category("home", Some("all")),
+        category("toys", None),
+        domain::CatalogCommand::MoveCategory {
+            slug: "toys".into(),
+            parent: Some("home".into()),
+        },
+        domain::CatalogCommand::RenameCategory {
+            slug: "audio".into(),
+            name: "Sound".into(),
+        },
+        domain::CatalogCommand::SetFeaturedProducts {
+            skus: vec![parent.clone(), Sku::parse(skus[1].clone()).unwrap()],
+        },
+        domain::CatalogCommand::MoveCategory {
+            slug: "home".into(),
+            parent: None,
+        },
+    ] {
+        // a second workload on the same store finds the tree there already
+        let _ = stores
+            .catalog
+            .execute(domain::catalog::CATALOG_STREAM, command, &meta())
+            .await;
+    }
     let mut carts: Vec<String> = Vec::new();
     for _ in 0..rounds {
         if rng.random_bool(0.4) {

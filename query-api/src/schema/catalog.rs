@@ -537,33 +537,226 @@ async fn load_details(
         .collect())
 }
 
+/// The columns [`product_of_row`] reads.
+const PRODUCT_COLUMNS: &str = "p.sku, p.name, p.description, p.category, p.price_minor, p.currency,
+     p.discontinued, p.created_at, COALESCE(s.available, 0) AS available";
+
+fn product_of_row(row: &sqlx::postgres::PgRow) -> Product {
+    let available: i64 = row.get("available");
+    let currency: String = row.get("currency");
+    Product {
+        sku: row.get("sku"),
+        name: row.get("name"),
+        category: row.get("category"),
+        price: Money::from_row(row.get("price_minor"), &currency),
+        in_stock: available > 0,
+        created_at: row.get("created_at"),
+        score: None,
+        details: Some(ProductDetails {
+            description: row.get("description"),
+            discontinued: row.get("discontinued"),
+            available,
+        }),
+    }
+}
+
 /// A product from the catalog read model.
 pub async fn load_product(models: &ReadModels, sku: &str) -> QueryResult<Option<Product>> {
-    let row = sqlx::query(
-        "SELECT p.sku, p.name, p.description, p.category, p.price_minor, p.currency,
-                p.discontinued, p.created_at, COALESCE(s.available, 0) AS available
+    let row = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS}
            FROM rm_catalog.products p LEFT JOIN rm_catalog.stock s USING (sku)
-          WHERE p.sku = $1",
-    )
+          WHERE p.sku = $1"
+    ))
     .bind(sku)
     .fetch_optional(&models.pool)
     .await?;
-    Ok(row.map(|row| {
-        let available: i64 = row.get("available");
-        let currency: String = row.get("currency");
-        Product {
-            sku: row.get("sku"),
-            name: row.get("name"),
-            category: row.get("category"),
-            price: Money::from_row(row.get("price_minor"), &currency),
-            in_stock: available > 0,
-            created_at: row.get("created_at"),
-            score: None,
-            details: Some(ProductDetails {
-                description: row.get("description"),
-                discontinued: row.get("discontinued"),
-                available,
-            }),
+    Ok(row.as_ref().map(product_of_row))
+}
+
+/// A category of the tree, with its place in it.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct Category {
+    /// What a product's `category` says to be in it.
+    pub slug: String,
+    pub name: String,
+    /// Null for a root.
+    pub parent_slug: Option<String>,
+    /// 0 for a root.
+    pub depth: i32,
+    #[graphql(skip)]
+    pub path: Vec<String>,
+}
+
+#[ComplexObject]
+impl Category {
+    /// The categories from the root down to this one (itself last).
+    async fn breadcrumbs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let mut found = load_categories(models, Categories::Slugs(&self.path)).await?;
+            found.sort_by_key(|category| category.depth);
+            Ok(found)
         }
-    }))
+        .await
+        .gql()
+    }
+
+    /// The categories right under this one, by name.
+    async fn children(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Category>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let mut found = load_categories(models, Categories::ChildrenOf(&self.slug)).await?;
+            found.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.slug.cmp(&b.slug)));
+            Ok(found)
+        }
+        .await
+        .gql()
+    }
+
+    /// The products listed in this category (not discontinued), by SKU; with
+    /// `includeSubcategories`, those of every category under it too.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_subcategories: bool,
+        #[graphql(desc = "20 when not given")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Product>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let first = page_size(first)?;
+            let slugs: Vec<String> = if include_subcategories {
+                sqlx::query_scalar("SELECT slug FROM rm_catalog.categories WHERE $1 = ANY(path)")
+                    .bind(&self.slug)
+                    .fetch_all(&models.pool)
+                    .await?
+            } else {
+                vec![self.slug.clone()]
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT {PRODUCT_COLUMNS}
+                   FROM rm_catalog.products p LEFT JOIN rm_catalog.stock s USING (sku)
+                  WHERE p.category = ANY($1) AND NOT p.discontinued
+                  ORDER BY p.sku LIMIT $2"
+            ))
+            .bind(&slugs)
+            .bind(first as i64)
+            .fetch_all(&models.pool)
+            .await?;
+            Ok(rows.iter().map(product_of_row).collect())
+        }
+        .await
+        .gql()
+    }
+}
+
+/// Which categories [`load_categories`] reads.
+enum Categories<'a> {
+    All,
+    Slugs(&'a [String]),
+    ChildrenOf(&'a str),
+}
+
+/// Categories in tree order (by path).
+async fn load_categories(models: &ReadModels, which: Categories<'_>) -> QueryResult<Vec<Category>> {
+    let query = match which {
+        Categories::All => sqlx::query(
+            "SELECT slug, name, parent_slug, path FROM rm_catalog.categories
+              ORDER BY array_to_string(path, '/')",
+        ),
+        Categories::Slugs(slugs) => sqlx::query(
+            "SELECT slug, name, parent_slug, path FROM rm_catalog.categories
+              WHERE slug = ANY($1) ORDER BY array_to_string(path, '/')",
+        )
+        .bind(slugs.to_vec()),
+        Categories::ChildrenOf(parent) => sqlx::query(
+            "SELECT slug, name, parent_slug, path FROM rm_catalog.categories
+              WHERE parent_slug = $1 ORDER BY array_to_string(path, '/')",
+        )
+        .bind(parent.to_owned()),
+    };
+    let rows = query.fetch_all(&models.pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let path: Vec<String> = row.get("path");
+            Category {
+                slug: row.get("slug"),
+                name: row.get("name"),
+                parent_slug: row.get("parent_slug"),
+                depth: path.len().saturating_sub(1) as i32,
+                path,
+            }
+        })
+        .collect())
+}
+
+/// The category tree and the featured products (from the catalog read model).
+#[derive(Default)]
+pub struct CategoryQuery;
+
+#[Object]
+impl CategoryQuery {
+    /// Every category, in tree order (each right before the categories under it).
+    #[graphql(complexity = "100 * child_complexity + crate::consistency::wait_cost(&position)")]
+    async fn categories(
+        &self,
+        ctx: &Context<'_>,
+        position: Option<String>,
+    ) -> async_graphql::Result<Vec<Category>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            await_position(ctx, ReadModel::Catalog, position.as_deref()).await?;
+            load_categories(models, Categories::All).await
+        }
+        .await
+        .gql()
+    }
+
+    /// One category by slug; null if there is none.
+    #[graphql(complexity = "1 + child_complexity + crate::consistency::wait_cost(&position)")]
+    async fn category(
+        &self,
+        ctx: &Context<'_>,
+        slug: String,
+        position: Option<String>,
+    ) -> async_graphql::Result<Option<Category>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            await_position(ctx, ReadModel::Catalog, position.as_deref()).await?;
+            Ok(load_categories(models, Categories::Slugs(&[slug]))
+                .await?
+                .into_iter()
+                .next())
+        }
+        .await
+        .gql()
+    }
+
+    /// The featured products, in the order staff set (discontinued ones left out).
+    #[graphql(complexity = "50 * child_complexity + crate::consistency::wait_cost(&position)")]
+    async fn featured_products(
+        &self,
+        ctx: &Context<'_>,
+        position: Option<String>,
+    ) -> async_graphql::Result<Vec<Product>> {
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            await_position(ctx, ReadModel::Catalog, position.as_deref()).await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {PRODUCT_COLUMNS}
+                   FROM rm_catalog.featured_products f
+                   JOIN rm_catalog.products p ON p.sku = f.sku
+                   LEFT JOIN rm_catalog.stock s ON s.sku = f.sku
+                  WHERE NOT p.discontinued
+                  ORDER BY f.position"
+            ))
+            .fetch_all(&models.pool)
+            .await?;
+            Ok(rows.iter().map(product_of_row).collect::<Vec<_>>())
+        }
+        .await
+        .gql()
+    }
 }

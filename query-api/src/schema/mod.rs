@@ -18,6 +18,7 @@ pub use subscription::{OrderEvents, SubscriptionRoot};
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
     catalog::CatalogQuery,
+    catalog::CategoryQuery,
     carts::CartQuery,
     orders::OrderQuery,
     staff::StaffQuery,

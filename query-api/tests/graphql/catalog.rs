@@ -441,3 +441,102 @@ async fn a_product_shows_its_options_and_variants() {
     assert_eq!(plain["data"]["product"], json!({"options": [], "variants": []}));
     h.drop().await;
 }
+
+#[tokio::test]
+async fn categories_give_breadcrumbs_subtrees_and_the_featured_list() {
+    let h = Harness::start().await;
+    // home > kitchen > mugs; products in home and mugs
+    h.product("MUG-1", "Coffee mug", "mugs", 1_200, 3).await;
+    h.product("LAMP-1", "Lamp", "home", 3_000, 1).await;
+    h.product("HP-1", "Headphones", "audio", 12_900, 1).await;
+    let create = |slug: &str, parent: Option<&str>| domain::CatalogCommand::CreateCategory {
+        slug: slug.into(),
+        name: slug.to_uppercase(),
+        parent: parent.map(str::to_owned),
+    };
+    for command in [
+        create("home", None),
+        create("kitchen", Some("home")),
+        create("mugs", Some("kitchen")),
+        create("audio", None),
+        domain::CatalogCommand::SetFeaturedProducts {
+            skus: vec![
+                Sku::parse("HP-1".to_owned()).unwrap(),
+                Sku::parse("MUG-1".to_owned()).unwrap(),
+            ],
+        },
+    ] {
+        h.stores
+            .catalog
+            .execute(domain::catalog::CATALOG_STREAM, command, &meta())
+            .await
+            .unwrap();
+    }
+    h.project().await;
+    let query = "query($slug: String!) {
+        category(slug: $slug) {
+            slug name parentSlug depth
+            breadcrumbs { slug }
+            children { slug }
+            own: products { sku }
+            all: products(includeSubcategories: true) { sku }
+        }
+        categories { slug depth }
+        featuredProducts { sku }
+    }";
+    let answer = h.gql(None, query, json!({"slug": "home"})).await;
+    no_errors(&answer);
+    assert_eq!(
+        answer["data"]["category"],
+        json!({"slug": "home", "name": "HOME", "parentSlug": null, "depth": 0,
+               "breadcrumbs": [{"slug": "home"}], "children": [{"slug": "kitchen"}],
+               "own": [{"sku": "LAMP-1"}], "all": [{"sku": "LAMP-1"}, {"sku": "MUG-1"}]})
+    );
+    assert_eq!(
+        answer["data"]["categories"],
+        json!([{"slug": "audio", "depth": 0}, {"slug": "home", "depth": 0},
+               {"slug": "kitchen", "depth": 1}, {"slug": "mugs", "depth": 2}])
+    );
+    assert_eq!(
+        answer["data"]["featuredProducts"],
+        json!([{"sku": "HP-1"}, {"sku": "MUG-1"}])
+    );
+    let mugs = h.gql(None, query, json!({"slug": "mugs"})).await;
+    no_errors(&mugs);
+    assert_eq!(
+        mugs["data"]["category"]["breadcrumbs"],
+        json!([{"slug": "home"}, {"slug": "kitchen"}, {"slug": "mugs"}])
+    );
+
+    // a move reshapes the breadcrumbs of the whole subtree
+    let receipt = h
+        .stores
+        .catalog
+        .execute(
+            domain::catalog::CATALOG_STREAM,
+            domain::CatalogCommand::MoveCategory {
+                slug: "kitchen".into(),
+                parent: Some("audio".into()),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+    h.project().await;
+    let moved = h
+        .gql(
+            None,
+            "query($p: String) { category(slug: \"mugs\", position: $p) { depth breadcrumbs { slug } } }",
+            json!({"p": receipt.position.unwrap().to_string()}),
+        )
+        .await;
+    no_errors(&moved);
+    assert_eq!(
+        moved["data"]["category"],
+        json!({"depth": 2, "breadcrumbs": [{"slug": "audio"}, {"slug": "kitchen"}, {"slug": "mugs"}]})
+    );
+    let missing = h.gql(None, "{ category(slug: \"nope\") { slug } }", json!({})).await;
+    no_errors(&missing);
+    assert_eq!(missing["data"]["category"], Value::Null);
+    h.drop().await;
+}
