@@ -97,12 +97,13 @@ impl DomainEvent for CatalogEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
     #[error(
-        "slug: 1 to {SLUG_MAX_LEN} of a-z and 0-9 in words joined by single hyphens, got {0:?}"
+        "slug: 1 to {max} of a-z and 0-9 in words joined by single hyphens, got {0:?}",
+        max = SLUG_MAX_LEN
     )]
     InvalidSlug(String),
     #[error("name: must not be empty")]
     EmptyName,
-    #[error("name: must be at most {CATEGORY_NAME_MAX_LEN} characters")]
+    #[error("name: must be at most {max} characters", max = CATEGORY_NAME_MAX_LEN)]
     NameTooLong,
     #[error("category {0} already exists")]
     CategoryExists(String),
@@ -112,7 +113,7 @@ pub enum CatalogError {
     UnknownParent(String),
     #[error("moving {slug} under {parent} would make a cycle: {parent} is {slug} or inside it")]
     Cycle { slug: String, parent: String },
-    #[error("skus: at most {FEATURED_MAX} featured products")]
+    #[error("skus: at most {max} featured products", max = FEATURED_MAX)]
     TooManyFeatured,
     #[error("skus: {0} is listed twice")]
     FeaturedTwice(Sku),

@@ -144,6 +144,40 @@ async fn a_batch_that_dies_before_commit_changes_nothing() {
     db.drop().await;
 }
 
+/// A live catalog from before the price lists, variants and categories (its schema lacks their
+/// tables) gets them on start, and then follows to what a rebuild builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_version_from_before_added_tables_gets_them_and_follows_to_a_rebuild() {
+    let db = TestDatabase::create(eventlog::migrate::MIGRATIONS, 8).await;
+    let projection = pg::catalog::Catalog;
+    pg::ensure_live(&db.pool, &projection).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TABLE rm_catalog.product_prices, rm_catalog.product_options,
+                    rm_catalog.product_variants, rm_catalog.categories,
+                    rm_catalog.featured_products",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let stores = Stores::new(&db.pool);
+    random_workload(&stores, 5, 80).await;
+    follow_to_head(&db.pool, &projection, 13).await;
+    let followed = contents(&db.pool, &projection).await;
+    for table in ["categories", "featured_products", "product_options", "product_variants"] {
+        assert!(
+            followed
+                .iter()
+                .any(|t| t.starts_with(&format!("{table}: {{"))),
+            "{table} followed: {followed:?}"
+        );
+    }
+    pg::rebuild(&db.pool, &projection, 1_000, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(contents(&db.pool, &projection).await, followed);
+    db.drop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_while_writes_continue_loses_nothing_and_swaps_atomically() {
     let db = TestDatabase::create(eventlog::migrate::MIGRATIONS, 12).await;

@@ -89,6 +89,15 @@ fn example_body(path: &str) -> Option<Value> {
         "/api/products" => json!({"sku": "FZ-1", "name": "Fuzz", "description": "d",
                                   "category": "c", "price": {"amount_minor": 100, "currency": "EUR"}}),
         "/api/products/{sku}" => json!({"name": "Fuzz", "description": "d", "category": "c"}),
+        "/api/products/{sku}/prices/{currency}" => json!({"amount_minor": 100}),
+        "/api/products/{sku}/options" => json!({"options": [{"name": "size", "values": ["S"]}]}),
+        "/api/products/{sku}/variants" => {
+            json!({"sku": "FZ-1-S", "option_values": {"size": "S"}, "name": "Fuzz S"})
+        }
+        "/api/categories" => json!({"slug": "fuzz", "name": "Fuzz", "parent": "home"}),
+        "/api/categories/{slug}" => json!({"name": "Fuzz"}),
+        "/api/categories/{slug}/move" => json!({"parent": "home"}),
+        "/api/featured-products" => json!({"skus": ["MUG-1"]}),
         "/api/inventory/{sku}/adjust" => json!({"delta": 1, "reason": "stocktake"}),
         "/api/carts" => json!({"currency": "EUR"}),
         "/api/carts/{id}/items" => json!({"sku": "MUG-1", "quantity": 1}),
