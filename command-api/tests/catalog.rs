@@ -90,14 +90,22 @@ impl TestApp {
                 Method::POST,
                 "/api/products",
                 Some(staff),
-                Some(json!({"sku": sku, "name": format!("Product {sku}"), "category": "tests",
-                            "price": {"amount_minor": eur, "currency": "EUR"}})),
+                Some(
+                    json!({"sku": sku, "name": format!("Product {sku}"), "category": "tests",
+                            "price": {"amount_minor": eur, "currency": "EUR"}}),
+                ),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
-    async fn set_price(&self, token: &str, sku: &str, currency: &str, amount: i64) -> (StatusCode, Value) {
+    async fn set_price(
+        &self,
+        token: &str,
+        sku: &str,
+        currency: &str,
+        amount: i64,
+    ) -> (StatusCode, Value) {
         self.send(
             Method::PUT,
             &format!("/api/products/{sku}/prices/{currency}"),
@@ -147,7 +155,14 @@ impl TestApp {
     }
 
     async fn on_hand(&self, sku: &str) -> u64 {
-        let inventory = self.state.stores.inventory.load(sku).await.unwrap().aggregate;
+        let inventory = self
+            .state
+            .stores
+            .inventory
+            .load(sku)
+            .await
+            .unwrap()
+            .aggregate;
         inventory.on_hand()
     }
 
@@ -176,8 +191,14 @@ async fn a_cart_is_priced_in_its_own_currency_from_the_price_list() {
     let eur_cart = app.cart(&customer, "EUR").await;
     let usd_cart = app.cart(&customer, "USD").await;
     let gbp_cart = app.cart(&customer, "GBP").await;
-    assert_eq!(app.add(&customer, &eur_cart, "MUG-1").await.0, StatusCode::OK);
-    assert_eq!(app.add(&customer, &usd_cart, "MUG-1").await.0, StatusCode::OK);
+    assert_eq!(
+        app.add(&customer, &eur_cart, "MUG-1").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.add(&customer, &usd_cart, "MUG-1").await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         app.line_prices(&eur_cart).await,
         vec![("MUG-1".into(), 1299, "EUR".into())]
@@ -256,10 +277,23 @@ async fn prices_are_staff_only_and_bad_input_is_named() {
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
 
     let (status, body) = app.set_price(&staff, "MUG-1", "usd", 1500).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    assert!(body["detail"].as_str().unwrap().contains("currency"), "{body}");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("currency"),
+        "{body}"
+    );
     let (status, body) = app.set_price(&staff, "MUG-1", "USD", 0).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
     assert!(body["detail"].as_str().unwrap().contains("price"), "{body}");
     let (status, body) = app
         .send(
@@ -278,8 +312,16 @@ async fn prices_are_staff_only_and_bad_input_is_named() {
             None,
         )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    assert!(body["detail"].as_str().unwrap().contains("base price"), "{body}");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("base price"),
+        "{body}"
+    );
     let (status, body) = app.set_price(&staff, "NOPE-1", "USD", 1500).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     let written: i64 = sqlx::query_scalar(
@@ -299,9 +341,7 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
     let customer = app.token(Role::Customer).await;
     app.create_product(&staff, "TEE-1", 1999).await;
     app.set_price(&staff, "TEE-1", "USD", 2199).await;
-    let variant = |sku: &str, size: &str, colour: &str| {
-        json!({"sku": sku, "option_values": {"size": size, "colour": colour}})
-    };
+    let variant = |sku: &str, size: &str, colour: &str| json!({"sku": sku, "option_values": {"size": size, "colour": colour}});
     // no options yet: no variants
     let (status, body) = app
         .send(
@@ -315,11 +355,21 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
     let options = json!({"options": [{"name": "size", "values": ["S", "M", "L"]},
                                      {"name": "colour", "values": ["red", "blue"]}]});
     let (status, body) = app
-        .send(Method::PUT, "/api/products/TEE-1/options", Some(&customer), Some(options.clone()))
+        .send(
+            Method::PUT,
+            "/api/products/TEE-1/options",
+            Some(&customer),
+            Some(options.clone()),
+        )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app
-        .send(Method::PUT, "/api/products/TEE-1/options", Some(&staff), Some(options))
+        .send(
+            Method::PUT,
+            "/api/products/TEE-1/options",
+            Some(&staff),
+            Some(options),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -342,7 +392,11 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
             Some(variant("TEE-1-M-RED", "M", "red")),
         )
         .await;
-    assert_eq!((status, &body["position"]), (StatusCode::CREATED, &Value::Null), "{body}");
+    assert_eq!(
+        (status, &body["position"]),
+        (StatusCode::CREATED, &Value::Null),
+        "{body}"
+    );
     let stored = app
         .state
         .stores
@@ -373,7 +427,10 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
         )
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    assert!(body["detail"].as_str().unwrap().contains("TEE-1-M-RED"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("TEE-1-M-RED"),
+        "{body}"
+    );
     let (status, body) = app
         .send(
             Method::POST,
@@ -382,7 +439,12 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
             Some(variant("TEE-1-XL-RED", "XL", "red")),
         )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
     assert!(body["detail"].as_str().unwrap().contains("size"), "{body}");
     app.create_product(&staff, "MUG-1", 999).await;
     let (status, body) = app
@@ -394,8 +456,19 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
         )
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    let parent = app.state.stores.products.load("TEE-1").await.unwrap().aggregate;
-    assert_eq!(parent.details().unwrap().variants.len(), 1, "refusals left the parent alone");
+    let parent = app
+        .state
+        .stores
+        .products
+        .load("TEE-1")
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(
+        parent.details().unwrap().variants.len(),
+        1,
+        "refusals left the parent alone"
+    );
 
     // a variant has its own stock: received, put in a cart at its own price, checked out
     let (status, body) = app
@@ -417,7 +490,10 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let cart = app.cart(&customer, "USD").await;
-    assert_eq!(app.add(&customer, &cart, "TEE-1-M-RED").await.0, StatusCode::OK);
+    assert_eq!(
+        app.add(&customer, &cart, "TEE-1-M-RED").await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         app.line_prices(&cart).await,
         vec![("TEE-1-M-RED".into(), 2399, "USD".into())]
@@ -433,7 +509,11 @@ async fn a_variant_is_its_own_sku_with_its_own_stock_and_prices() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(app.on_hand("TEE-1-M-RED").await, 2);
-    assert_eq!(app.on_hand("TEE-1").await, 0, "the parent's stock is its own");
+    assert_eq!(
+        app.on_hand("TEE-1").await,
+        0,
+        "the parent's stock is its own"
+    );
     app.finish().await;
 }
 
@@ -442,32 +522,75 @@ async fn categories_form_a_tree_that_never_gets_a_cycle() {
     let app = TestApp::spawn().await;
     let staff = app.token(Role::Staff).await;
     let customer = app.token(Role::Customer).await;
-    let create = |slug: &str, parent: Option<&str>| {
-        json!({"slug": slug, "name": slug.to_uppercase(), "parent": parent})
-    };
-    for (slug, parent) in [("home", None), ("kitchen", Some("home")), ("mugs", Some("kitchen"))] {
+    let create = |slug: &str, parent: Option<&str>| json!({"slug": slug, "name": slug.to_uppercase(), "parent": parent});
+    for (slug, parent) in [
+        ("home", None),
+        ("kitchen", Some("home")),
+        ("mugs", Some("kitchen")),
+    ] {
         let (status, body) = app
-            .send(Method::POST, "/api/categories", Some(&staff), Some(create(slug, parent)))
+            .send(
+                Method::POST,
+                "/api/categories",
+                Some(&staff),
+                Some(create(slug, parent)),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["slug"], slug);
     }
     let (status, body) = app
-        .send(Method::POST, "/api/categories", Some(&customer), Some(create("garden", None)))
+        .send(
+            Method::POST,
+            "/api/categories",
+            Some(&customer),
+            Some(create("garden", None)),
+        )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app
-        .send(Method::POST, "/api/categories", Some(&staff), Some(create("Garden Tools", None)))
+        .send(
+            Method::POST,
+            "/api/categories",
+            Some(&staff),
+            Some(create("Garden Tools", None)),
+        )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    assert!(body["detail"].as_str().unwrap().starts_with("slug:"), "{body}");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("slug:"),
+        "{body}"
+    );
     let (status, body) = app
-        .send(Method::POST, "/api/categories", Some(&staff), Some(create("tools", Some("garden"))))
+        .send(
+            Method::POST,
+            "/api/categories",
+            Some(&staff),
+            Some(create("tools", Some("garden"))),
+        )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    assert!(body["detail"].as_str().unwrap().starts_with("parent:"), "{body}");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("parent:"),
+        "{body}"
+    );
     let (status, body) = app
-        .send(Method::POST, "/api/categories", Some(&staff), Some(create("home", Some("mugs"))))
+        .send(
+            Method::POST,
+            "/api/categories",
+            Some(&staff),
+            Some(create("home", Some("mugs"))),
+        )
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
 
@@ -531,7 +654,12 @@ async fn the_featured_list_names_existing_products_in_order() {
     app.create_product(&staff, "CUP-1", 499).await;
     let featured = |skus: &[&str]| json!({"skus": skus});
     let (status, body) = app
-        .send(Method::PUT, "/api/featured-products", Some(&customer), Some(featured(&["MUG-1"])))
+        .send(
+            Method::PUT,
+            "/api/featured-products",
+            Some(&customer),
+            Some(featured(&["MUG-1"])),
+        )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app
@@ -542,8 +670,16 @@ async fn the_featured_list_names_existing_products_in_order() {
             Some(featured(&["MUG-1", "NOPE-1"])),
         )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    assert!(body["detail"].as_str().unwrap().starts_with("skus[1]:"), "{body}");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("skus[1]:"),
+        "{body}"
+    );
     let (status, body) = app
         .send(
             Method::PUT,
@@ -552,7 +688,12 @@ async fn the_featured_list_names_existing_products_in_order() {
             Some(featured(&["CUP-1", "CUP-1"])),
         )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
     let (status, body) = app
         .send(
             Method::PUT,

@@ -353,7 +353,15 @@ mod tests {
 
     #[test]
     fn create_rejects_bad_slugs_names_unknown_parents_and_taken_slugs() {
-        for slug in ["", "Home", "home--x", "-home", "home-", "ho me", &"a".repeat(65)] {
+        for slug in [
+            "",
+            "Home",
+            "home--x",
+            "-home",
+            "home-",
+            "ho me",
+            &"a".repeat(65),
+        ] {
             F::with(())
                 .given_no_previous_events()
                 .when(create(slug, "Home", None))
@@ -434,7 +442,11 @@ mod tests {
 
     #[test]
     fn a_move_never_makes_a_cycle() {
-        for (slug, parent) in [("home", "mugs"), ("home", "kitchen"), ("kitchen", "kitchen")] {
+        for (slug, parent) in [
+            ("home", "mugs"),
+            ("home", "kitchen"),
+            ("kitchen", "kitchen"),
+        ] {
             F::with(())
                 .given(tree())
                 .when(move_to(slug, Some(parent)))

@@ -337,7 +337,9 @@ fn valid_price(price: Money) -> Result<Money, ProductError> {
 fn valid_option_text(what: &str, text: &str) -> Result<String, ProductError> {
     let text = text.trim();
     if text.is_empty() {
-        Err(ProductError::InvalidOptions(format!("{what} must not be empty")))
+        Err(ProductError::InvalidOptions(format!(
+            "{what} must not be empty"
+        )))
     } else if text.chars().count() > OPTION_TEXT_MAX_LEN {
         Err(ProductError::InvalidOptions(format!(
             "{what} must be at most {OPTION_TEXT_MAX_LEN} characters"
@@ -1273,7 +1275,10 @@ mod tests {
 
     fn options_declared() -> ProductEvent {
         ProductEvent::ProductOptionsDeclared {
-            options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+            options: vec![
+                option("size", &["S", "M"]),
+                option("colour", &["red", "blue"]),
+            ],
         }
     }
 
@@ -1296,7 +1301,10 @@ mod tests {
         F::with(())
             .given(vec![created()])
             .when(ProductCommand::DeclareOptions {
-                options: vec![option(" size", &["S", "M "]), option("colour", &["red", "blue"])],
+                options: vec![
+                    option(" size", &["S", "M "]),
+                    option("colour", &["red", "blue"]),
+                ],
             })
             .then_expect_events(vec![options_declared()]);
         for (options, detail) in [
@@ -1305,9 +1313,18 @@ mod tests {
                 vec![option("size", &["S"]), option("size", &["M"])],
                 "option size is declared twice",
             ),
-            (vec![option("size", &[])], "option size needs between 1 and 50 values"),
-            (vec![option("size", &["S", "S"])], "option size has the value S twice"),
-            (vec![option(" ", &["S"])], "an option's name must not be empty"),
+            (
+                vec![option("size", &[])],
+                "option size needs between 1 and 50 values",
+            ),
+            (
+                vec![option("size", &["S", "S"])],
+                "option size has the value S twice",
+            ),
+            (
+                vec![option(" ", &["S"])],
+                "an option's name must not be empty",
+            ),
         ] {
             F::with(())
                 .given(vec![created()])
@@ -1321,11 +1338,18 @@ mod tests {
         F::with(())
             .given(vec![created(), options_declared()])
             .when(ProductCommand::DeclareOptions {
-                options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+                options: vec![
+                    option("size", &["S", "M"]),
+                    option("colour", &["red", "blue"]),
+                ],
             })
             .then_expect_events(vec![]);
         F::with(())
-            .given(vec![created(), options_declared(), variant_added("MUG-1-S-RED", "S", "red")])
+            .given(vec![
+                created(),
+                options_declared(),
+                variant_added("MUG-1-S-RED", "S", "red"),
+            ])
             .when(ProductCommand::DeclareOptions {
                 options: vec![option("size", &["S", "M", "L"])],
             })
@@ -1336,7 +1360,10 @@ mod tests {
     fn add_variant_takes_one_declared_value_of_every_option() {
         F::with(())
             .given(vec![created(), options_declared()])
-            .when(add_variant("MUG-1-S-RED", &[("size", "S"), ("colour", "red")]))
+            .when(add_variant(
+                "MUG-1-S-RED",
+                &[("size", "S"), ("colour", "red")],
+            ))
             .then_expect_events(vec![variant_added("MUG-1-S-RED", "S", "red")]);
         for (pairs, detail) in [
             (vec![("size", "S")], "no value of colour"),
@@ -1365,16 +1392,25 @@ mod tests {
         ];
         F::with(())
             .given(given.clone())
-            .when(add_variant("MUG-1-OTHER", &[("size", "S"), ("colour", "red")]))
+            .when(add_variant(
+                "MUG-1-OTHER",
+                &[("size", "S"), ("colour", "red")],
+            ))
             .then_expect_error(ProductError::DuplicateVariant(sku("MUG-1-S-RED")));
         F::with(())
             .given(given.clone())
-            .when(add_variant("MUG-1-S-RED", &[("size", "M"), ("colour", "red")]))
+            .when(add_variant(
+                "MUG-1-S-RED",
+                &[("size", "M"), ("colour", "red")],
+            ))
             .then_expect_error(ProductError::VariantSkuTaken(sku("MUG-1-S-RED")));
         // the same variant again (a retry) changes nothing
         F::with(())
             .given(given)
-            .when(add_variant("MUG-1-S-RED", &[("size", "S"), ("colour", "red")]))
+            .when(add_variant(
+                "MUG-1-S-RED",
+                &[("size", "S"), ("colour", "red")],
+            ))
             .then_expect_events(vec![]);
         F::with(())
             .given(vec![created(), options_declared()])

@@ -163,7 +163,12 @@ async fn a_live_version_from_before_added_tables_gets_them_and_follows_to_a_rebu
     random_workload(&stores, 5, 80).await;
     follow_to_head(&db.pool, &projection, 13).await;
     let followed = contents(&db.pool, &projection).await;
-    for table in ["categories", "featured_products", "product_options", "product_variants"] {
+    for table in [
+        "categories",
+        "featured_products",
+        "product_options",
+        "product_variants",
+    ] {
         assert!(
             followed
                 .iter()

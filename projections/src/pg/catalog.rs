@@ -213,7 +213,10 @@ impl PgProjection for Catalog {
                         } => {
                             variants.insert(
                                 sku.clone(),
-                                (parent.to_string(), serde_json::json!(option_values).to_string()),
+                                (
+                                    parent.to_string(),
+                                    serde_json::json!(option_values).to_string(),
+                                ),
                             );
                         }
                     }
@@ -380,9 +383,11 @@ async fn apply_catalog(
     s: &str,
     events: Vec<CatalogEvent>,
 ) -> Result<()> {
-    let rows = sqlx::query(&format!("SELECT slug, name, parent_slug FROM {s}.categories"))
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT slug, name, parent_slug FROM {s}.categories"
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
     let mut tree: BTreeMap<String, (String, Option<String>)> = rows
         .into_iter()
         .map(|row| (row.get("slug"), (row.get("name"), row.get("parent_slug"))))

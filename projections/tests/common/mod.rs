@@ -51,7 +51,11 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
     let declare = ProductCommand::DeclareOptions {
         options: vec![sizes],
     };
-    stores.products.execute(&skus[0], declare, &meta()).await.unwrap();
+    stores
+        .products
+        .execute(&skus[0], declare, &meta())
+        .await
+        .unwrap();
     for size in ["S", "M"] {
         let variant = Sku::parse(format!("{}-{size}", skus[0])).unwrap();
         let option_values: domain::product::OptionValues =
@@ -60,7 +64,11 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
             sku: variant.clone(),
             option_values: option_values.clone(),
         };
-        stores.products.execute(&skus[0], add, &meta()).await.unwrap();
+        stores
+            .products
+            .execute(&skus[0], add, &meta())
+            .await
+            .unwrap();
         let create = ProductCommand::CreateVariant {
             sku: variant.clone(),
             parent: parent.clone(),
@@ -71,7 +79,11 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
             prices: vec![eur(500), Money::new(600, Currency::parse("USD").unwrap())],
             created_at: Utc::now(),
         };
-        stores.products.execute(variant.as_str(), create, &meta()).await.unwrap();
+        stores
+            .products
+            .execute(variant.as_str(), create, &meta())
+            .await
+            .unwrap();
     }
     // a category tree (the products' categories are slugs of it), reshaped, and a featured list
     let category = |slug: &str, parent: Option<&str>| domain::CatalogCommand::CreateCategory {

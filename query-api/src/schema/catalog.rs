@@ -127,12 +127,11 @@ impl Product {
     async fn options(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProductOption>> {
         async {
             let models = ctx.data_unchecked::<ReadModels>();
-            let options: Option<serde_json::Value> = sqlx::query_scalar(
-                "SELECT options FROM rm_catalog.product_options WHERE sku = $1",
-            )
-            .bind(&self.sku)
-            .fetch_optional(&models.pool)
-            .await?;
+            let options: Option<serde_json::Value> =
+                sqlx::query_scalar("SELECT options FROM rm_catalog.product_options WHERE sku = $1")
+                    .bind(&self.sku)
+                    .fetch_optional(&models.pool)
+                    .await?;
             match options {
                 None => Ok(Vec::new()),
                 Some(options) => serde_json::from_value(options).map_err(QueryError::internal),

@@ -369,7 +369,10 @@ async fn a_product_shows_its_options_and_variants() {
         .execute(
             "TEE-1",
             ProductCommand::DeclareOptions {
-                options: vec![option("size", &["S", "M"]), option("colour", &["red", "blue"])],
+                options: vec![
+                    option("size", &["S", "M"]),
+                    option("colour", &["red", "blue"]),
+                ],
             },
             &meta(),
         )
@@ -435,10 +438,17 @@ async fn a_product_shows_its_options_and_variants() {
         })
     );
     let plain = h
-        .gql(None, "{ product(sku: \"TEE-1-S\") { options { name } variants { sku } } }", json!({}))
+        .gql(
+            None,
+            "{ product(sku: \"TEE-1-S\") { options { name } variants { sku } } }",
+            json!({}),
+        )
         .await;
     no_errors(&plain);
-    assert_eq!(plain["data"]["product"], json!({"options": [], "variants": []}));
+    assert_eq!(
+        plain["data"]["product"],
+        json!({"options": [], "variants": []})
+    );
     h.drop().await;
 }
 
@@ -535,7 +545,9 @@ async fn categories_give_breadcrumbs_subtrees_and_the_featured_list() {
         moved["data"]["category"],
         json!({"depth": 2, "breadcrumbs": [{"slug": "audio"}, {"slug": "kitchen"}, {"slug": "mugs"}]})
     );
-    let missing = h.gql(None, "{ category(slug: \"nope\") { slug } }", json!({})).await;
+    let missing = h
+        .gql(None, "{ category(slug: \"nope\") { slug } }", json!({}))
+        .await;
     no_errors(&missing);
     assert_eq!(missing["data"]["category"], Value::Null);
     h.drop().await;
