@@ -24,7 +24,9 @@ pub use checkout::{CheckoutCommand, CheckoutError, CheckoutEvent, CheckoutProces
 pub use inventory::{Inventory, InventoryCommand, InventoryError, InventoryEvent};
 pub use order::{Order, OrderCommand, OrderError, OrderEvent};
 pub use payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};
-pub use product::{Product, ProductCommand, ProductError, ProductEvent};
+pub use product::{
+    ImageFormat, ImageId, Product, ProductCommand, ProductError, ProductEvent, ProductImage,
+};
 pub use values::{
     Address, CartId, CountryCode, Currency, CustomerId, Email, Money, OrderId, OrderNumber,
     PaymentId, Quantity, RefundId, Sku, ValueError,

@@ -1,5 +1,5 @@
 //! The product (catalogue entry) aggregate: creation, renaming, description,
-//! pricing, categorisation and discontinuation of a sellable SKU.
+//! pricing, categorisation and discontinuation of a sellable SKU, and its images.
 //!
 //! Prices: a product has a *base price* (from `ProductCreated`, changed by `ProductRepriced`,
 //! always in the same currency) and a price list of further currencies (`ProductPriceSet`,
@@ -10,6 +10,9 @@
 //! unique). Each variant is a product of its own (its stream starts `ProductCreated`,
 //! `ProductVariantOf`), so it has its own price list and its own inventory stream, and a cart
 //! line of it is a line like any other.
+//!
+//! Images: an image's bytes live in object storage (the `media` crate), addressed by their
+//! sha256; the product records only which images it shows, in which order, with their alt text.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +46,106 @@ pub struct ProductOption {
 
 /// A variant's value of every option of its parent, by option name.
 pub type OptionValues = BTreeMap<String, String>;
+/// Longest accepted alt text of an image, in characters.
+pub const ALT_MAX_LEN: usize = 250;
+/// Most images one product shows.
+pub const MAX_IMAGES: usize = 10;
+
+/// An image's id: the lowercase hex sha256 of its original bytes (content addressed, so the
+/// same upload is the same image).
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^[0-9a-f]{64}$"))]
+pub struct ImageId(String);
+
+/// Why a text is not an [`ImageId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an image id is 64 lowercase hex digits (a sha256)")]
+pub struct InvalidImageId;
+
+impl ImageId {
+    pub fn parse(input: impl Into<String>) -> Result<Self, InvalidImageId> {
+        let input = input.into();
+        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        if input.len() == 64 && input.chars().all(hex) {
+            Ok(Self(input))
+        } else {
+            Err(InvalidImageId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ImageId {
+    type Error = InvalidImageId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<ImageId> for String {
+    fn from(value: ImageId) -> Self {
+        value.0
+    }
+}
+
+impl std::fmt::Display for ImageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The encodings a product image may have (read from its bytes, never from a client's
+/// `Content-Type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ImageFormat {
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+}
+
+impl ImageFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+        }
+    }
+
+    /// The file extension of its objects.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpg",
+        }
+    }
+
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        match content_type {
+            "image/png" => Some(Self::Png),
+            "image/jpeg" => Some(Self::Jpeg),
+            _ => None,
+        }
+    }
+}
+
+/// An image a product shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProductImage {
+    pub image_id: ImageId,
+    pub format: ImageFormat,
+    /// Of the original, in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// What the image shows, for screen readers; may be empty.
+    pub alt: String,
+}
 
 /// Commands accepted by [`Product`].
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +212,14 @@ pub enum ProductCommand {
         category: Option<String>,
         price: Option<Money>,
     },
+    /// Shows an image (already stored) after the product's other images; an image it already
+    /// shows is a no-op.
+    AddImage {
+        image: ProductImage,
+    },
+    RemoveImage {
+        image_id: ImageId,
+    },
 }
 
 /// Events of the product stream (wire contract, version "1").
@@ -159,6 +270,12 @@ pub enum ProductEvent {
         parent: Sku,
         option_values: OptionValues,
     },
+    ProductImageAdded {
+        image: ProductImage,
+    },
+    ProductImageRemoved {
+        image_id: ImageId,
+    },
 }
 
 /// Every [`ProductEvent`] variant name, as returned by `event_type()`.
@@ -174,6 +291,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "ProductOptionsDeclared",
     "ProductVariantAdded",
     "ProductVariantOf",
+    "ProductImageAdded",
+    "ProductImageRemoved",
 ];
 
 impl DomainEvent for ProductEvent {
@@ -190,6 +309,8 @@ impl DomainEvent for ProductEvent {
             Self::ProductOptionsDeclared { .. } => "ProductOptionsDeclared",
             Self::ProductVariantAdded { .. } => "ProductVariantAdded",
             Self::ProductVariantOf { .. } => "ProductVariantOf",
+            Self::ProductImageAdded { .. } => "ProductImageAdded",
+            Self::ProductImageRemoved { .. } => "ProductImageRemoved",
         }
         .to_owned()
     }
@@ -244,6 +365,14 @@ pub enum ProductError {
     VariantSkuTaken(Sku),
     #[error("a variant needs a base price")]
     NoBasePrice,
+    #[error("an image's alt text must be at most {max} characters", max = ALT_MAX_LEN)]
+    AltTooLong,
+    #[error("an image must be at least one pixel wide and high")]
+    EmptyImage,
+    #[error("a product shows at most {max} images", max = MAX_IMAGES)]
+    TooManyImages,
+    #[error("the product shows no image {0}")]
+    ImageNotFound(ImageId),
 }
 
 /// Current state of a created product.
@@ -269,6 +398,9 @@ pub struct ProductDetails {
     /// The product this one is a variant of, with its option values.
     #[serde(default)]
     pub variant_of: Option<(Sku, OptionValues)>,
+    /// In the order they are shown (snapshots from before images had none).
+    #[serde(default)]
+    pub images: Vec<ProductImage>,
 }
 
 impl ProductDetails {
@@ -324,6 +456,20 @@ fn valid_description(description: &str) -> Result<String, ProductError> {
     } else {
         Ok(description.to_owned())
     }
+}
+
+fn valid_image(image: ProductImage) -> Result<ProductImage, ProductError> {
+    let alt = image.alt.trim();
+    if alt.chars().count() > ALT_MAX_LEN {
+        return Err(ProductError::AltTooLong);
+    }
+    if image.width == 0 || image.height == 0 {
+        return Err(ProductError::EmptyImage);
+    }
+    Ok(ProductImage {
+        alt: alt.to_owned(),
+        ..image
+    })
 }
 
 fn valid_price(price: Money) -> Result<Money, ProductError> {
@@ -547,6 +693,13 @@ impl Product {
                 .discontinued_at
                 .is_none()
                 .then_some(E::ProductDiscontinued { at }),
+            // taking an image down is allowed after discontinuation too
+            C::RemoveImage { image_id } => {
+                if !details.images.iter().any(|i| i.image_id == image_id) {
+                    return Err(ProductError::ImageNotFound(image_id));
+                }
+                Some(E::ProductImageRemoved { image_id })
+            }
             _ if details.discontinued_at.is_some() => return Err(ProductError::Discontinued),
             C::Rename { name } => {
                 let name = valid_name(&name)?;
@@ -627,6 +780,16 @@ impl Product {
                     .contains_key(&currency)
                     .then_some(E::ProductPriceRemoved { currency })
             }
+            C::AddImage { image } => {
+                let image = valid_image(image)?;
+                if details.images.iter().any(|i| i.image_id == image.image_id) {
+                    None
+                } else if details.images.len() >= MAX_IMAGES {
+                    return Err(ProductError::TooManyImages);
+                } else {
+                    Some(E::ProductImageAdded { image })
+                }
+            }
         };
         Ok(event.into_iter().collect())
     }
@@ -674,6 +837,7 @@ impl Aggregate for Product {
                     options: Vec::new(),
                     variants: BTreeMap::new(),
                     variant_of: None,
+                    images: Vec::new(),
                 });
             }
             other => {
@@ -701,6 +865,10 @@ impl Aggregate for Product {
                         parent,
                         option_values,
                     } => d.variant_of = Some((parent, option_values)),
+                    E::ProductImageAdded { image } => d.images.push(image),
+                    E::ProductImageRemoved { image_id } => {
+                        d.images.retain(|i| i.image_id != image_id)
+                    }
                 }
             }
         }
@@ -1088,6 +1256,138 @@ mod tests {
         assert!(p.is_discontinued());
     }
 
+    fn image(n: u8, alt: &str) -> ProductImage {
+        ProductImage {
+            image_id: ImageId::parse(format!("{n:02x}").repeat(32)).unwrap(),
+            format: ImageFormat::Png,
+            width: 800,
+            height: 600,
+            alt: alt.into(),
+        }
+    }
+
+    fn image_added(n: u8) -> ProductEvent {
+        ProductEvent::ProductImageAdded {
+            image: image(n, "A mug"),
+        }
+    }
+
+    #[test]
+    fn an_image_is_added_with_its_alt_text_trimmed_and_once() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::AddImage {
+                image: image(1, "  A mug "),
+            })
+            .then_expect_events(vec![image_added(1)]);
+        F::with(())
+            .given(vec![created(), image_added(1)])
+            .when(ProductCommand::AddImage {
+                image: image(1, "another text"),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_image_needs_a_short_alt_text_and_pixels() {
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::AddImage {
+                image: image(1, &"a".repeat(ALT_MAX_LEN + 1)),
+            })
+            .then_expect_error(ProductError::AltTooLong);
+        F::with(())
+            .given(vec![created()])
+            .when(ProductCommand::AddImage {
+                image: ProductImage {
+                    width: 0,
+                    ..image(1, "")
+                },
+            })
+            .then_expect_error(ProductError::EmptyImage);
+    }
+
+    #[test]
+    fn a_product_shows_at_most_max_images() {
+        let mut given = vec![created()];
+        given.extend((0..MAX_IMAGES as u8).map(image_added));
+        F::with(())
+            .given(given.clone())
+            .when(ProductCommand::AddImage {
+                image: image(200, ""),
+            })
+            .then_expect_error(ProductError::TooManyImages);
+        // one taken down makes room
+        given.push(ProductEvent::ProductImageRemoved {
+            image_id: image(0, "").image_id,
+        });
+        F::with(())
+            .given(given)
+            .when(ProductCommand::AddImage {
+                image: image(200, ""),
+            })
+            .then_expect_events(vec![ProductEvent::ProductImageAdded {
+                image: image(200, ""),
+            }]);
+    }
+
+    #[test]
+    fn removing_an_unknown_image_is_a_typed_error() {
+        F::with(())
+            .given(vec![created(), image_added(1)])
+            .when(ProductCommand::RemoveImage {
+                image_id: image(2, "").image_id,
+            })
+            .then_expect_error(ProductError::ImageNotFound(image(2, "").image_id));
+        F::with(())
+            .given(vec![created(), image_added(1), discontinued()])
+            .when(ProductCommand::RemoveImage {
+                image_id: image(1, "").image_id,
+            })
+            .then_expect_events(vec![ProductEvent::ProductImageRemoved {
+                image_id: image(1, "").image_id,
+            }]);
+        F::with(())
+            .given(vec![created(), discontinued()])
+            .when(ProductCommand::AddImage {
+                image: image(1, ""),
+            })
+            .then_expect_error(ProductError::Discontinued);
+        F::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::AddImage {
+                image: image(1, ""),
+            })
+            .then_expect_error(ProductError::NotFound);
+    }
+
+    #[test]
+    fn images_keep_their_order_and_ids_are_sha256_hex() {
+        let mut p = Product::default();
+        for e in [
+            created(),
+            image_added(1),
+            image_added(2),
+            image_added(3),
+            ProductEvent::ProductImageRemoved {
+                image_id: image(2, "").image_id,
+            },
+        ] {
+            p.apply(e);
+        }
+        let ids: Vec<&ImageId> = p
+            .details()
+            .unwrap()
+            .images
+            .iter()
+            .map(|i| &i.image_id)
+            .collect();
+        assert_eq!(ids, [&image(1, "").image_id, &image(3, "").image_id]);
+        assert!(ImageId::parse("A".repeat(64)).is_err());
+        assert!(ImageId::parse("a".repeat(63)).is_err());
+        assert!(serde_json::from_value::<ImageId>(serde_json::json!("../etc/passwd")).is_err());
+    }
+
     #[test]
     fn events_round_trip_and_types_are_listed() {
         let events = vec![
@@ -1113,6 +1413,10 @@ mod tests {
             ProductEvent::ProductVariantOf {
                 parent: sku("MUG-1"),
                 option_values: values(&[("size", "S")]),
+            },
+            image_added(1),
+            ProductEvent::ProductImageRemoved {
+                image_id: image(1, "").image_id,
             },
         ];
         assert_round_trip(&events, EVENT_TYPES);

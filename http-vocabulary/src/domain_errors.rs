@@ -14,8 +14,10 @@ pub trait Coded: std::error::Error {
 impl Coded for ProductError {
     fn code(&self) -> ErrorCode {
         match self {
-            ProductError::NotFound => ErrorCode::NotFound,
-            ProductError::AlreadyExists | ProductError::Discontinued => ErrorCode::Conflict,
+            ProductError::NotFound | ProductError::ImageNotFound(_) => ErrorCode::NotFound,
+            ProductError::AlreadyExists
+            | ProductError::Discontinued
+            | ProductError::TooManyImages => ErrorCode::Conflict,
             ProductError::EmptyRevision
             | ProductError::EmptyName
             | ProductError::NameTooLong
@@ -27,7 +29,9 @@ impl Coded for ProductError {
             | ProductError::BasePriceRemoval(_)
             | ProductError::InvalidOptions(_)
             | ProductError::InvalidOptionValues(_)
-            | ProductError::NoBasePrice => ErrorCode::Validation,
+            | ProductError::NoBasePrice
+            | ProductError::AltTooLong
+            | ProductError::EmptyImage => ErrorCode::Validation,
             ProductError::OptionsInUse
             | ProductError::VariantOfVariant
             | ProductError::NoOptions

@@ -1,4 +1,4 @@
-//! The catalog read model: every product with its price, category and stock (`rm_catalog`),
+//! The catalog read model: every product with its price, category, stock and images (`rm_catalog`),
 //! each product's prices in further currencies (`product_prices`), the options a product's
 //! variants choose from (`product_options`) and which product each variant is of
 //! (`product_variants`); the category tree with each category's path from its root
@@ -31,6 +31,17 @@ struct ProductRow {
     updated_at: DateTime<Utc>,
 }
 
+/// An image a product shows; `ordinal` (the sequence of its `ProductImageAdded` in the
+/// product's stream) orders a product's images.
+#[derive(Clone, Debug)]
+struct ImageRow {
+    ordinal: i64,
+    content_type: String,
+    width: i32,
+    height: i32,
+    alt: String,
+}
+
 #[async_trait]
 impl PgProjection for Catalog {
     fn name(&self) -> &'static str {
@@ -53,6 +64,15 @@ impl PgProjection for Catalog {
                 discontinued boolean NOT NULL,
                 created_at   timestamptz NOT NULL,
                 updated_at   timestamptz NOT NULL);
+             CREATE TABLE {s}.product_images (
+                sku          text NOT NULL,
+                image_id     text NOT NULL,
+                ordinal      bigint NOT NULL,
+                content_type text NOT NULL,
+                width        integer NOT NULL,
+                height       integer NOT NULL,
+                alt          text NOT NULL,
+                PRIMARY KEY (sku, image_id));
              CREATE TABLE {s}.stock (
                 sku       text PRIMARY KEY,
                 on_hand   bigint NOT NULL,
@@ -149,6 +169,8 @@ impl PgProjection for Catalog {
                 _ => None,
             })
             .collect();
+        // the batch's last word on each (sku, image id): shown (with its row) or taken down
+        let mut images: BTreeMap<(String, String), Option<ImageRow>> = BTreeMap::new();
         for (event, decoded) in decoded {
             let at = event.recorded_at;
             match decoded {
@@ -218,6 +240,19 @@ impl PgProjection for Catalog {
                                     serde_json::json!(option_values).to_string(),
                                 ),
                             );
+                        }
+                        ProductEvent::ProductImageAdded { image } => {
+                            let shown = ImageRow {
+                                ordinal: event.sequence,
+                                content_type: image.format.content_type().to_owned(),
+                                width: i32::try_from(image.width).unwrap_or(i32::MAX),
+                                height: i32::try_from(image.height).unwrap_or(i32::MAX),
+                                alt: image.alt,
+                            };
+                            images.insert((sku.clone(), image.image_id.into()), Some(shown));
+                        }
+                        ProductEvent::ProductImageRemoved { image_id } => {
+                            images.insert((sku.clone(), image_id.into()), None);
                         }
                     }
                     row.updated_at = at;
@@ -354,6 +389,37 @@ impl PgProjection for Catalog {
             .bind(values)
             .execute(&mut **tx)
             .await?;
+        }
+        if !images.is_empty() {
+            let (skus, ids): (Vec<&String>, Vec<&String>) =
+                images.keys().map(|(sku, id)| (sku, id)).unzip();
+            sqlx::query(&format!(
+                "DELETE FROM {s}.product_images
+                  WHERE (sku, image_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            ))
+            .bind(&skus)
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+            let shown: Vec<(&(String, String), &ImageRow)> = images
+                .iter()
+                .filter_map(|(key, row)| row.as_ref().map(|row| (key, row)))
+                .collect();
+            if !shown.is_empty() {
+                sqlx::query(&format!(
+                    "INSERT INTO {s}.product_images (sku, image_id, ordinal, content_type, width, height, alt)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::int[], $7::text[])"
+                ))
+                .bind(shown.iter().map(|((sku, _), _)| sku.clone()).collect::<Vec<_>>())
+                .bind(shown.iter().map(|((_, id), _)| id.clone()).collect::<Vec<_>>())
+                .bind(shown.iter().map(|(_, r)| r.ordinal).collect::<Vec<_>>())
+                .bind(shown.iter().map(|(_, r)| r.content_type.clone()).collect::<Vec<_>>())
+                .bind(shown.iter().map(|(_, r)| r.width).collect::<Vec<_>>())
+                .bind(shown.iter().map(|(_, r)| r.height).collect::<Vec<_>>())
+                .bind(shown.iter().map(|(_, r)| r.alt.clone()).collect::<Vec<_>>())
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         if !stock.is_empty() {
             let skus: Vec<&String> = stock.keys().collect();

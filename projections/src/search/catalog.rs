@@ -162,6 +162,8 @@ impl Catalog {
             | E::ProductOptionsDeclared { .. }
             | E::ProductVariantAdded { .. }
             | E::ProductVariantOf { .. } => return Touched::Stock,
+            // images are not searched: the catalog read model serves them
+            E::ProductImageAdded { .. } | E::ProductImageRemoved { .. } => {}
         }
         Touched::Product
     }
