@@ -170,6 +170,28 @@ ensure_kafka() {
     exit 1
 }
 
+# An S3-compatible server for the media tests: moto's server mode (`moto[server]` from PyPI), in
+# a virtual environment in the cache, installed once per machine. The media crate's S3 test
+# starts `moto_server` on a free port of its own (binary: `$SHOP_CACHE_DIR/moto-$MOTO_VERSION/bin/
+# moto_server`, or `SHOP_S3_TEST_SERVER_BIN`).
+MOTO_VERSION=5.2.5
+s3_test_server_binary() {
+    echo "$SHOP_CACHE_DIR/moto-$MOTO_VERSION/bin/moto_server"
+}
+
+ensure_s3_test_server() {
+    local venv="$SHOP_CACHE_DIR/moto-$MOTO_VERSION"
+    [ -x "$(s3_test_server_binary)" ] && return 0
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1 ||
+        apt_install python3-venv
+    say "installing the S3 test server (moto $MOTO_VERSION) into $venv (once per machine)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    [ -x "$(s3_test_server_binary)" ] || { say "moto_server missing after the install"; exit 1; }
+}
+
 # The container tools of scripts/image.sh and of the container test (tests/container): podman
 # and buildah build and run the image; debootstrap builds its Debian base when no registry image
 # can be pulled. Not part of `setup`: running or testing shop on the host needs none of them.
@@ -238,6 +260,7 @@ setup() {
     ensure_postgres
     ensure_redis
     use_build_cache
+    ensure_s3_test_server
     say "PostgreSQL on $PG_HOST:$PG_PORT, Redis on 127.0.0.1:6379, build cache in $CARGO_TARGET_DIR"
 }
 

@@ -117,6 +117,7 @@ pub async fn start(config: &RoleConfig, roles: Roles) -> anyhow::Result<Started>
         kafka,
         anchors,
         data_keys,
+        media: media_config,
     } = config;
     // refused before anything starts: the roles taking payments need an explicit gateway
     let gateway_kind = match roles {
@@ -138,6 +139,11 @@ pub async fn start(config: &RoleConfig, roles: Roles) -> anyhow::Result<Started>
     }
     // personal fields sealed with per-customer keys when a master key is configured
     let keyring = data_keys.keyring(&pool).await?;
+    // product images: uploaded through the command API, served by the query API
+    let images = match roles {
+        Roles::All | Roles::CommandApi | Roles::QueryApi => media_config.store()?,
+        _ => media::ImageStore::in_memory(),
+    };
     let event_stores = Arc::new(match &keyring {
         Some(keyring) => schemas::stores::Stores::sealed(&pool, keyring.clone()),
         None => {
@@ -223,10 +229,14 @@ pub async fn start(config: &RoleConfig, roles: Roles) -> anyhow::Result<Started>
 
     let mut command_router: Option<Router> = None;
     if matches!(roles, Roles::All | Roles::CommandApi) {
+        println!("product images in {}", images.description());
         let state = command_api::AppState::with_keyring(
             pool.clone(),
             &jwt_secret,
-            limits.api_config(),
+            command_api::ApiConfig {
+                images: images.clone(),
+                ..limits.api_config()
+            },
             keyring.clone(),
         );
         let webhooks = sagas::webhooks::router(sagas::webhooks::WebhookState {
@@ -335,7 +345,10 @@ pub async fn start(config: &RoleConfig, roles: Roles) -> anyhow::Result<Started>
                 None
             }
         };
-        let config = query.query_config();
+        let config = query_api::QueryConfig {
+            media_base_url: media_config.media_public_url.clone(),
+            ..query.query_config()
+        };
         let models = query_api::ReadModels {
             pool: pool.clone(),
             redis,
@@ -352,10 +365,12 @@ pub async fn start(config: &RoleConfig, roles: Roles) -> anyhow::Result<Started>
         query_api_addr = Some(addr);
         println!("query API listening on http://{addr}");
         let mut router = telemetry::with_http_metrics(
-            query_api::router(api).merge(read_health::health_router(
-                pool.clone(),
-                listen.ready_max_lag_seconds,
-            )),
+            query_api::router(api)
+                .merge(read_health::health_router(
+                    pool.clone(),
+                    listen.ready_max_lag_seconds,
+                ))
+                .merge(media::http::router(images.clone())),
             "query",
         );
         if let Some(handle) = &metrics {

@@ -488,6 +488,54 @@ pub struct RoleConfig {
     pub anchors: AnchorSchedule,
     #[command(flatten)]
     pub data_keys: DataKeyConfig,
+    #[command(flatten)]
+    pub media: MediaConfig,
+}
+
+/// Where product images are kept and served from.
+#[derive(Args, Debug, Clone)]
+pub struct MediaConfig {
+    /// Directory of the product images' objects (originals and thumbnails), used unless
+    /// `SHOP_MEDIA_S3_BUCKET` is set; created if missing.
+    #[arg(long, env = "SHOP_MEDIA_DIR", default_value = "shop-media")]
+    pub media_dir: std::path::PathBuf,
+    /// Keep the images in this S3 bucket instead of `SHOP_MEDIA_DIR`. Credentials and region
+    /// come the way the AWS SDKs take them (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, a web identity token, instance metadata).
+    #[arg(long, env = "SHOP_MEDIA_S3_BUCKET")]
+    pub media_s3_bucket: Option<String>,
+    /// The S3 region (else `AWS_REGION`, else `us-east-1`).
+    #[arg(long, env = "SHOP_MEDIA_S3_REGION")]
+    pub media_s3_region: Option<String>,
+    /// An S3-compatible server's URL (MinIO, Ceph); without it, AWS S3.
+    #[arg(long, env = "SHOP_MEDIA_S3_ENDPOINT")]
+    pub media_s3_endpoint: Option<String>,
+    /// Allow a plain `http://` S3 endpoint.
+    #[arg(long, env = "SHOP_MEDIA_S3_ALLOW_HTTP", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub media_s3_allow_http: bool,
+    /// The prefix of image URLs in GraphQL: `/media` (the query API serves the objects itself)
+    /// or e.g. a CDN's or the bucket's URL.
+    #[arg(long, env = "SHOP_MEDIA_PUBLIC_URL", default_value = "/media")]
+    pub media_public_url: String,
+}
+
+impl MediaConfig {
+    /// The configured store: S3 when a bucket is given, else the directory.
+    pub fn store(&self) -> anyhow::Result<media::ImageStore> {
+        let store = match &self.media_s3_bucket {
+            Some(bucket) => media::ImageStore::s3(&media::S3Settings {
+                bucket: bucket.clone(),
+                region: self.media_s3_region.clone(),
+                endpoint: self.media_s3_endpoint.clone(),
+                access_key_id: None,
+                secret_access_key: None,
+                allow_http: self.media_s3_allow_http,
+            }),
+            None => media::ImageStore::local(&self.media_dir),
+        };
+        store.map_err(|e| anyhow::anyhow!("product images (SHOP_MEDIA_*): {e}"))
+    }
 }
 
 /// The master key that wraps the data keys of personal data (`schemas::personal`). Never

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
 use crate::context::RequestContext;
-use crate::{AppState, BODY_LIMIT};
+use crate::{body_limit, AppState};
 use http_vocabulary::POSITION_HEADER;
 use http_vocabulary::{ApiError, ErrorCode};
 
@@ -97,7 +97,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, body_limit(parts.uri.path())).await else {
         return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
             .into_response();
     };

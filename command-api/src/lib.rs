@@ -25,8 +25,18 @@ use sqlx::PgPool;
 
 pub use schemas::stores::Stores;
 
-/// The largest request body accepted, in bytes.
+/// The largest request body accepted, in bytes (but see [`body_limit`]).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The largest body accepted at `path`: an image upload's limit on the image routes, else
+/// [`BODY_LIMIT`].
+pub fn body_limit(path: &str) -> usize {
+    if routes::products::is_image_upload(path) {
+        media::MAX_UPLOAD_BYTES + 1
+    } else {
+        BODY_LIMIT
+    }
+}
 
 /// Migrations of the command API's tables (versions 100–199).
 pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
@@ -75,6 +85,9 @@ pub struct ApiConfig {
     /// How long a live session is believed before it is read again (a logout on another
     /// replica takes this long to reach this one).
     pub session_check_ttl: Duration,
+    /// Where uploaded product images go (`shop` configures a directory or S3; the default
+    /// keeps them in memory, for tests).
+    pub images: media::ImageStore,
 }
 
 impl Default for ApiConfig {
@@ -89,6 +102,7 @@ impl Default for ApiConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             default_currency: None,
             session_check_ttl: Duration::from_secs(5),
+            images: media::ImageStore::in_memory(),
         }
     }
 }

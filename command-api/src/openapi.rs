@@ -21,6 +21,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
                 "schema": match name {
                     "sku" | "slug" => json!({"type": "string"}),
                     "currency" => json!({"type": "string", "pattern": "^[A-Z]{3}$"}),
+                    "image_id" => json!({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
                     _ => json!({"type": "string", "format": "uuid"}),
                 }
             })
@@ -52,8 +53,16 @@ pub fn document() -> Value {
         if let Some(request) = route.request {
             operation["requestBody"] = json!({
                 "required": true,
-                "content": {"application/json": {"schema": request(&mut generator)}}
+                "content": {route.request_media_type: {"schema": request(&mut generator)}}
             });
+        }
+        if let Some(parameters) = operation["parameters"].as_array_mut() {
+            for (name, description) in route.query {
+                parameters.push(json!({
+                    "name": name, "in": "query", "required": false,
+                    "description": description, "schema": {"type": "string"}
+                }));
+            }
         }
         if route.method == "post" {
             if let Some(parameters) = operation["parameters"].as_array_mut() {

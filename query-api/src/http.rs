@@ -50,6 +50,9 @@ impl QueryApi {
         let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
             .data(models)
             .data(feed)
+            .data(crate::schema::catalog::MediaUrls {
+                base: config.media_base_url.clone(),
+            })
             // what a request without its own viewer (none of ours) is
             .data(Viewer::Guest)
             .limit_depth(config.max_depth)

@@ -51,6 +51,9 @@ pub struct QueryConfig {
     pub graphiql: bool,
     /// How often the order-status feed polls the log.
     pub order_feed_poll: Duration,
+    /// Where product images are served, the prefix of their URLs: `/media` (this listener,
+    /// [`media::http::router`]) unless a CDN or the bucket serves them (`SHOP_MEDIA_PUBLIC_URL`).
+    pub media_base_url: String,
 }
 
 impl Default for QueryConfig {
@@ -63,6 +66,7 @@ impl Default for QueryConfig {
             introspection: true,
             graphiql: true,
             order_feed_poll: Duration::from_millis(100),
+            media_base_url: media::http::MEDIA_PREFIX.to_owned(),
         }
     }
 }

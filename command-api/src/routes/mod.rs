@@ -129,6 +129,10 @@ pub struct RouteDoc {
     /// Who may call it: `public`, `guest or customer`, `customer`, `staff`, `owner or staff`.
     pub access: &'static str,
     pub request: Option<fn(&mut SchemaGenerator) -> Schema>,
+    /// The request body's media type (`application/json` but for uploads).
+    pub request_media_type: &'static str,
+    /// Optional query parameters: name and description (strings).
+    pub query: &'static [(&'static str, &'static str)],
     pub response: fn(&mut SchemaGenerator) -> Schema,
     pub success: u16,
 }
@@ -145,6 +149,8 @@ macro_rules! route {
             summary: $summary,
             access: $access,
             request: Some(schema::<$request>),
+            request_media_type: "application/json",
+            query: &[],
             response: schema::<$response>,
             success: $success,
         }
@@ -156,6 +162,8 @@ macro_rules! route {
             summary: $summary,
             access: $access,
             request: None,
+            request_media_type: "application/json",
+            query: &[],
             response: schema::<$response>,
             success: $success,
         }
@@ -222,6 +230,28 @@ pub const ROUTES: &[RouteDoc] = &[
         "post",
         "/api/products/{sku}/discontinue",
         "Discontinue a product",
+        "staff",
+        products::ProductWritten,
+        200
+    ),
+    RouteDoc {
+        method: "post",
+        path: "/api/products/{sku}/images",
+        summary: "Upload an image of a product (PNG or JPEG, at most 5 MiB; the body is the file)",
+        access: "staff",
+        request: Some(schema::<products::ImageFileBody>),
+        request_media_type: "application/octet-stream",
+        query: &[(
+            "alt",
+            "what the image shows, for screen readers (at most 250 characters)",
+        )],
+        response: schema::<products::ImageWritten>,
+        success: 201,
+    },
+    route!(
+        "delete",
+        "/api/products/{sku}/images/{image_id}",
+        "Take an image off a product",
         "staff",
         products::ProductWritten,
         200

@@ -1,12 +1,15 @@
-//! `/api/products`: the catalog, for staff.
+//! `/api/products`: the catalog, for staff; and its images (`/api/products/{sku}/images`).
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{patch, post, put};
+use axum::routing::{delete, patch, post, put};
 use axum::Router;
 use domain::product::{OptionValues, ProductOption};
-use domain::{Currency, Money, ProductCommand, ProductError, Sku};
+use domain::{Currency, ImageId, Money, ProductCommand, ProductError, ProductImage, Sku};
+use media::store::StoreUploadError;
+use media::UploadError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +18,7 @@ use crate::context::RequestContext;
 use crate::json::JsonBody;
 use crate::AppState;
 use accounts::Role;
-use http_vocabulary::{ApiError, ApiResult};
+use http_vocabulary::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,6 +31,22 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/products/{sku}/options", put(declare_options))
         .route("/api/products/{sku}/variants", post(add_variant))
+        .route(
+            "/api/products/{sku}/images",
+            post(add_image).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES + 1)),
+        )
+        .route(
+            "/api/products/{sku}/images/{image_id}",
+            delete(remove_image),
+        )
+}
+
+/// Whether `path` is the image upload route (`/api/products/{sku}/images`), whose bodies may be
+/// up to an image's size.
+pub fn is_image_upload(path: &str) -> bool {
+    path.strip_prefix("/api/products/")
+        .and_then(|rest| rest.strip_suffix("/images"))
+        .is_some_and(|sku| !sku.is_empty() && !sku.contains('/'))
 }
 
 /// An option the product's variants choose from.
@@ -376,4 +395,129 @@ async fn add_variant(
         response.headers_mut().insert("location", location);
     }
     Ok(response)
+}
+
+/// The upload's query: the image's alt text (what it shows, for screen readers).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageQuery {
+    #[serde(default)]
+    pub alt: String,
+}
+
+/// The body of an image upload: the image file's bytes as they are (PNG or JPEG, at most
+/// 5 MiB; the type is read from the bytes, not from `Content-Type`). The alt text goes in the
+/// `alt` query parameter.
+#[derive(Debug, JsonSchema)]
+#[schemars(extend("format" = "binary"))]
+pub struct ImageFileBody(pub String);
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ImageWritten {
+    pub sku: String,
+    /// The sha256 of the original: the same file is the same image.
+    pub image_id: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub position: Option<String>,
+}
+
+fn refused(error: UploadError) -> ApiError {
+    let code = match error {
+        UploadError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        UploadError::UnsupportedType => ErrorCode::UnsupportedMediaType,
+        UploadError::Empty | UploadError::TooManyPixels { .. } | UploadError::Undecodable(_) => {
+            ErrorCode::Validation
+        }
+    };
+    ApiError::new(code, error.to_string())
+}
+
+/// Stores the image (original and thumbnails, content addressed) and adds it to the product.
+/// A product that does not exist or is discontinued is refused after the objects are stored:
+/// they stay, unreferenced (the same bytes uploaded again find them).
+async fn add_image(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path(sku): Path<String>,
+    query: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let sku = parse_sku(&sku)?;
+    let Query(query) = query.map_err(|e| ApiError::validation(format!("query: {e}")))?;
+    let body = body.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("an image is at most {} bytes", media::MAX_UPLOAD_BYTES),
+        )
+    })?;
+    let stored = match state.config.images.upload(body).await {
+        Ok(stored) => stored,
+        Err(StoreUploadError::Refused(error)) => return Err(refused(error)),
+        Err(StoreUploadError::Store(error)) => {
+            tracing::warn!(%error, "image store unavailable");
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the image store is unavailable; retry the upload",
+            )
+            .with_retry_after(1));
+        }
+    };
+    let command = ProductCommand::AddImage {
+        image: ProductImage {
+            image_id: stored.id.clone(),
+            format: stored.format,
+            width: stored.width,
+            height: stored.height,
+            alt: query.alt,
+        },
+    };
+    let receipt = state
+        .stores
+        .products
+        .execute(sku.as_str(), command, &context.metadata())
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        receipt.position,
+        ImageWritten {
+            sku: sku.to_string(),
+            image_id: stored.id.to_string(),
+            content_type: stored.format.content_type().to_owned(),
+            width: stored.width,
+            height: stored.height,
+            position: position_text(receipt.position),
+        },
+    ))
+}
+
+/// Takes an image off the product (its objects stay: another product may show the same bytes).
+async fn remove_image(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Path((sku, image_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    context.require(&[Role::Staff])?;
+    let sku = parse_sku(&sku)?;
+    let image_id =
+        ImageId::parse(image_id).map_err(|e| ApiError::validation(format!("image_id: {e}")))?;
+    let receipt = state
+        .stores
+        .products
+        .execute(
+            sku.as_str(),
+            ProductCommand::RemoveImage { image_id },
+            &context.metadata(),
+        )
+        .await?;
+    Ok(written(
+        StatusCode::OK,
+        receipt.position,
+        ProductWritten {
+            sku: sku.to_string(),
+            position: position_text(receipt.position),
+        },
+    ))
 }

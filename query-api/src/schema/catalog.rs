@@ -1,5 +1,6 @@
 //! The storefront's catalog: `products` (search, facets, sort; from this replica's search index)
-//! and `product(sku)` (from the catalog read model in PostgreSQL).
+//! and `product(sku)` (from the catalog read model in PostgreSQL), with their images (URLs of
+//! the objects in the media store, under `QueryConfig::media_base_url`).
 
 use std::collections::HashMap;
 
@@ -62,7 +63,84 @@ pub struct Product {
     pub score: Option<f64>,
     #[graphql(skip)]
     pub details: Option<ProductDetails>,
+    /// Loaded with the page when a list asks for them (one query, not one per product).
+    #[graphql(skip)]
+    pub images: Option<Vec<ProductImage>>,
 }
+
+/// Where the media objects are served: `<base>/<key>` (`/media` on the query API's own
+/// listener by default; a CDN or the bucket's URL in a deployment that serves them there).
+#[derive(Clone, Debug)]
+pub struct MediaUrls {
+    pub base: String,
+}
+
+impl MediaUrls {
+    fn url(&self, key: &str) -> String {
+        format!("{}/{key}", self.base.trim_end_matches('/'))
+    }
+}
+
+/// An image a product shows. Its objects never change (their keys are the image's sha256), so
+/// its URLs may be cached for good.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct ProductImage {
+    /// The sha256 of the original file.
+    pub id: String,
+    /// What the image shows, for screen readers; may be empty.
+    pub alt: String,
+    /// Of the original, in pixels.
+    pub width: i32,
+    pub height: i32,
+    /// `image/png` or `image/jpeg`.
+    pub content_type: String,
+}
+
+#[ComplexObject]
+impl ProductImage {
+    /// The original file.
+    async fn url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let (id, format) = self.key_parts().gql()?;
+        Ok(media_urls(ctx).url(&media::original_key(&id, format)))
+    }
+
+    /// A copy scaled down (never up) to fit a display `width` pixels wide: the smallest
+    /// thumbnail at least that wide (256 or 768), or the widest.
+    async fn thumbnail_url(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "the width it is shown at, in pixels (1 to 10000)")] width: i32,
+    ) -> async_graphql::Result<String> {
+        async {
+            let width = u32::try_from(width)
+                .ok()
+                .filter(|w| (1..=10_000).contains(w))
+                .ok_or_else(|| QueryError::validation("width must be 1 to 10000"))?;
+            let (id, format) = self.key_parts()?;
+            let key = media::thumbnail_key(&id, format, media::thumbnail_width_for(width));
+            Ok(media_urls(ctx).url(&key))
+        }
+        .await
+        .gql()
+    }
+}
+
+impl ProductImage {
+    fn key_parts(&self) -> QueryResult<(media::ImageId, media::ImageFormat)> {
+        let id = media::ImageId::parse(self.id.clone()).map_err(QueryError::internal)?;
+        let format = media::ImageFormat::from_content_type(&self.content_type)
+            .ok_or_else(|| QueryError::internal(format!("stored type {}", self.content_type)))?;
+        Ok((id, format))
+    }
+}
+
+fn media_urls(ctx: &Context<'_>) -> MediaUrls {
+    ctx.data_opt::<MediaUrls>().cloned().unwrap_or(MediaUrls {
+        base: media::http::MEDIA_PREFIX.to_owned(),
+    })
+}
+
 
 /// What only the catalog read model holds (search hits do not carry it).
 #[derive(Clone, Debug)]
@@ -85,6 +163,20 @@ impl Product {
 
     async fn discontinued(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         self.details(ctx).await.map(|d| d.discontinued).gql()
+    }
+
+    /// Its images, in the order they are shown (from the catalog read model).
+    async fn images(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProductImage>> {
+        if let Some(images) = &self.images {
+            return Ok(images.clone());
+        }
+        async {
+            let models = ctx.data_unchecked::<ReadModels>();
+            let mut images = load_images(models, std::slice::from_ref(&self.sku)).await?;
+            Ok(images.remove(&self.sku).unwrap_or_default())
+        }
+        .await
+        .gql()
     }
 
     /// Every price of the product: `price` (the base price) first, then its prices in other
@@ -439,16 +531,21 @@ async fn search_products(
     let wants_details = ["description", "available", "discontinued"]
         .iter()
         .any(|field| node.field(field).exists());
+    let skus: Vec<String> = page
+        .hits
+        .iter()
+        .take(first)
+        .map(|h| h.sku.clone())
+        .collect();
     let mut details = if wants_details {
-        let skus: Vec<String> = page
-            .hits
-            .iter()
-            .take(first)
-            .map(|h| h.sku.clone())
-            .collect();
         load_details(models, &skus).await?
     } else {
         HashMap::new()
+    };
+    let mut images = if node.field("images").exists() {
+        Some(load_images(models, &skus).await?)
+    } else {
+        None
     };
     let edges: Vec<ProductEdge> = page
         .hits
@@ -465,6 +562,9 @@ async fn search_products(
                 created_at: hit.created_at,
                 score: (hit.score > 0.0).then_some(f64::from(hit.score)),
                 details: details.remove(hit.sku.as_str()),
+                images: images
+                    .as_mut()
+                    .map(|images| images.remove(hit.sku.as_str()).unwrap_or_default()),
                 sku: hit.sku,
             },
         })
@@ -551,12 +651,44 @@ fn product_of_row(row: &sqlx::postgres::PgRow) -> Product {
         in_stock: available > 0,
         created_at: row.get("created_at"),
         score: None,
+        images: None,
         details: Some(ProductDetails {
             description: row.get("description"),
             discontinued: row.get("discontinued"),
             available,
         }),
     }
+}
+
+/// The images of `skus` from the catalog read model, in one query; each product's in the order
+/// they are shown.
+async fn load_images(
+    models: &ReadModels,
+    skus: &[String],
+) -> QueryResult<HashMap<String, Vec<ProductImage>>> {
+    let rows = sqlx::query(
+        "SELECT sku, image_id, content_type, width, height, alt
+           FROM rm_catalog.product_images
+          WHERE sku = ANY($1)
+          ORDER BY sku, ordinal",
+    )
+    .bind(skus)
+    .fetch_all(&models.pool)
+    .await?;
+    let mut images: HashMap<String, Vec<ProductImage>> = HashMap::new();
+    for row in rows {
+        images
+            .entry(row.get("sku"))
+            .or_default()
+            .push(ProductImage {
+                id: row.get("image_id"),
+                alt: row.get("alt"),
+                width: row.get("width"),
+                height: row.get("height"),
+                content_type: row.get("content_type"),
+            });
+    }
+    Ok(images)
 }
 
 /// A product from the catalog read model.

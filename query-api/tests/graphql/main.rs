@@ -9,6 +9,7 @@ mod audit;
 mod carts;
 mod catalog;
 mod consistency;
+mod images;
 mod limits;
 mod operations;
 mod orders;
