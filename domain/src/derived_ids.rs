@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use crate::values::{CartId, OrderId, PaymentId, RefundId};
+use crate::values::{CartId, CustomerId, OrderId, PaymentId, RefundId, ReviewId, Sku};
 
 fn derived(kind: &str, of: impl std::fmt::Display) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("shop:{kind}:{of}").as_bytes())
@@ -24,6 +24,12 @@ pub fn payment_id_of_order(order_id: OrderId) -> PaymentId {
 /// The refund id of the full refund that a cancellation of a paid order triggers.
 pub fn cancellation_refund_id(order_id: OrderId) -> RefundId {
     RefundId::new(derived("cancellation-refund", order_id))
+}
+
+/// The review stream of a customer's review of a product: one per customer and SKU, so "one
+/// review per customer and product" is the stream's own invariant.
+pub fn review_id_of(customer: CustomerId, sku: &Sku) -> ReviewId {
+    ReviewId::new(derived("review", format!("{customer}:{sku}")))
 }
 
 #[cfg(test)]
@@ -49,6 +55,14 @@ mod tests {
             cancellation_refund_id(OrderId::new(Uuid::from_u128(1))).as_uuid(),
             id("1e169ee8-988e-5237-8812-2d15d9ad4672")
         );
+        assert_eq!(
+            review_id_of(
+                CustomerId::new(Uuid::from_u128(1)),
+                &Sku::parse("MUG-1").unwrap()
+            )
+            .as_uuid(),
+            id("eefdfe45-bf2d-5d08-a943-da7f65fc4479")
+        );
     }
 
     #[test]
@@ -60,6 +74,17 @@ mod tests {
             cancellation_refund_id(OrderId::new(same)).as_uuid(),
         ];
         assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        let mug = Sku::parse("MUG-1").unwrap();
+        let review = review_id_of(CustomerId::new(same), &mug).as_uuid();
+        assert!(!ids.contains(&review));
+        assert_ne!(
+            review_id_of(CustomerId::new(Uuid::from_u128(8)), &mug).as_uuid(),
+            review
+        );
+        assert_ne!(
+            review_id_of(CustomerId::new(same), &Sku::parse("MUG-2").unwrap()).as_uuid(),
+            review
+        );
         assert_ne!(
             payment_id_of_order(OrderId::new(Uuid::from_u128(8))).as_uuid(),
             ids[1]

@@ -16,6 +16,7 @@ pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod product;
+pub mod review;
 pub mod values;
 
 pub use cart::{Cart, CartCommand, CartError, CartEvent};
@@ -27,9 +28,10 @@ pub use payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};
 pub use product::{
     ImageFormat, ImageId, Product, ProductCommand, ProductError, ProductEvent, ProductImage,
 };
+pub use review::{Rating, Review, ReviewCommand, ReviewError, ReviewEvent};
 pub use values::{
     Address, CartId, CountryCode, Currency, CustomerId, Email, Money, OrderId, OrderNumber,
-    PaymentId, Quantity, RefundId, Sku, ValueError,
+    PaymentId, Quantity, RefundId, ReviewId, Sku, ValueError,
 };
 
 /// The current version of every event type.
@@ -84,6 +86,7 @@ mod tests {
         assert_lists_every_variant::<crate::PaymentEvent>(crate::payment::EVENT_TYPES);
         assert_lists_every_variant::<crate::CheckoutEvent>(crate::checkout::EVENT_TYPES);
         assert_lists_every_variant::<crate::CatalogEvent>(crate::catalog::EVENT_TYPES);
+        assert_lists_every_variant::<crate::ReviewEvent>(crate::review::EVENT_TYPES);
     }
 
     #[test]
@@ -111,5 +114,6 @@ mod tests {
         assert_eq!(crate::Payment::TYPE, "payment");
         assert_eq!(crate::CheckoutProcess::TYPE, "checkout");
         assert_eq!(crate::Catalog::TYPE, "catalog");
+        assert_eq!(crate::Review::TYPE, "review");
     }
 }

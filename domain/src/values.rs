@@ -407,6 +407,11 @@ uuid_id!(
     /// Identifies one refund, so a repeated refund request is recognised.
     RefundId
 );
+uuid_id!(
+    /// Identifies a product review (also the review aggregate id): derived from the customer
+    /// and the SKU (`derived_ids::review_id_of`), one per customer and product.
+    ReviewId
+);
 
 /// Human-facing sequential order number (allocated outside the domain).
 #[derive(

@@ -1,7 +1,9 @@
 //! How domain refusals and store failures become API errors: one place that maps every domain
 //! error variant to a code of the shared vocabulary.
 
-use domain::{CartError, CatalogError, InventoryError, OrderError, PaymentError, ProductError};
+use domain::{
+    CartError, CatalogError, InventoryError, OrderError, PaymentError, ProductError, ReviewError,
+};
 use eventlog::store::{ExecuteError, Refusal};
 
 use crate::{ApiError, ErrorCode};
@@ -133,6 +135,24 @@ impl Coded for PaymentError {
             | PaymentError::Closed(_)
             | PaymentError::CaptureExceedsAuthorized { .. }
             | PaymentError::RefundExceedsCaptured { .. } => ErrorCode::Conflict,
+        }
+    }
+}
+
+impl Coded for ReviewError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ReviewError::NotFound => ErrorCode::NotFound,
+            ReviewError::AlreadyReviewed => ErrorCode::AlreadyReviewed,
+            ReviewError::AlreadyVoted => ErrorCode::AlreadyVoted,
+            ReviewError::NotAuthor | ReviewError::OwnReview => ErrorCode::Forbidden,
+            ReviewError::Hidden => ErrorCode::Conflict,
+            ReviewError::RatingOutOfRange(_)
+            | ReviewError::EmptyTitle
+            | ReviewError::TitleTooLong
+            | ReviewError::TextTooLong
+            | ReviewError::EmptyReason
+            | ReviewError::ReasonTooLong => ErrorCode::Validation,
         }
     }
 }

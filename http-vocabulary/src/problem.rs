@@ -29,6 +29,11 @@ pub enum ErrorCode {
     NoPriceInCurrency,
     /// A category cannot move under itself or one of its own subcategories.
     CategoryCycle,
+    /// The customer has reviewed this product already (one review per customer and product;
+    /// edit it instead).
+    AlreadyReviewed,
+    /// The customer has voted for this review already (one vote per customer).
+    AlreadyVoted,
     /// The Idempotency-Key was used before with a different request.
     IdempotencyKeyReused,
     /// A request with this Idempotency-Key is still being processed.
@@ -63,6 +68,8 @@ impl ErrorCode {
             | ErrorCode::InsufficientStock
             | ErrorCode::NoPriceInCurrency
             | ErrorCode::CategoryCycle
+            | ErrorCode::AlreadyReviewed
+            | ErrorCode::AlreadyVoted
             | ErrorCode::RequestInProgress => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -89,6 +96,8 @@ impl ErrorCode {
             ErrorCode::InsufficientStock => "insufficient_stock",
             ErrorCode::NoPriceInCurrency => "no_price_in_currency",
             ErrorCode::CategoryCycle => "category_cycle",
+            ErrorCode::AlreadyReviewed => "already_reviewed",
+            ErrorCode::AlreadyVoted => "already_voted",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::RequestInProgress => "request_in_progress",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -236,6 +245,8 @@ mod tests {
             ErrorCode::InsufficientStock,
             ErrorCode::NoPriceInCurrency,
             ErrorCode::CategoryCycle,
+            ErrorCode::AlreadyReviewed,
+            ErrorCode::AlreadyVoted,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::RequestInProgress,
             ErrorCode::PayloadTooLarge,

@@ -31,6 +31,7 @@ macro_rules! with_aggregates {
             Payment => domain::Payment, domain::PaymentEvent, domain::payment::EVENT_TYPES;
             Checkout => domain::CheckoutProcess, domain::CheckoutEvent, domain::checkout::EVENT_TYPES;
             Catalog => domain::Catalog, domain::CatalogEvent, domain::catalog::EVENT_TYPES;
+            Review => domain::Review, domain::ReviewEvent, domain::review::EVENT_TYPES;
         }
     };
 }

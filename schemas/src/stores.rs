@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cqrs_es::Aggregate;
-use domain::{Cart, Catalog, CheckoutProcess, Inventory, Order, Payment, Product};
+use domain::{Cart, Catalog, CheckoutProcess, Inventory, Order, Payment, Product, Review};
 use eventlog::store::SnapshotPolicy;
 use eventlog::{PgEventStore, RecordedEvent};
 use sqlx::PgPool;
@@ -22,6 +22,8 @@ pub struct Stores {
     pub checkouts: PgEventStore<CheckoutProcess>,
     /// The category tree and the featured list: one stream, [`domain::catalog::CATALOG_STREAM`].
     pub catalog: PgEventStore<Catalog>,
+    /// Reviews: one stream per customer and product.
+    pub reviews: PgEventStore<Review>,
     /// Seals and opens personal fields; `None`: they are stored in plaintext.
     pub keyring: Option<Arc<Keyring>>,
 }
@@ -66,6 +68,7 @@ impl Stores {
             payments: event_store(pool),
             checkouts: event_store(pool),
             catalog: event_store(pool),
+            reviews: event_store(pool),
             keyring: None,
         }
     }
@@ -80,6 +83,7 @@ impl Stores {
             payments: event_store(pool),
             checkouts: sealed_event_store(pool, &keyring),
             catalog: event_store(pool),
+            reviews: event_store(pool),
             keyring: Some(keyring),
         }
     }
