@@ -62,6 +62,12 @@ pub const MIGRATIONS: &[eventlog::migrate::Migration] = &[
         name: "customer_data",
         sql: include_str!("../migrations/0110_customer_data.sql"),
     },
+    // product reviews (130–139): the verified-purchase check finds a customer's orders
+    eventlog::migrate::Migration {
+        version: 130,
+        name: "order_placements_by_customer",
+        sql: include_str!("../migrations/0130_order_placements_by_customer.sql"),
+    },
 ];
 
 /// Settings of the command API.

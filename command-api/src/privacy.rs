@@ -51,6 +51,21 @@ pub struct ExportedOrder {
     pub order: PlacedOrder,
 }
 
+/// One of the customer's product reviews, as it stands (without who voted for it).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExportedReview {
+    pub review_id: Uuid,
+    pub sku: String,
+    pub rating: u8,
+    pub title: String,
+    pub text: String,
+    pub verified_purchase: bool,
+    pub hidden: bool,
+    pub written_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub helpful_votes: usize,
+}
+
 /// Everything the shop holds about one customer.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DataExport {
@@ -61,6 +76,8 @@ pub struct DataExport {
     /// Every shipping address of their orders, each once.
     pub addresses: Vec<Address>,
     pub orders: Vec<ExportedOrder>,
+    /// The product reviews they wrote.
+    pub reviews: Vec<ExportedReview>,
     /// Whether their personal data was erased.
     pub erased: bool,
 }
@@ -132,6 +149,36 @@ pub async fn export(
             order: placed.clone(),
         });
     }
+    // their reviews: a scan of the review streams' first events (the primary key's range of
+    // review events)
+    let review_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events
+          WHERE aggregate_type = 'review' AND event_type = 'ReviewWritten'
+            AND payload->'ReviewWritten'->>'author' = $1
+          ORDER BY global_position",
+    )
+    .bind(customer.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut reviews = Vec::with_capacity(review_ids.len());
+    for id in review_ids {
+        let loaded = stores.reviews.load(&id).await?;
+        let Some(review) = loaded.aggregate.written() else {
+            continue;
+        };
+        reviews.push(ExportedReview {
+            review_id: review.review_id.as_uuid(),
+            sku: review.sku.to_string(),
+            rating: review.rating.stars(),
+            title: review.title.clone(),
+            text: review.text.clone(),
+            verified_purchase: review.verified_purchase,
+            hidden: review.hidden,
+            written_at: review.written_at,
+            edited_at: review.edited_at,
+            helpful_votes: review.helpful_voters.len(),
+        });
+    }
     let erased = match &stores.keyring {
         Some(_) => sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM data_keys WHERE subject = $1 AND erased_at IS NOT NULL)",
@@ -152,6 +199,7 @@ pub async fn export(
         }),
         addresses,
         orders,
+        reviews,
         erased,
     })
 }

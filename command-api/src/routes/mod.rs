@@ -12,6 +12,7 @@ pub mod orders;
 pub mod privacy;
 pub mod products;
 pub mod read_models;
+pub mod reviews;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(orders::router())
         .merge(privacy::router())
         .merge(read_models::router())
+        .merge(reviews::router())
 }
 
 /// An amount of money in minor units (cents) and an ISO 4217 currency code.
@@ -558,6 +560,51 @@ pub const ROUTES: &[RouteDoc] = &[
         "public",
         account::PasswordResetConfirmBody,
         account::PasswordChanged,
+        200
+    ),
+    route!(
+        "post",
+        "/api/products/{sku}/reviews",
+        "Review a product (one review per customer and product; the verified-purchase badge \
+         when the customer has a delivered order with it)",
+        "customer",
+        reviews::ReviewBody,
+        reviews::ReviewWritten,
+        201
+    ),
+    route!(
+        "put",
+        "/api/reviews/{id}",
+        "Change my review",
+        "customer (the author)",
+        reviews::ReviewBody,
+        reviews::ReviewChanged,
+        200
+    ),
+    route!(
+        "post",
+        "/api/reviews/{id}/helpful",
+        "Vote another customer's review helpful (once per customer)",
+        "customer",
+        reviews::ReviewChanged,
+        200
+    ),
+    route!(
+        "post",
+        "/api/reviews/{id}/hide",
+        "Hide a review from customers and from the product's rating",
+        "staff",
+        reviews::ModerationBody,
+        reviews::ReviewChanged,
+        200
+    ),
+    route!(
+        "post",
+        "/api/reviews/{id}/publish",
+        "Show a hidden review again",
+        "staff",
+        reviews::ModerationBody,
+        reviews::ReviewChanged,
         200
     ),
 ];

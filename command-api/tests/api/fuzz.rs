@@ -30,6 +30,9 @@ const FIELDS: &[&str] = &[
     "city",
     "postal_code",
     "country",
+    "rating",
+    "title",
+    "text",
 ];
 
 fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
@@ -108,6 +111,10 @@ fn example_body(path: &str) -> Option<Value> {
         "/api/orders/{id}/cancel" => json!({"reason": "changed my mind"}),
         "/api/orders/{id}/ship" => json!({"tracking": "TRK-1"}),
         "/api/orders/{id}/refund" => json!({"amount_minor": 1, "reason": "scratched"}),
+        "/api/products/{sku}/reviews" | "/api/reviews/{id}" => {
+            json!({"rating": 4, "title": "Good mug", "text": "Keeps coffee warm."})
+        }
+        "/api/reviews/{id}/hide" | "/api/reviews/{id}/publish" => json!({"reason": "spam"}),
         _ => return None,
     })
 }
