@@ -3,6 +3,7 @@
 //! before commit changes nothing; a rebuild while writes continue loses nothing and readers never
 //! see a half-built version.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,45 @@ async fn every_projection_followed_in_small_batches_equals_a_fresh_rebuild() {
         available += stock.available() as i64;
     }
     assert_eq!(row, (on_hand, available));
+    // every product's rating summary agrees with its reviews folded on the write side
+    let review_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'review'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(review_ids.len() > 5, "the workload wrote reviews");
+    let mut expected: BTreeMap<String, (i64, i64, Vec<i64>)> = BTreeMap::new();
+    let mut hidden = 0;
+    for id in review_ids {
+        let review = stores.reviews.load(&id).await.unwrap().aggregate;
+        let review = review.written().unwrap();
+        let entry = expected
+            .entry(review.sku.to_string())
+            .or_insert_with(|| (0, 0, vec![0; 5]));
+        if review.hidden {
+            hidden += 1;
+            continue;
+        }
+        let stars = i64::from(review.rating.stars());
+        entry.0 += 1;
+        entry.1 += stars;
+        entry.2[stars as usize - 1] += 1;
+    }
+    assert!(hidden > 0, "the workload hid a review");
+    let rows: Vec<(String, i64, i64, Vec<i64>)> = sqlx::query_as(
+        "SELECT sku, review_count, rating_total,
+                ARRAY[stars_1, stars_2, stars_3, stars_4, stars_5]
+           FROM rm_reviews.summaries ORDER BY sku",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let projected: BTreeMap<String, (i64, i64, Vec<i64>)> = rows
+        .into_iter()
+        .map(|(sku, count, total, histogram)| (sku, (count, total, histogram)))
+        .collect();
+    assert_eq!(projected, expected);
     db.drop().await;
 }
 

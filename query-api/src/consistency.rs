@@ -24,6 +24,8 @@ pub enum ReadModel {
     Stock,
     /// `rm_orders` in PostgreSQL.
     Orders,
+    /// `rm_reviews` in PostgreSQL.
+    Reviews,
     /// The cart documents in Redis.
     Carts,
     /// This replica's search index.
@@ -31,10 +33,11 @@ pub enum ReadModel {
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 5] = [
+    pub const ALL: [ReadModel; 6] = [
         ReadModel::Catalog,
         ReadModel::Stock,
         ReadModel::Orders,
+        ReadModel::Reviews,
         ReadModel::Carts,
         ReadModel::Search,
     ];
@@ -44,6 +47,7 @@ impl ReadModel {
             ReadModel::Catalog => "catalog",
             ReadModel::Stock => "stock",
             ReadModel::Orders => "orders",
+            ReadModel::Reviews => "reviews",
             ReadModel::Carts => "carts",
             ReadModel::Search => "search",
         }
@@ -178,11 +182,14 @@ pub async fn await_position(
 impl ReadModels {
     /// Where `model` stands now.
     pub async fn position(&self, model: ReadModel) -> QueryResult<LogPosition> {
-        use projections::pg::{catalog::Catalog, checkpoint_name, orders::Orders, stock::Stock};
+        use projections::pg::{
+            catalog::Catalog, checkpoint_name, orders::Orders, reviews::Reviews, stock::Stock,
+        };
         let checkpoint = match model {
             ReadModel::Catalog => checkpoint_name(&Catalog),
             ReadModel::Stock => checkpoint_name(&Stock),
             ReadModel::Orders => checkpoint_name(&Orders),
+            ReadModel::Reviews => checkpoint_name(&Reviews),
             ReadModel::Carts => projections::redis::SUBSCRIPTION.to_owned(),
             ReadModel::Search => return Ok(self.search.position()),
         };

@@ -98,7 +98,7 @@ pub enum Command {
     Rebuild {
         #[command(flatten)]
         stores: StoreConfig,
-        /// The projection (catalog, stock, orders).
+        /// The projection (catalog, stock, orders, reviews).
         name: Option<String>,
         /// Rebuild every projection.
         #[arg(long)]

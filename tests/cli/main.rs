@@ -70,7 +70,7 @@ async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
     let rebuilt = shop(&["rebuild", "--all"], &url);
     assert!(rebuilt.status.success(), "{rebuilt:?}");
     let report = stdout(&rebuilt);
-    for name in ["catalog", "stock", "orders"] {
+    for name in ["catalog", "stock", "orders", "reviews"] {
         assert!(report.contains(&format!("rebuilt {name}: ")), "{report}");
     }
     assert!(report.contains("events/s"), "{report}");
@@ -80,7 +80,7 @@ async fn migrate_seed_and_verify_are_idempotent_and_verify_catches_tampering() {
         .unwrap();
     assert_eq!(products, 12);
     let status = stdout(&shop(&["projections", "status"], &url));
-    assert_eq!(status.matches(" live").count(), 3, "{status}");
+    assert_eq!(status.matches(" live").count(), 4, "{status}");
     assert!(!shop(&["rebuild", "nothing"], &url).status.success());
 
     let intact = shop(&["audit", "verify"], &url);

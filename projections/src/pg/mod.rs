@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod orders;
+pub mod reviews;
 pub mod stock;
 
 use std::time::Instant;
@@ -420,6 +421,7 @@ pub fn all() -> Vec<Box<dyn PgProjection>> {
         Box::new(catalog::Catalog),
         Box::new(stock::Stock),
         Box::new(orders::Orders),
+        Box::new(reviews::Reviews),
     ]
 }
 

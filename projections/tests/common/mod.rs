@@ -1,12 +1,13 @@
-//! The random workload the projection suites share: products, stock, carts, orders and
-//! payments, with rejected commands simply skipped.
+//! The random workload the projection suites share: products, stock, carts, orders, payments
+//! and reviews, with rejected commands simply skipped.
 
 use chrono::Utc;
 use domain::cart::CartOwner;
 use domain::order::OrderLine;
 use domain::{
     Address, CartCommand, CartId, Currency, CustomerId, InventoryCommand, Money, OrderCommand,
-    OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand, Quantity, RefundId, Sku,
+    OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand, Quantity, Rating, RefundId,
+    ReviewCommand, Sku,
 };
 use eventlog::{Actor, EventMetadata};
 use rand::rngs::StdRng;
@@ -291,6 +292,76 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
                 }
             }
         }
+    }
+    review_steps(stores, seed, rounds / 3, &skus).await;
+}
+
+/// `rounds` random review commands on `skus` by a few customers, from their own random
+/// sequence (so the rest of the workload stays what it was): writes (refused when the customer
+/// reviewed the product already), edits, helpful votes (refused twice or by the author), staff
+/// hiding and publishing.
+async fn review_steps(stores: &Stores, seed: u64, rounds: usize, skus: &[String]) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7265_7669_6577);
+    let customers: Vec<CustomerId> = (0..6)
+        .map(|n| CustomerId::new(Uuid::from_u128(u128::from(seed) << 8 | n)))
+        .collect();
+    let mut written: Vec<(String, CustomerId)> = Vec::new();
+    for _ in 0..rounds {
+        let customer = customers[rng.random_range(0..customers.len())];
+        let rating = Rating::new(rng.random_range(1..=5)).unwrap();
+        let picked =
+            (!written.is_empty()).then(|| written[rng.random_range(0..written.len())].clone());
+        let (id, command) = match (rng.random_range(0..10), picked) {
+            (0..=3, _) | (_, None) => {
+                let sku = Sku::parse(skus[rng.random_range(0..skus.len())].clone()).unwrap();
+                let review_id = domain::derived_ids::review_id_of(customer, &sku);
+                written.push((review_id.to_string(), customer));
+                let command = ReviewCommand::Write {
+                    review_id,
+                    author: customer,
+                    sku,
+                    rating,
+                    title: format!("{} stars", rating.stars()),
+                    text: "random".into(),
+                    verified_purchase: rng.random_bool(0.5),
+                    at: Utc::now(),
+                };
+                (review_id.to_string(), command)
+            }
+            (4 | 5, Some((id, author))) => {
+                let command = ReviewCommand::Edit {
+                    author,
+                    rating,
+                    title: format!("now {} stars", rating.stars()),
+                    text: "edited".into(),
+                    verified_purchase: rng.random_bool(0.3),
+                    at: Utc::now(),
+                };
+                (id, command)
+            }
+            (6 | 7, Some((id, _))) => {
+                let command = ReviewCommand::VoteHelpful {
+                    voter: customer,
+                    at: Utc::now(),
+                };
+                (id, command)
+            }
+            (8, Some((id, _))) => {
+                let command = ReviewCommand::Hide {
+                    reason: "spam".into(),
+                    at: Utc::now(),
+                };
+                (id, command)
+            }
+            (_, Some((id, _))) => {
+                let command = ReviewCommand::Publish {
+                    reason: "fine after all".into(),
+                    at: Utc::now(),
+                };
+                (id, command)
+            }
+        };
+        let _ = stores.reviews.execute(&id, command, &meta()).await;
     }
 }
 

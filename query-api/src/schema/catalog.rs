@@ -10,6 +10,7 @@ use projections::search::{SearchRequest, SearchSort};
 use sqlx::Row;
 
 use super::common::{offset_after, offset_cursor, page_size, Money, PageInfo};
+use super::reviews::{self, RatingSummary, ReviewConnection, ReviewSort};
 use crate::consistency::{await_position, ReadModel};
 use crate::error::{IntoGraphql, QueryError, QueryResult};
 use crate::ReadModels;
@@ -66,6 +67,9 @@ pub struct Product {
     /// Loaded with the page when a list asks for them (one query, not one per product).
     #[graphql(skip)]
     pub images: Option<Vec<ProductImage>>,
+    /// The rating summary, when a list loaded it for the whole page.
+    #[graphql(skip)]
+    pub rating: Option<RatingSummary>,
 }
 
 /// Where the media objects are served: `<base>/<key>` (`/media` on the query API's own
@@ -179,6 +183,20 @@ impl Product {
         .gql()
     }
 
+    /// The average, count and 1-5 star histogram of the product's visible reviews.
+    async fn rating_summary(&self, ctx: &Context<'_>) -> async_graphql::Result<RatingSummary> {
+        async {
+            if let Some(rating) = &self.rating {
+                return Ok(rating.clone());
+            }
+            let sku = [self.sku.clone()];
+            let mut found = reviews::rating_summaries(ctx, &sku).await?;
+            Ok(found.remove(&self.sku).unwrap_or_else(RatingSummary::empty))
+        }
+        .await
+        .gql()
+    }
+
     /// Every price of the product: `price` (the base price) first, then its prices in other
     /// currencies by currency code. A cart is priced in its own currency from this list.
     async fn prices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Money>> {
@@ -281,6 +299,20 @@ impl Product {
         }
         .await
         .gql()
+    }
+
+    /// The product's reviews: visible ones (staff see hidden ones too, marked `hidden`).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn reviews(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(desc = "NEWEST when not given")] sort: Option<ReviewSort>,
+    ) -> async_graphql::Result<ReviewConnection> {
+        reviews::reviews_of(ctx, &self.sku, first, after, sort.unwrap_or_default())
+            .await
+            .gql()
     }
 }
 
@@ -547,6 +579,11 @@ async fn search_products(
     } else {
         None
     };
+    let mut ratings = if node.field("ratingSummary").exists() {
+        reviews::rating_summaries(ctx, &skus).await?
+    } else {
+        HashMap::new()
+    };
     let edges: Vec<ProductEdge> = page
         .hits
         .into_iter()
@@ -565,6 +602,7 @@ async fn search_products(
                 images: images
                     .as_mut()
                     .map(|images| images.remove(hit.sku.as_str()).unwrap_or_default()),
+                rating: ratings.remove(hit.sku.as_str()),
                 sku: hit.sku,
             },
         })
@@ -657,6 +695,7 @@ fn product_of_row(row: &sqlx::postgres::PgRow) -> Product {
             discontinued: row.get("discontinued"),
             available,
         }),
+        rating: None,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod common;
 pub mod operations;
 pub mod orders;
+pub mod reviews;
 pub mod staff;
 pub mod subscription;
 

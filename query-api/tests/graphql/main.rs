@@ -13,4 +13,5 @@ mod images;
 mod limits;
 mod operations;
 mod orders;
+mod reviews;
 mod subscription;

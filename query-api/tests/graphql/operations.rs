@@ -21,7 +21,7 @@ async fn staff_see_each_read_models_position_lag_and_a_rebuilds_progress() {
     no_errors(&caught_up);
     let models = caught_up["data"]["readModels"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["catalog", "stock", "orders"]);
+    assert_eq!(names, ["catalog", "stock", "orders", "reviews"]);
     for model in models {
         assert_eq!(model["state"], "live", "{model}");
         assert_eq!(model["lagEvents"], 0, "{model}");
