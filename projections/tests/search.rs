@@ -6,7 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use domain::{Currency, InventoryCommand, Money, OrderId, ProductCommand, Quantity, Sku};
+use domain::{
+    Currency, CustomerId, InventoryCommand, Money, OrderId, ProductCommand, Quantity, Rating,
+    ReviewCommand, Sku,
+};
 use eventlog::testing::TestDatabase;
 use eventlog::{Actor, EventMetadata, LogPosition};
 use projections::search::{
@@ -110,6 +113,36 @@ impl Shop {
             quantity: Quantity::new(quantity).expect("quantity"),
         };
         self.inventory(sku, command).await;
+    }
+
+    /// `customer`'s review of `sku` with `stars`; its stream id.
+    async fn review(&mut self, customer: u128, sku: &str, stars: i64) -> String {
+        let author = CustomerId::new(uuid::Uuid::from_u128(customer));
+        let sku = Sku::parse(sku).expect("sku");
+        let review_id = domain::derived_ids::review_id_of(author, &sku);
+        let command = ReviewCommand::Write {
+            review_id,
+            author,
+            sku,
+            rating: Rating::new(stars).expect("stars"),
+            title: "title".to_owned(),
+            text: String::new(),
+            verified_purchase: false,
+            at: at(10),
+        };
+        let id = review_id.to_string();
+        self.moderate(&id, command).await;
+        id
+    }
+
+    async fn moderate(&mut self, review_id: &str, command: ReviewCommand) {
+        let receipt = self
+            .stores
+            .reviews
+            .execute(review_id, command, &metadata())
+            .await
+            .expect("review command");
+        self.seen(receipt.position);
     }
 
     /// Eight products in four categories, five of them in stock:
@@ -788,5 +821,123 @@ async fn follow_refuses_a_zero_batch() {
         feed.follow(shop.pool(), 0).await,
         Err(SearchError::InvalidBatchSize)
     ));
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn the_rating_sort_follows_reviews_edits_and_moderation() {
+    let (mut shop, index, mut feed) = seeded().await;
+    let rating_order = |index: &SearchIndex| -> Vec<(String, Option<f64>, u64)> {
+        search(index, &sorted(SearchSort::Rating))
+            .hits
+            .into_iter()
+            .map(|hit| (hit.sku, hit.rating_average, hit.review_count))
+            .collect()
+    };
+    // unrated: SKU order, no averages
+    let unrated = rating_order(&index);
+    assert_eq!(unrated.len(), 8);
+    assert!(unrated
+        .iter()
+        .all(|(_, average, count)| average.is_none() && *count == 0));
+    assert_eq!(unrated[0].0, "HP-1");
+
+    // TV-1: 5 and 4 (4.5 over 2); KTL-1: 5, 5, 3, 5 (4.5 over 4); MUG-1: 2
+    shop.review(1, "TV-1", 5).await;
+    let edited = shop.review(2, "TV-1", 1).await;
+    for (customer, stars) in [(1, 5), (2, 5), (3, 3), (4, 5)] {
+        shop.review(customer, "KTL-1", stars).await;
+    }
+    shop.review(1, "MUG-1", 2).await;
+    let hidden = shop.review(5, "KTL-1", 1).await;
+    shop.moderate(
+        &edited,
+        ReviewCommand::Edit {
+            author: CustomerId::new(uuid::Uuid::from_u128(2)),
+            rating: Rating::new(4).expect("stars"),
+            title: "better".to_owned(),
+            text: String::new(),
+            verified_purchase: false,
+            at: at(11),
+        },
+    )
+    .await;
+    shop.moderate(
+        &hidden,
+        ReviewCommand::Hide {
+            reason: "abuse".to_owned(),
+            at: at(12),
+        },
+    )
+    .await;
+    shop.sync(&mut feed).await;
+    let rated = rating_order(&index);
+    assert_eq!(
+        rated[..3],
+        [
+            ("KTL-1".to_owned(), Some(4.5), 4),
+            ("TV-1".to_owned(), Some(4.5), 2),
+            ("MUG-1".to_owned(), Some(2.0), 1),
+        ]
+    );
+    assert!(rated[3..].iter().all(|(_, average, _)| average.is_none()));
+
+    // publishing the hidden 1-star review brings KTL-1 down to 3.8 over 5
+    shop.moderate(
+        &hidden,
+        ReviewCommand::Publish {
+            reason: "fine".to_owned(),
+            at: at(13),
+        },
+    )
+    .await;
+    shop.sync(&mut feed).await;
+    let rated = rating_order(&index);
+    assert_eq!(rated[0], ("TV-1".to_owned(), Some(4.5), 2));
+    assert_eq!(rated[1], ("KTL-1".to_owned(), Some(3.8), 5));
+
+    // a rebuild from the log gives the same order
+    feed.reindex_from_start().expect("reset");
+    feed.catch_up(shop.pool(), 3).await.expect("catch up");
+    assert_eq!(rating_order(&index), rated);
+    shop.db.drop().await;
+}
+
+#[tokio::test]
+async fn an_index_of_an_older_format_is_rebuilt_from_the_log() {
+    let mut shop = Shop::new().await;
+    shop.seed().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (position, before) = {
+        let index = SearchIndex::open(Some(dir.path())).expect("open");
+        let mut feed = SearchFeed::new(&index).expect("feed");
+        shop.sync(&mut feed).await;
+        (feed.index_position(), summaries(&index))
+    };
+    // what an older release left: its format number in the commit
+    {
+        let old = tantivy::Index::open_in_dir(dir.path()).expect("open as tantivy");
+        let mut writer: tantivy::IndexWriter = old.writer(15_000_000).expect("writer");
+        let mut commit = writer.prepare_commit().expect("prepare");
+        commit.set_payload(&format!(
+            r#"{{"format":1,"position":{}}}"#,
+            serde_json::to_string(&position).expect("position")
+        ));
+        commit.commit().expect("commit");
+    }
+    // a file of someone else's in the directory survives
+    std::fs::write(dir.path().join("NOTES.txt"), "keep me").expect("write");
+
+    let index = SearchIndex::open(Some(dir.path())).expect("reopened and reset");
+    assert_eq!(index.position(), LogPosition::START);
+    assert_eq!(index.product_count(), 0);
+    let mut feed = SearchFeed::new(&index).expect("feed");
+    shop.sync(&mut feed).await;
+    assert_eq!(feed.index_position(), position);
+    assert_eq!(summaries(&index), before);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("NOTES.txt")).expect("kept"),
+        "keep me"
+    );
     shop.db.drop().await;
 }

@@ -1,10 +1,10 @@
-//! The feed's per-SKU state: product fields and stock level, folded from product and inventory
-//! events, and the document each SKU should have in the index.
+//! The feed's per-SKU state: product fields, stock level and rating, folded from product,
+//! inventory and review events, and the document each SKU should have in the index.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use domain::{InventoryEvent, Money, OrderId, ProductEvent};
+use domain::{InventoryEvent, Money, OrderId, ProductEvent, ReviewEvent};
 
 /// The product fields the index needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +62,51 @@ impl StockLevel {
     }
 }
 
+/// The visible reviews of a SKU: how many and their stars in total (as the reviews read model's
+/// summary counts them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RatingTally {
+    pub count: u64,
+    pub total: u64,
+}
+
+impl RatingTally {
+    /// The average in thousandths of a star (0 without reviews): an integer sort key.
+    pub(crate) fn average_milli(&self) -> i64 {
+        (self.total * 1_000)
+            .checked_div(self.count)
+            .map_or(0, |milli| i64::try_from(milli).unwrap_or(i64::MAX))
+    }
+
+    fn add(&mut self, stars: Option<u8>) {
+        if let Some(stars) = stars {
+            self.count += 1;
+            self.total += u64::from(stars);
+        }
+    }
+
+    fn remove(&mut self, stars: Option<u8>) {
+        if let Some(stars) = stars {
+            self.count = self.count.saturating_sub(1);
+            self.total = self.total.saturating_sub(u64::from(stars));
+        }
+    }
+}
+
+/// What the feed remembers of one review: enough to move its stars when it changes.
+#[derive(Clone, Debug)]
+struct ReviewFacts {
+    sku: String,
+    stars: u8,
+    hidden: bool,
+}
+
+impl ReviewFacts {
+    fn counted(&self) -> Option<u8> {
+        (!self.hidden).then_some(self.stars)
+    }
+}
+
 /// One SKU as the feed knows it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SkuState {
@@ -69,6 +114,7 @@ pub(crate) struct SkuState {
     pub product: Option<ProductFacts>,
     pub discontinued: bool,
     pub stock: StockLevel,
+    pub rating: RatingTally,
     /// What the index holds for this SKU as far as the feed knows: `None` = no document,
     /// `Some(in_stock)` = a document with that stock flag. Lets stock events that do not flip
     /// the flag skip the write.
@@ -94,10 +140,12 @@ pub(crate) enum Touched {
     Stock,
 }
 
-/// Every SKU seen in product or inventory events.
+/// Every SKU seen in product, inventory or review events.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     skus: HashMap<String, SkuState>,
+    /// Every review, by review id.
+    reviews: HashMap<String, ReviewFacts>,
 }
 
 impl Catalog {
@@ -166,6 +214,44 @@ impl Catalog {
             E::ProductImageAdded { .. } | E::ProductImageRemoved { .. } => {}
         }
         Touched::Product
+    }
+
+    /// Folds a review event; returns the SKU whose rating changed, if any.
+    pub(crate) fn apply_review(&mut self, review_id: &str, event: &ReviewEvent) -> Option<String> {
+        use ReviewEvent as E;
+        let (before, after, sku) = match event {
+            E::ReviewWritten { sku, rating, .. } => {
+                let facts = ReviewFacts {
+                    sku: sku.to_string(),
+                    stars: rating.stars(),
+                    hidden: false,
+                };
+                let before = self
+                    .reviews
+                    .insert(review_id.to_owned(), facts.clone())
+                    .and_then(|old| old.counted());
+                (before, facts.counted(), facts.sku)
+            }
+            E::ReviewVotedHelpful { .. } => return None,
+            other => {
+                let facts = self.reviews.get_mut(review_id)?;
+                let before = facts.counted();
+                match other {
+                    E::ReviewEdited { rating, .. } => facts.stars = rating.stars(),
+                    E::ReviewHidden { .. } => facts.hidden = true,
+                    E::ReviewPublished { .. } => facts.hidden = false,
+                    E::ReviewWritten { .. } | E::ReviewVotedHelpful { .. } => {}
+                }
+                (before, facts.counted(), facts.sku.clone())
+            }
+        };
+        if before == after {
+            return None;
+        }
+        let tally = &mut self.skus.entry(sku.clone()).or_default().rating;
+        tally.remove(before);
+        tally.add(after);
+        Some(sku)
     }
 
     pub(crate) fn apply_inventory(&mut self, sku: &str, event: &InventoryEvent) -> Touched {

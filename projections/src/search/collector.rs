@@ -9,11 +9,21 @@ use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 use super::request::{PriceBand, SearchSort};
-use super::schema::{CATEGORY, CREATED_AT_MICROS, IN_STOCK, PRICE_MINOR, SKU};
+use super::schema::{
+    CATEGORY, CREATED_AT_MICROS, IN_STOCK, PRICE_MINOR, RATING_AVERAGE_MILLI, REVIEW_COUNT, SKU,
+};
 
 /// Maps an i64 onto a u64 so that the order is kept.
 fn ordered_i64(value: i64) -> u64 {
     (value as u64) ^ (1 << 63)
+}
+
+/// Orders by average (thousandths of a star, 0..=5,000), then by number of reviews: larger is
+/// better rated.
+fn rating_key(average_milli: i64, review_count: i64) -> u64 {
+    let average = u64::try_from(average_milli.clamp(0, 0xFFFF)).unwrap_or(0);
+    let count = u64::try_from(review_count.clamp(0, 0xFFFF_FFFF_FFFF)).unwrap_or(0);
+    (average << 48) | count
 }
 
 /// Maps a score onto a u64 that is smaller for better (higher) scores.
@@ -82,6 +92,8 @@ impl Collector for PageCollector {
             segment_ord,
             price_minor: fast_fields.i64(PRICE_MINOR)?,
             created_at_micros: fast_fields.i64(CREATED_AT_MICROS)?,
+            rating_average_milli: fast_fields.i64(RATING_AVERAGE_MILLI)?,
+            review_count: fast_fields.i64(REVIEW_COUNT)?,
             in_stock: fast_fields.bool(IN_STOCK)?,
             sku: required_str_column(reader, SKU)?,
             category,
@@ -145,6 +157,8 @@ pub(crate) struct PageSegmentCollector {
     segment_ord: SegmentOrdinal,
     price_minor: Column<i64>,
     created_at_micros: Column<i64>,
+    rating_average_milli: Column<i64>,
+    review_count: Column<i64>,
     in_stock: Column<bool>,
     sku: StrColumn,
     category: StrColumn,
@@ -192,6 +206,10 @@ impl PageSegmentCollector {
             SearchSort::PriceAsc => ordered_i64(price_minor),
             SearchSort::PriceDesc => !ordered_i64(price_minor),
             SearchSort::Newest => !ordered_i64(self.created_at_micros.first(doc).unwrap_or(0)),
+            SearchSort::Rating => !rating_key(
+                self.rating_average_milli.first(doc).unwrap_or(0),
+                self.review_count.first(doc).unwrap_or(0),
+            ),
         }
     }
 
@@ -329,5 +347,9 @@ mod tests {
         assert!(score_rank(2.5) < score_rank(1.0));
         assert!(score_rank(1.0) < score_rank(0.0));
         assert!(score_rank(0.0) < score_rank(-1.0));
+        // better average first, then more reviews; no reviews last
+        assert!(!rating_key(4_500, 2) < !rating_key(4_000, 90));
+        assert!(!rating_key(4_000, 90) < !rating_key(4_000, 3));
+        assert!(!rating_key(1_000, 1) < !rating_key(0, 0));
     }
 }

@@ -1,5 +1,5 @@
-//! [`SearchFeed`]: the index's subscription. Folds product and inventory events into per-SKU
-//! state, upserts the documents that changed once per batch, and commits the batch's last
+//! [`SearchFeed`]: the index's subscription. Folds product, inventory and review events into
+//! per-SKU state, upserts the documents that changed once per batch, and commits the batch's last
 //! position with them.
 
 use std::collections::HashMap;
@@ -159,7 +159,10 @@ impl SearchFeed {
 
     fn fold(&mut self, event: RecordedEvent) -> Result<(), SearchError> {
         let position = event.position;
-        if event.aggregate_type != "product" && event.aggregate_type != "inventory" {
+        if !matches!(
+            event.aggregate_type.as_str(),
+            "product" | "inventory" | "review"
+        ) {
             self.folded = position;
             return Ok(());
         }
@@ -174,12 +177,27 @@ impl SearchFeed {
             event_type: event.event_type.clone(),
             source,
         })?;
-        // product and inventory streams are keyed by SKU
-        let sku = event.aggregate_id;
-        let touched = match &decoded {
-            AnyEvent::Product(product_event) => self.catalog.apply_product(&sku, product_event),
+        // product and inventory streams are keyed by SKU; a review names its SKU
+        let (sku, touched) = match &decoded {
+            AnyEvent::Product(product_event) => {
+                let sku = event.aggregate_id;
+                let touched = self.catalog.apply_product(&sku, product_event);
+                (sku, touched)
+            }
             AnyEvent::Inventory(inventory_event) => {
-                self.catalog.apply_inventory(&sku, inventory_event)
+                let sku = event.aggregate_id;
+                let touched = self.catalog.apply_inventory(&sku, inventory_event);
+                (sku, touched)
+            }
+            AnyEvent::Review(review_event) => {
+                match self.catalog.apply_review(&event.aggregate_id, review_event) {
+                    // the rating is in the document: rewrite it
+                    Some(sku) => (sku, Touched::Product),
+                    None => {
+                        self.folded = position;
+                        return Ok(());
+                    }
+                }
             }
             _ => {
                 self.folded = position;
@@ -273,6 +291,11 @@ fn product_document(
     document.add_i64(
         fields.created_at_micros,
         product.created_at.timestamp_micros(),
+    );
+    document.add_i64(fields.rating_average_milli, state.rating.average_milli());
+    document.add_i64(
+        fields.review_count,
+        i64::try_from(state.rating.count).unwrap_or(i64::MAX),
     );
     Some(document)
 }

@@ -62,20 +62,39 @@ impl std::fmt::Debug for SearchIndex {
 
 impl SearchIndex {
     /// Opens the index in `dir` (created, with the directory, when missing), or a new in-RAM
-    /// index for `None`. An index of another format is refused with
-    /// [`SearchError::IncompatibleIndex`].
+    /// index for `None`. An index of another format or schema (written by an older release) is
+    /// deleted and created empty, at position zero, so the feed rebuilds it from the log; only
+    /// the files tantivy manages are deleted. An index that still does not match is refused
+    /// with [`SearchError::IncompatibleIndex`].
     pub fn open(dir: Option<&Path>) -> Result<SearchIndex, SearchError> {
         let (schema, fields) = ProductFields::schema();
         let index = match dir {
             None => Index::create_in_ram(schema.clone()),
             Some(path) => {
-                std::fs::create_dir_all(path).map_err(|source| SearchError::Directory {
+                let directory_error = |source| SearchError::Directory {
                     path: path.to_owned(),
                     source,
-                })?;
+                };
+                std::fs::create_dir_all(path).map_err(directory_error)?;
                 let directory = MmapDirectory::open(path).map_err(TantivyError::from)?;
                 if Index::exists(&directory).map_err(TantivyError::from)? {
-                    Index::open(directory)?
+                    let index = Index::open(directory)?;
+                    match compatibility(&index, &schema) {
+                        Ok(()) => index,
+                        Err(found) => {
+                            tracing::warn!(
+                                path = %path.display(),
+                                %found,
+                                expected = FORMAT,
+                                "the search index has an older format: rebuilding it from the log"
+                            );
+                            drop(index);
+                            remove_index_files(path).map_err(directory_error)?;
+                            let directory =
+                                MmapDirectory::open(path).map_err(TantivyError::from)?;
+                            Index::create(directory, schema.clone(), IndexSettings::default())?
+                        }
+                    }
                 } else {
                     Index::create(directory, schema.clone(), IndexSettings::default())?
                 }
@@ -199,6 +218,11 @@ impl SearchIndex {
                 .ok_or_else(|| missing(candidate.address, "in_stock"))?,
             created_at,
             score: if scored { candidate.score } else { 0.0 },
+            rating_average: match integer(fields.rating_average_milli, "rating_average_milli")? {
+                0 => None,
+                milli => Some(milli as f64 / 1_000.0),
+            },
+            review_count: u64::try_from(integer(fields.review_count, "review_count")?).unwrap_or(0),
         })
     }
 
@@ -239,6 +263,38 @@ fn missing(address: DocAddress, field: &str) -> SearchError {
     SearchError::Index(TantivyError::InternalError(format!(
         "stored field `{field}` is missing or malformed in document {address:?}"
     )))
+}
+
+/// Whether `index` is of this release's schema and format; else what it is.
+fn compatibility(index: &Index, schema: &tantivy::schema::Schema) -> Result<(), String> {
+    if index.schema() != *schema {
+        return Err("a different schema".to_owned());
+    }
+    stored_position(index).map(|_| ())
+}
+
+/// Deletes the files of the tantivy index in `dir`: those its `.managed.json` lists and its
+/// `meta.json` (nothing else that may be in the directory).
+fn remove_index_files(dir: &Path) -> std::io::Result<()> {
+    let managed = dir.join(".managed.json");
+    let listed: Vec<PathBuf> = match std::fs::read(&managed) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error),
+    };
+    let files = listed
+        .into_iter()
+        .filter(|file| file.components().count() == 1)
+        .map(|file| dir.join(file))
+        .chain([dir.join("meta.json"), managed]);
+    for file in files {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// The position in the last commit's payload (`START` for a new index), or what was found

@@ -2,7 +2,7 @@
 //! own subscription to the log, so replicas share no disk.
 //!
 //! - [`SearchIndex`] is the read side: full text over name, description and category with typo
-//!   tolerance, filters (category, price range, in stock), facets and four sorts
+//!   tolerance, filters (category, price range, in stock), facets and five sorts (relevance, price both ways, newest, rating)
 //!   ([`SearchIndex::search`]). It is cheap to clone and safe to share between request handlers.
 //! - [`SearchFeed`] is the write side: it folds product and inventory events into per-SKU state,
 //!   upserts one document per listed SKU and stores the last applied [`LogPosition`] in the

@@ -26,6 +26,9 @@ pub enum SearchSort {
     PriceDesc,
     /// Most recently created first (`ProductCreated.created_at`).
     Newest,
+    /// Best rated first: highest average of the visible reviews, then most reviews; products
+    /// without reviews last.
+    Rating,
 }
 
 /// One search: text, filters, order and window. Prices are in minor units (cents), inclusive.
@@ -178,6 +181,10 @@ pub struct ProductHit {
     pub created_at: DateTime<Utc>,
     /// The relevance score when sorted by relevance with text, else 0.
     pub score: f32,
+    /// Average stars of the visible reviews; `None` without reviews.
+    pub rating_average: Option<f64>,
+    /// Number of visible reviews.
+    pub review_count: u64,
 }
 
 /// Counts over every product that matches the text and all the filters.

@@ -11,7 +11,7 @@ use tantivy::Index;
 
 /// Bumped whenever the schema or the document shape changes; an index of another format is
 /// refused (delete it and it rebuilds from the log).
-pub(crate) const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 2;
 
 /// The analyzer of the full-text fields: split on non-alphanumerics, drop tokens over 40 bytes,
 /// lowercase, fold accents ("Café" finds "cafe"). No stemming: typo tolerance covers plurals.
@@ -26,6 +26,8 @@ pub(crate) const PRICE_MINOR: &str = "price_minor";
 pub(crate) const CURRENCY: &str = "currency";
 pub(crate) const IN_STOCK: &str = "in_stock";
 pub(crate) const CREATED_AT_MICROS: &str = "created_at_micros";
+pub(crate) const RATING_AVERAGE_MILLI: &str = "rating_average_milli";
+pub(crate) const REVIEW_COUNT: &str = "review_count";
 
 /// The fields of a product document.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +50,10 @@ pub(crate) struct ProductFields {
     pub in_stock: Field,
     /// microseconds since the epoch, fast, stored: "newness"
     pub created_at_micros: Field,
+    /// average stars of the visible reviews in thousandths (0 without), fast, stored
+    pub rating_average_milli: Field,
+    /// number of visible reviews, fast, stored
+    pub review_count: Field,
 }
 
 impl ProductFields {
@@ -68,6 +74,8 @@ impl ProductFields {
             currency: builder.add_text_field(CURRENCY, STORED),
             in_stock: builder.add_bool_field(IN_STOCK, INDEXED | FAST | STORED),
             created_at_micros: builder.add_i64_field(CREATED_AT_MICROS, FAST | STORED),
+            rating_average_milli: builder.add_i64_field(RATING_AVERAGE_MILLI, FAST | STORED),
+            review_count: builder.add_i64_field(REVIEW_COUNT, FAST | STORED),
         };
         (builder.build(), fields)
     }

@@ -26,6 +26,9 @@ pub enum ProductSort {
     PriceDesc,
     /// Most recently created first.
     Newest,
+    /// Best rated first: the highest average of visible reviews, then the most reviews;
+    /// products without reviews last.
+    Rating,
 }
 
 /// Price bands of the price facet (two-decimal currencies; lower bound inclusive).

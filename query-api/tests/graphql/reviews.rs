@@ -1,5 +1,6 @@
-//! `Product.reviews` and `Product.ratingSummary` from the reviews read model: hidden reviews
-//! only for staff, the summary following edits and moderation, pages, and typed errors.
+//! `Product.reviews` and `Product.ratingSummary` from the reviews read model, and the
+//! `RATING` sort of `products` from the search index: hidden reviews only for staff, the summary
+//! following edits and moderation, pages, and typed errors.
 
 use accounts::Role;
 use chrono::Utc;
@@ -210,5 +211,54 @@ async fn reviews_and_the_rating_summary_follow_edits_votes_and_moderation() {
         .gql(None, REVIEWS, json!({"sku": "MUG-1", "first": 1000}))
         .await;
     assert_eq!(code(&bad), "validation");
+    h.drop().await;
+}
+
+#[tokio::test]
+async fn products_sort_by_rating_with_their_summaries() {
+    let h = Harness::start().await;
+    h.catalog().await;
+    // MUG-1: 4.5 over 2; HP-1: 4.5 over 4 (more reviews first); SPK-1: none (last)
+    write(&h, 1, "MUG-1", 5, false).await;
+    write(&h, 2, "MUG-1", 4, false).await;
+    for (customer, stars) in [(1, 5), (2, 5), (3, 4), (4, 4)] {
+        write(&h, customer, "HP-1", stars, false).await;
+    }
+    let hidden = write(&h, 5, "MUG-1", 1, false).await;
+    run(
+        &h,
+        &hidden,
+        ReviewCommand::Hide {
+            reason: "abuse".into(),
+            at: Utc::now(),
+        },
+    )
+    .await;
+    h.project().await;
+    let query =
+        "{ products(sort: RATING) { edges { node { sku ratingSummary { average count } } } } }";
+    let sorted = h.gql(None, query, json!({})).await;
+    no_errors(&sorted);
+    let nodes: Vec<(String, Value, i64)> = sorted["data"]["products"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            let node = &edge["node"];
+            (
+                node["sku"].as_str().unwrap().to_owned(),
+                node["ratingSummary"]["average"].clone(),
+                node["ratingSummary"]["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("HP-1".to_owned(), json!(4.5), 4),
+            ("MUG-1".to_owned(), json!(4.5), 2),
+            ("SPK-1".to_owned(), Value::Null, 0),
+        ]
+    );
     h.drop().await;
 }
