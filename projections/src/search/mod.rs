@@ -2,9 +2,11 @@
 //! own subscription to the log, so replicas share no disk.
 //!
 //! - [`SearchIndex`] is the read side: full text over name, description and category with typo
-//!   tolerance, filters (category, price range, in stock), facets and five sorts (relevance, price both ways, newest, rating)
-//!   ([`SearchIndex::search`]). It is cheap to clone and safe to share between request handlers.
-//! - [`SearchFeed`] is the write side: it folds product and inventory events into per-SKU state,
+//!   tolerance, filters (category, price range, in stock), facets and five sorts (relevance,
+//!   price both ways, newest, rating) ([`SearchIndex::search`]). It is cheap to clone and safe
+//!   to share between request handlers.
+//! - [`SearchFeed`] is the write side: it folds product, inventory and review events into
+//!   per-SKU state (the rating: count and total of the visible reviews),
 //!   upserts one document per listed SKU and stores the last applied [`LogPosition`] in the
 //!   index's commit payload, atomically with the documents.
 //!
