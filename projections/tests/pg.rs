@@ -150,6 +150,23 @@ async fn every_projection_followed_in_small_batches_equals_a_fresh_rebuild() {
         .map(|(sku, count, total, histogram)| (sku, (count, total, histogram)))
         .collect();
     assert_eq!(projected, expected);
+    // and its images too, in the order each product shows them
+    let mut shown = Vec::new();
+    for n in 0..8 {
+        let sku = format!("SKU-7-{n}");
+        let product = stores.products.load(&sku).await.unwrap().aggregate;
+        for image in &product.details().unwrap().images {
+            shown.push((sku.clone(), image.image_id.to_string(), image.alt.clone()));
+        }
+    }
+    let projected: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT sku, image_id, alt FROM rm_catalog.product_images ORDER BY sku, ordinal",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(!projected.is_empty(), "the workload shows images");
+    assert_eq!(projected, shown);
     db.drop().await;
 }
 

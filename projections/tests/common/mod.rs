@@ -5,9 +5,9 @@ use chrono::Utc;
 use domain::cart::CartOwner;
 use domain::order::OrderLine;
 use domain::{
-    Address, CartCommand, CartId, Currency, CustomerId, InventoryCommand, Money, OrderCommand,
-    OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand, Quantity, Rating, RefundId,
-    ReviewCommand, Sku,
+    Address, CartCommand, CartId, Currency, CustomerId, ImageFormat, ImageId, InventoryCommand,
+    Money, OrderCommand, OrderId, OrderNumber, PaymentCommand, PaymentId, ProductCommand,
+    ProductImage, Quantity, Rating, RefundId, ReviewCommand, Sku,
 };
 use eventlog::{Actor, EventMetadata};
 use rand::rngs::StdRng;
@@ -120,7 +120,13 @@ pub async fn random_workload(stores: &Stores, seed: u64, rounds: usize) {
             .await;
     }
     let mut carts: Vec<String> = Vec::new();
+    // images are shown and taken down on a random stream of their own, so the other commands
+    // stay what they were for a seed
+    let mut image_rng = StdRng::seed_from_u64(seed ^ 0x1_3A6E);
     for _ in 0..rounds {
+        if image_rng.random_bool(0.2) {
+            image_step(stores, &mut image_rng, &skus).await;
+        }
         if rng.random_bool(0.4) {
             cart_step(stores, &mut rng, &skus, &mut carts).await;
             continue;
@@ -420,4 +426,28 @@ async fn cart_step(stores: &Stores, rng: &mut StdRng, skus: &[String], carts: &m
     };
     // refusals (an unknown line, an empty or closed cart) are part of the workload
     let _ = stores.carts.execute(&cart, command, &meta()).await;
+}
+
+/// Shows one of four images on a product, or takes one down; refusals are skipped.
+async fn image_step(stores: &Stores, rng: &mut StdRng, skus: &[String]) {
+    let sku = &skus[rng.random_range(0..skus.len())];
+    let image_id = ImageId::parse(format!("{:064x}", rng.random_range(1..5u32))).unwrap();
+    let command = if rng.random_bool(0.7) {
+        ProductCommand::AddImage {
+            image: ProductImage {
+                image_id,
+                format: if rng.random_bool(0.5) {
+                    ImageFormat::Png
+                } else {
+                    ImageFormat::Jpeg
+                },
+                width: rng.random_range(1..4_000),
+                height: rng.random_range(1..4_000),
+                alt: format!("alt {}", rng.random_range(0..100)),
+            },
+        }
+    } else {
+        ProductCommand::RemoveImage { image_id }
+    };
+    let _ = stores.products.execute(sku, command, &meta()).await;
 }
