@@ -175,6 +175,44 @@ async fn uploaded_images_are_listed_with_urls_that_serve_them() {
     assert_eq!(again["image_id"], image_id.as_str());
     assert_eq!(again["position"], Value::Null, "no event: already shown");
 
+    // an upload far over the JSON body limit with an Idempotency-Key: kept and replayed
+    let noisy = {
+        let mut state = 0x2545_f491_u32;
+        let image = image::RgbImage::from_fn(400, 400, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let [r, g, b, _] = state.to_le_bytes();
+            image::Rgb([r, g, b])
+        });
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(image)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    assert!(noisy.len() > command_api::BODY_LIMIT, "{}", noisy.len());
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = h
+            .client
+            .post(format!("{base}/api/products/MUG-1/images"))
+            .bearer_auth(&staff)
+            .header("idempotency-key", "upload-noise-1")
+            .body(noisy.clone())
+            .send()
+            .await
+            .unwrap();
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        answers.push((status, replayed, body));
+    }
+    assert_eq!(answers[0].0, StatusCode::CREATED, "{}", answers[0].2);
+    assert_eq!((answers[1].0, answers[1].1), (StatusCode::CREATED, true));
+    assert_eq!(answers[0].2, answers[1].2);
+    assert_ne!(answers[0].2["position"], Value::Null);
+
     // taken off the product: gone from GraphQL; a second time it is unknown
     let remove = |id: String| {
         let client = h.client.clone();
@@ -191,7 +229,7 @@ async fn uploaded_images_are_listed_with_urls_that_serve_them() {
     h.project().await;
     let response = h.gql(None, PRODUCT_IMAGES, json!({"sku": "MUG-1"})).await;
     let images = response["data"]["product"]["images"].as_array().unwrap();
-    assert_eq!(images.len(), 1, "{response}");
+    assert_eq!(images.len(), 2, "{response}");
     assert_ne!(images[0]["id"], image_id.as_str());
     let (status, body) = remove(image_id).await;
     assert_eq!(
