@@ -148,7 +148,6 @@ fn media_urls(ctx: &Context<'_>) -> MediaUrls {
     })
 }
 
-
 /// What only the catalog read model holds (search hits do not carry it).
 #[derive(Clone, Debug)]
 pub struct ProductDetails {
