@@ -85,6 +85,23 @@ pub struct StagedCommand<A: Aggregate> {
     pub earlier_run: Option<CommandReceipt<A::Event>>,
 }
 
+/// How [`PgEventStore::stage_decision`] decides a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deciding {
+    /// On a copy of the stream's state, kept only when the command stages events.
+    OnACopy,
+    /// On the stream's state itself (see [`PgEventStore::stage_decision`]).
+    InPlace,
+}
+
+/// A staged command's decision, without the aggregate.
+pub(crate) struct StageDecision<A: Aggregate> {
+    pub(crate) events: Vec<A::Event>,
+    pub(crate) replayed: bool,
+    pub(crate) last_sequence: i64,
+    pub(crate) earlier_run: Option<CommandReceipt<A::Event>>,
+}
+
 /// What a unit wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitReceipt {
@@ -328,6 +345,38 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<StagedCommand<A>, ExecuteError<A::Error>> {
+        let (decision, index) = self
+            .stage_decision(unit, aggregate_id, command, metadata, Deciding::OnACopy)
+            .await?;
+        let aggregate = unit.streams[index]
+            .as_any_mut()
+            .downcast_mut::<Staged<A>>()
+            .expect("one aggregate type per stream key")
+            .context
+            .aggregate
+            .clone();
+        Ok(StagedCommand {
+            events: decision.events,
+            replayed: decision.replayed,
+            last_sequence: decision.last_sequence,
+            aggregate,
+            earlier_run: decision.earlier_run,
+        })
+    }
+
+    /// [`Self::stage`]'s decision, and the index of the stream in the unit. With
+    /// [`Deciding::InPlace`] the command is decided on the unit's state of the stream itself,
+    /// not on a copy: for aggregates whose `handle` changes nothing before it has decided (every
+    /// aggregate of this project decides first, then writes its events), it spares a copy of
+    /// the state per command — what a hot stream's batch of commands costs most otherwise.
+    pub(crate) async fn stage_decision(
+        &self,
+        unit: &mut UnitOfWork,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        deciding: Deciding,
+    ) -> Result<(StageDecision<A>, usize), ExecuteError<A::Error>> {
         let index = match unit.index_of(A::TYPE, aggregate_id) {
             Some(index) => index,
             None => {
@@ -362,15 +411,21 @@ where
             if let Some(earlier) = staged.context.earlier_run(&command_id) {
                 // staged earlier in this unit: no position yet
                 let written_before = earlier.position != Some(LogPosition::default());
-                return Ok(StagedCommand {
-                    events: earlier.events.clone(),
-                    replayed: true,
-                    last_sequence: staged.context.current_sequence,
-                    aggregate: staged.context.aggregate.clone(),
-                    earlier_run: written_before.then_some(earlier),
-                });
+                return Ok((
+                    StageDecision {
+                        events: earlier.events.clone(),
+                        replayed: true,
+                        last_sequence: staged.context.current_sequence,
+                        earlier_run: written_before.then_some(earlier),
+                    },
+                    index,
+                ));
             }
-            let mut context = staged.context.duplicate();
+            let mut copy = match deciding {
+                Deciding::OnACopy => Some(staged.context.duplicate()),
+                Deciding::InPlace => None,
+            };
+            let context = copy.as_mut().unwrap_or(&mut staged.context);
             let sink = EventSink::default();
             let decided = context
                 .aggregate
@@ -381,7 +436,7 @@ where
             match decided {
                 Ok(()) if !events.is_empty() => {
                     let payloads = self.stored_payloads(aggregate_id, &events).await?;
-                    let mut prepared = self.prepare(&context, &events, payloads, &map)?;
+                    let mut prepared = self.prepare(context, &events, payloads, &map)?;
                     let first = context.current_sequence + 1;
                     let last = context.current_sequence + events.len() as i64;
                     for (offset, event) in events.iter().enumerate() {
@@ -410,17 +465,20 @@ where
                             }),
                         });
                     }
+                    if let Some(copy) = copy {
+                        staged.context = copy;
+                    }
                     staged.sequences.push(prepared.columns.sequences.clone());
                     staged.appends.push(prepared);
-                    let aggregate = context.aggregate.clone();
-                    staged.context = context;
-                    return Ok(StagedCommand {
-                        events,
-                        replayed: false,
-                        last_sequence: last,
-                        aggregate,
-                        earlier_run: None,
-                    });
+                    return Ok((
+                        StageDecision {
+                            events,
+                            replayed: false,
+                            last_sequence: last,
+                            earlier_run: None,
+                        },
+                        index,
+                    ));
                 }
                 // decided on a head not read: read the stream and decide again
                 _ if !trusted => {
@@ -428,13 +486,15 @@ where
                     staged.verified = true;
                 }
                 Ok(()) => {
-                    return Ok(StagedCommand {
-                        events: Vec::new(),
-                        replayed: false,
-                        last_sequence: staged.context.current_sequence,
-                        aggregate: staged.context.aggregate.clone(),
-                        earlier_run: None,
-                    })
+                    return Ok((
+                        StageDecision {
+                            events: Vec::new(),
+                            replayed: false,
+                            last_sequence: staged.context.current_sequence,
+                            earlier_run: None,
+                        },
+                        index,
+                    ))
                 }
                 Err(error) => return Err(ExecuteError::Domain(error)),
             }
