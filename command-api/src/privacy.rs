@@ -149,16 +149,14 @@ pub async fn export(
             order: placed.clone(),
         });
     }
-    // their reviews: a scan of the review streams' first events (the primary key's range of
-    // review events)
-    let review_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events
-          WHERE aggregate_type = 'review' AND event_type = 'ReviewWritten'
-            AND payload->'ReviewWritten'->>'author' = $1
-          ORDER BY global_position",
+    // their reviews: the review streams they wrote (a scan of the review events: an export is rare)
+    let review_ids = eventlog::streams::stream_ids_by_event_field(
+        pool,
+        "review",
+        "ReviewWritten",
+        "author",
+        &customer.to_string(),
     )
-    .bind(customer.to_string())
-    .fetch_all(pool)
     .await?;
     let mut reviews = Vec::with_capacity(review_ids.len());
     for id in review_ids {

@@ -100,6 +100,11 @@ impl TestApp {
     /// A placed and confirmed order of `customer` for one MUG-1 (the saga's work, done here
     /// directly on the order stream).
     async fn confirmed_order(&self, customer: Uuid) -> Uuid {
+        self.confirmed_order_of(customer, "MUG-1").await
+    }
+
+    /// The same for one unit of `sku`.
+    async fn confirmed_order_of(&self, customer: Uuid, sku: &str) -> Uuid {
         let order_id = Uuid::new_v4();
         let eur = Currency::parse("EUR").unwrap();
         let meta = || EventMetadata::new(Actor::system("test"));
@@ -110,7 +115,7 @@ impl TestApp {
             customer: Some(CustomerId::new(customer)),
             cart_id: CartId::new(Uuid::new_v4()),
             lines: vec![OrderLine {
-                sku: Sku::parse("MUG-1").unwrap(),
+                sku: Sku::parse(sku).unwrap(),
                 name: "Mug".into(),
                 quantity: Quantity::new(1).unwrap(),
                 unit_price: Money::new(1200, eur),
@@ -445,5 +450,54 @@ async fn bad_review_input_names_the_field_and_only_customers_review() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_delivered_variant_earns_the_badge_on_its_products_review() {
+    let app = TestApp::spawn().await;
+    let (_, staff) = app.token(Role::Staff).await;
+    let (dana_id, dana) = app.token(Role::Customer).await;
+    for (path, body) in [
+        (
+            "/api/products",
+            json!({"sku": "TEE-1", "name": "Tee", "category": "clothes",
+                   "price": {"amount_minor": 2500, "currency": "EUR"}}),
+        ),
+        (
+            "/api/products/TEE-1/variants",
+            json!({"sku": "TEE-1-M", "option_values": {"size": "M"}}),
+        ),
+    ] {
+        if path.ends_with("/variants") {
+            let (status, body) = app
+                .send(
+                    Method::PUT,
+                    "/api/products/TEE-1/options",
+                    &staff,
+                    json!({"options": [{"name": "size", "values": ["S", "M"]}]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (status, answer) = app.post(path, &staff, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    // dana bought the M variant, delivered; she reviews the product (the parent)
+    let order = app.confirmed_order_of(dana_id, "TEE-1-M").await;
+    for step in ["ship", "deliver"] {
+        let (status, body) = app
+            .post(&format!("/api/orders/{order}/{step}"), &staff, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, written) = app
+        .post("/api/products/TEE-1/reviews", &dana, review(5, "Fits"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{written}");
+    assert_eq!(
+        written["verified_purchase"], true,
+        "a variant bought is the product bought"
+    );
     app.finish().await;
 }

@@ -157,6 +157,52 @@ pub async fn find_by_payload_field<'e>(
     Ok(rows.into_iter().map(recorded_event).collect())
 }
 
+/// The ids of the streams of `aggregate_type` that hold an `event_type` event whose payload has
+/// `value` (as text) at `{event_type: {field: ...}}`, newest first (e.g. a customer's orders:
+/// `("order", "OrderPlaced", "customer", id)`). The expression is spelled
+/// `payload -> '<event_type>' ->> '<field>'` with the two names as literals, so that an expression
+/// index on exactly that serves it (command-api's migration 0130 has one for a customer's
+/// orders); the names must be identifiers (letters, digits, `_`), else the same question is asked
+/// with them as parameters (a scan of the type's events). The value is always a parameter.
+pub async fn stream_ids_by_event_field<'e>(
+    executor: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    event_type: &str,
+    field: &str,
+    value: &str,
+) -> Result<Vec<String>> {
+    let identifier = |name: &str| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let ids = if identifier(event_type) && identifier(field) {
+        let sql = format!(
+            "SELECT aggregate_id FROM events
+              WHERE aggregate_type = $1 AND event_type = $2
+                AND payload->'{event_type}'->>'{field}' = $3
+              ORDER BY global_position DESC"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(aggregate_type)
+            .bind(event_type)
+            .bind(value)
+            .fetch_all(executor)
+            .await?
+    } else {
+        sqlx::query_scalar(
+            "SELECT aggregate_id FROM events
+              WHERE aggregate_type = $1 AND event_type = $2 AND payload->$2->>$3 = $4
+              ORDER BY global_position DESC",
+        )
+        .bind(aggregate_type)
+        .bind(event_type)
+        .bind(field)
+        .bind(value)
+        .fetch_all(executor)
+        .await?
+    };
+    Ok(ids)
+}
+
 /// The ids of the streams of `aggregate_type` whose last event is none of `event_types` (e.g.
 /// processes that have not settled). One grouped scan of the type's events.
 pub async fn streams_not_ending_with<'e>(

@@ -83,22 +83,24 @@ fn customer(context: &RequestContext) -> ApiResult<CustomerId> {
     Ok(CustomerId::new(context.require(&[Role::Customer])?.sub))
 }
 
-/// Whether `customer` has a delivered order containing `sku`, read from the order streams.
+/// Whether `customer` has a delivered order containing `sku` or one of its variants (a shopper
+/// buys `TEE-M` and reviews `TEE`), read from the order streams.
 pub async fn purchase_delivered(
     state: &AppState,
     customer: CustomerId,
     sku: &Sku,
 ) -> ApiResult<bool> {
-    let candidates: Vec<String> = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events
-          WHERE aggregate_type = 'order' AND event_type = 'OrderPlaced'
-            AND payload->'OrderPlaced'->>'customer' = $1
-            AND payload->'OrderPlaced'->'lines' @> jsonb_build_array(jsonb_build_object('sku', $2::text))
-          ORDER BY global_position DESC",
+    let product = state.stores.products.load(sku.as_str()).await?.aggregate;
+    let variants = product.details().map(|d| &d.variants);
+    let bought =
+        |line_sku: &Sku| line_sku == sku || variants.is_some_and(|v| v.contains_key(line_sku));
+    let candidates = eventlog::streams::stream_ids_by_event_field(
+        &state.pool,
+        "order",
+        "OrderPlaced",
+        "customer",
+        &customer.to_string(),
     )
-    .bind(customer.to_string())
-    .bind(sku.as_str())
-    .fetch_all(&state.pool)
     .await?;
     for order_id in candidates {
         let order = state.stores.orders.load(&order_id).await?.aggregate;
@@ -107,7 +109,7 @@ pub async fn purchase_delivered(
         };
         if placed.delivered
             && placed.customer == Some(customer)
-            && placed.lines.iter().any(|line| &line.sku == sku)
+            && placed.lines.iter().any(|line| bought(&line.sku))
         {
             return Ok(true);
         }
