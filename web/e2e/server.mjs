@@ -1,7 +1,11 @@
 // A `shop serve` of the test's own: a fresh database (migrated and seeded), every role on free
-// ports, the local payment gateway, and the built front-end from SHOP_WEB_DIR.
+// ports, the local payment gateway, a media directory of its own, and the built front-end from
+// SHOP_WEB_DIR.
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const PG = { host: '127.0.0.1', port: '5432', user: 'postgres' };
@@ -15,12 +19,15 @@ export function psql(database, sql) {
 export async function startShop({ bin, webDir }) {
   // `shop_test_` prefix: scripts/test.sh drops such databases left by interrupted runs
   const database = `shop_test_web_${process.pid}_${randomBytes(3).toString('hex')}`;
+  // product images' objects: a directory of the run's own, removed at the end
+  const mediaDir = mkdtempSync(join(tmpdir(), 'shop-web-media-'));
   const env = {
     ...process.env,
     DATABASE_URL: `postgres://${PG.user}@${PG.host}:${PG.port}/${database}`,
     SHOP_COMMAND_API_ADDR: '127.0.0.1:0',
     SHOP_QUERY_API_ADDR: '127.0.0.1:0',
     SHOP_WEB_DIR: webDir,
+    SHOP_MEDIA_DIR: mediaDir,
     SHOP_PAYMENT_GATEWAY: 'local',
     SHOP_JWT_SECRET: randomBytes(32).toString('hex'),
     SHOP_LOG_FORMAT: 'json',
@@ -66,6 +73,7 @@ export async function startShop({ bin, webDir }) {
         else child.on('exit', resolve);
       });
       execFileSync('psql', ['-h', PG.host, '-U', PG.user, '-qX', '-c', `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`]);
+      rmSync(mediaDir, { recursive: true, force: true });
     },
   };
 }
