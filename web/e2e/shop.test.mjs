@@ -343,3 +343,176 @@ test('an auditor reads a stream with actors and causation, its state at a versio
   await snap(page, 'audit-broken-chain');
   await page.context().close();
 });
+
+// A 2×2 PNG (red, green, blue, white pixels), valid enough to be decoded and thumbnailed.
+const TINY_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR42mM4IScnt8CGQc7mxP///wEgjgYeGPy5WAAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+/** A REST command against the test's shop: the JSON body (with `position`), or throws. */
+async function api(method, path, body, { token, headers = {}, raw } = {}) {
+  const sent = { ...headers };
+  if (token) sent.authorization = `Bearer ${token}`;
+  if (body !== undefined && !raw) sent['content-type'] = 'application/json';
+  const res = await fetch(`${shop.url}/api${path}`, {
+    method,
+    headers: sent,
+    body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : {};
+}
+
+async function graphql(query, variables, { token, position } = {}) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (position) headers['shop-position'] = position;
+  const body = await (await fetch(`${shop.url}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) })).json();
+  if (body.errors?.length) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+test('a product page shows images, variants, the rating summary and reviews; a customer picks a variant, reviews and votes', async () => {
+  // seeded through the public APIs: staff create a T-shirt with a size option, two variants with
+  // stock and an image; a customer buys one, gets it delivered and writes a verified review
+  const staff = (await api('POST', '/auth/login', shop.accounts.staff)).access_token;
+  await api('POST', '/products', {
+    sku: 'TEE-01',
+    name: 'Organic T-shirt',
+    description: 'Heavy cotton, made to last.',
+    category: 'home',
+    price: { amount_minor: 2500, currency: 'EUR' },
+  }, { token: staff });
+  await api('PUT', '/products/TEE-01/options', { options: [{ name: 'Size', values: ['S', 'M'] }] }, { token: staff });
+  await api('POST', '/products/TEE-01/variants', { sku: 'TEE-01-S', option_values: { Size: 'S' } }, { token: staff });
+  await api('POST', '/products/TEE-01/variants', {
+    sku: 'TEE-01-M',
+    option_values: { Size: 'M' },
+    price: { amount_minor: 2900, currency: 'EUR' },
+  }, { token: staff });
+  await api('POST', '/inventory/TEE-01-S/receive', { quantity: 5 }, { token: staff });
+  await api('POST', '/inventory/TEE-01-M/receive', { quantity: 3 }, { token: staff });
+  // the badge is proven by a delivered order with the reviewed SKU itself: an order of a variant
+  // does not count for its parent's reviews (yet), so the reviewer buys the parent's own SKU
+  await api('POST', '/inventory/TEE-01/receive', { quantity: 1 }, { token: staff });
+  const image = await api('POST', `/products/TEE-01/images?alt=${encodeURIComponent('A folded blue T-shirt')}`, TINY_PNG, {
+    token: staff,
+    raw: true,
+    headers: { 'content-type': 'image/png' },
+  });
+  assert.equal(image.content_type, 'image/png');
+
+  const reviewer = await api('POST', '/auth/register', {
+    email: `reviewer-${Date.now()}@example.com`,
+    password: 'correct horse battery',
+    name: 'Rita Reviewer',
+  });
+  const cart = await api('POST', '/carts', { currency: 'EUR' }, { token: reviewer.access_token });
+  await api('POST', `/carts/${cart.cart_id}/items`, { sku: 'TEE-01', quantity: 1 }, { token: reviewer.access_token });
+  const { order_id: reviewerOrder } = await api('POST', `/carts/${cart.cart_id}/checkout`, {
+    shipping_address: { name: 'Rita Reviewer', line1: '2 Side Street', city: 'Hamburg', postal_code: '20095', country: 'DE' },
+    payment_method: 'pm_card_visa',
+  }, { token: reviewer.access_token });
+  for (let i = 0; ; i++) {
+    const { order } = await graphql('query($id: UUID!) { order(id: $id) { status } }', { id: reviewerOrder }, { token: reviewer.access_token });
+    if (order?.status === 'CONFIRMED') break;
+    assert.ok(i < 75, `the reviewer's order is ${order?.status}, not confirmed`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await api('POST', `/orders/${reviewerOrder}/ship`, { tracking: 'TEE-TRACK' }, { token: staff });
+  await api('POST', `/orders/${reviewerOrder}/deliver`, undefined, { token: staff });
+  const review = await api('POST', '/products/TEE-01/reviews', {
+    rating: 4,
+    title: 'Soft and warm',
+    text: 'Washed it ten times, still in shape.',
+  }, { token: reviewer.access_token });
+  assert.equal(review.verified_purchase, true, 'the delivered order earns the badge');
+  // read-your-writes: the page's first read comes after the review is in the read models
+  const { product } = await graphql('query { product(sku: "TEE-01") { ratingSummary { count } } }', {}, { position: review.position });
+  assert.equal(product.ratingSummary.count, 1);
+
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await page.goto(`${shop.url}/product/TEE-01`);
+  await heading(page, 'Organic T-shirt');
+  // the image, with the alt text staff gave it, really loaded (a thumbnail of the upload)
+  const picture = page.getByRole('img', { name: 'A folded blue T-shirt' });
+  await picture.waitFor({ state: 'visible', timeout: WAIT });
+  await page.waitForFunction(() => document.querySelector('img.main-image')?.naturalWidth > 0, null, { timeout: WAIT });
+  // the first variant in stock is picked: M at its own price and stock
+  assert.equal(await page.getByLabel('Size').inputValue(), 'M');
+  await sees(page, '€29.00');
+  assert.equal(await page.getByTestId('sku').textContent(), 'TEE-01-M');
+  await sees(page, '3 in stock');
+  // the summary and the verified review
+  await sees(page, '4.0 out of 5');
+  await sees(page, '(1 review)');
+  await sees(page, '4 stars: 1');
+  await sees(page, '5 stars: 0');
+  const seeded = page.getByRole('article', { name: 'Soft and warm' });
+  await seeded.getByText('Verified purchase').waitFor({ timeout: WAIT });
+  await seeded.getByText('Washed it ten times, still in shape.').waitFor({ timeout: WAIT });
+  assert.equal(await page.getByRole('button', { name: /^Helpful/ }).count(), 0, 'guests cannot vote');
+  await sees(page, 'to write a review.');
+  await accessible(page, 'the product page with variants and reviews');
+  await snap(page, 'product-variants-reviews');
+
+  // picking S shows its price, SKU and stock, and "Add to cart" adds S
+  await page.getByLabel('Size').selectOption('S');
+  await sees(page, '€25.00');
+  assert.equal(await page.getByTestId('sku').textContent(), 'TEE-01-S');
+  await sees(page, '5 in stock');
+  await page.getByRole('button', { name: 'Add to cart' }).click();
+  await sees(page, 'Added 1 × Organic T-shirt');
+  await sees(page, 'Cart (1)');
+  await snap(page, 'product-variant-added');
+  await page.getByRole('link', { name: 'Cart (1)' }).click();
+  await heading(page, 'Your cart');
+  await sees(page, 'TEE-01-S');
+  assert.equal(await page.getByText('TEE-01-M').count(), 0);
+  await snap(page, 'cart-with-variant');
+
+  // a signed-in customer votes for the review and writes one; it shows at once
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  const signIn = page.getByRole('form', { name: 'Sign in' });
+  await signIn.getByLabel('Email').fill(shopper.email);
+  await signIn.getByLabel('Password').fill(shopper.password);
+  await signIn.getByRole('button', { name: 'Sign in' }).click();
+  await sees(page, `Signed in as ${shopper.email}`);
+  await page.goto(`${shop.url}/product/TEE-01`);
+  await heading(page, 'Organic T-shirt');
+  await seeded.getByRole('button', { name: 'Helpful: Soft and warm' }).click();
+  await seeded.getByText('1 person found this helpful').waitFor({ timeout: WAIT });
+
+  const form = page.getByRole('form', { name: 'Write a review' });
+  await form.getByLabel('Rating').selectOption('2');
+  await form.getByLabel('Title').fill('Shrank a size');
+  await form.getByLabel('Your review').fill('Nice colour, but it shrank in the wash.');
+  await accessible(page, 'the review form');
+  await snap(page, 'review-form-filled');
+  await form.getByRole('button', { name: 'Post review' }).click();
+  await sees(page, 'Thank you: your review is published.');
+  const mine = page.getByRole('article', { name: 'Shrank a size' });
+  await mine.getByText('Nice colour, but it shrank in the wash.').waitFor({ timeout: WAIT });
+  assert.equal(await mine.getByText('Verified purchase').count(), 0, 'no delivered order, no badge');
+  await sees(page, '3.0 out of 5');
+  await sees(page, '(2 reviews)');
+  await sees(page, '2 stars: 1');
+  await snap(page, 'review-posted');
+
+  // a second review of the same product: the problem's detail is shown by the form
+  await form.getByLabel('Title').fill('Again');
+  await form.getByRole('button', { name: 'Post review' }).click();
+  await form.getByRole('alert').filter({ hasText: 'already reviewed' }).waitFor({ timeout: WAIT });
+  await accessible(page, 'the review form with an error');
+  await snap(page, 'review-already-reviewed');
+
+  // a product without images shows a placeholder
+  await page.goto(`${shop.url}/product/HP-100`);
+  await heading(page, 'Studio headphones');
+  await page.getByRole('img', { name: 'No image of Studio headphones' }).waitFor({ timeout: WAIT });
+  await sees(page, 'No reviews yet.');
+  await snap(page, 'product-placeholder');
+  await page.context().close();
+});
