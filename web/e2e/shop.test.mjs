@@ -458,12 +458,18 @@ test('a product page shows images, variants, the rating summary and reviews; a c
   await accessible(page, 'the product page with variants and reviews');
   await snap(page, 'product-variants-reviews');
 
-  // picking S shows its price, SKU and stock, and "Add to cart" adds S
-  await page.getByLabel('Size').selectOption('S');
+  // by keyboard: picking S shows its price, SKU and stock, and "Add to cart" adds S
+  await page.getByLabel('Size').focus();
+  await page.keyboard.press('ArrowUp');
+  assert.equal(await page.getByLabel('Size').inputValue(), 'S');
   await sees(page, '€25.00');
   assert.equal(await page.getByTestId('sku').textContent(), 'TEE-01-S');
   await sees(page, '5 in stock');
-  await page.getByRole('button', { name: 'Add to cart' }).click();
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedName(page), 'Quantity');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedName(page), 'Add to cart');
+  await page.keyboard.press('Enter');
   await sees(page, 'Added 1 × Organic T-shirt');
   await sees(page, 'Cart (1)');
   await snap(page, 'product-variant-added');
