@@ -1,7 +1,9 @@
 //! The account's own data over real HTTP against the real PostgreSQL: profile, address book,
 //! checkout with a saved address, the list of sessions and their revocation, password reset.
 
-use std::net::SocketAddr;
+mod support;
+use support::assert_problem;
+
 use std::time::Duration;
 
 use accounts::{passwords, tokens::Secret, Role};
@@ -37,23 +39,15 @@ impl TestApp {
         )
         .await;
         let state = AppState::new(db.pool.clone(), &Secret::new(vec![42; 32]).unwrap(), config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = command_api::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let support::Served {
+            base,
+            client,
+            state,
+            db,
+        } = support::serve(db, state).await;
         Self {
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            base,
+            client,
             state,
             db,
         }
@@ -111,11 +105,6 @@ impl TestApp {
     async fn finish(self) {
         self.db.drop().await;
     }
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["code"], code, "{body}");
 }
 
 fn address(name: &str) -> Value {

@@ -1,8 +1,8 @@
 //! The catalog's staff routes over real HTTP against the real PostgreSQL: prices per currency
 //! (a cart priced in its own currency), with who may call them and what bad input gets.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod support;
+use support::assert_problem;
 
 use accounts::{passwords, tokens::Secret, Role};
 use command_api::{ApiConfig, AppState};
@@ -32,23 +32,15 @@ impl TestApp {
             &Secret::new(vec![42; 32]).unwrap(),
             ApiConfig::default(),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = command_api::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let support::Served {
+            base,
+            client,
+            state,
+            db,
+        } = support::serve(db, state).await;
         Self {
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            base,
+            client,
             state,
             db,
         }
@@ -169,11 +161,6 @@ impl TestApp {
     async fn finish(self) {
         self.db.drop().await;
     }
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["code"], code, "{body}");
 }
 
 const ADDRESS: &str = r#"{"name": "Ann", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}"#;

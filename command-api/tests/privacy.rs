@@ -2,9 +2,9 @@
 //! sealed: a customer's export and self-erasure, staff's export and erasure of a customer, who
 //! may call which, and a shop without a master key refusing erasure.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use accounts::{tokens::Secret, Role};
 use chrono::Utc;
@@ -54,23 +54,15 @@ impl TestApp {
             ApiConfig::default(),
             keyring,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = command_api::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let support::Served {
+            base,
+            client,
+            state,
+            db,
+        } = support::serve(db, state).await;
         Self {
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            base,
+            client,
             state,
             db,
         }

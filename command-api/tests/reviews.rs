@@ -2,8 +2,8 @@
 //! product, the verified-purchase badge proven from the order streams (only after delivery),
 //! one helpful vote per customer, staff moderation, and typed errors for bad input and roles.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod support;
+use support::assert_problem;
 
 use accounts::{passwords, tokens::Secret, Role};
 use command_api::{ApiConfig, AppState};
@@ -39,23 +39,15 @@ impl TestApp {
             &Secret::new(vec![42; 32]).unwrap(),
             ApiConfig::default(),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = command_api::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let support::Served {
+            base,
+            client,
+            state,
+            db,
+        } = support::serve(db, state).await;
         Self {
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            base,
+            client,
             state,
             db,
         }
@@ -159,11 +151,6 @@ impl TestApp {
     async fn finish(self) {
         self.db.drop().await;
     }
-}
-
-fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["code"], code, "{body}");
 }
 
 fn review(rating: i64, title: &str) -> Value {
